@@ -1,0 +1,99 @@
+//! The core's error type. Each variant maps to one stable string code, which the binding crate turns into
+//! the JavaScript `error.code`.
+
+use std::fmt;
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// A result with the core's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything the core can fail with.
+#[derive(Debug)]
+pub enum Error {
+  /// A slot file was refused or could not be used. `code` is stable: `ESYMLINK`, `ENOTREG`, `EFOREIGN`,
+  /// `EBADSIZE`, `ETOOLARGE`, `ESHRUNK`, or the errno name of an operating-system failure (`ENOENT`,
+  /// `EACCES`, `EROFS`, ...).
+  SlotFile {
+    /// The stable code.
+    code: String,
+    /// The slot file's path.
+    path: PathBuf,
+    /// Why, in words.
+    reason: String,
+  },
+  /// An argument was out of range (code `EINVAL`).
+  InvalidArgument(String),
+}
+
+impl Error {
+  /// A slot-file error with one of the core's own codes.
+  pub(crate) fn slot_file(code: &str, path: &Path, reason: impl Into<String>) -> Self {
+    Error::SlotFile {
+      code: code.to_owned(),
+      path: path.to_owned(),
+      reason: reason.into(),
+    }
+  }
+
+  /// A slot-file error from an operating-system failure, keeping the errno name as the code.
+  pub(crate) fn slot_io(path: &Path, what: &str, err: &io::Error) -> Self {
+    Error::SlotFile {
+      code: errno_name(err),
+      path: path.to_owned(),
+      reason: format!("{what}: {err}"),
+    }
+  }
+
+  /// The stable code of this error.
+  pub fn code(&self) -> &str {
+    match self {
+      Error::SlotFile { code, .. } => code,
+      Error::InvalidArgument(_) => "EINVAL",
+    }
+  }
+
+  /// The path this error is about, if any.
+  pub fn path(&self) -> Option<&Path> {
+    match self {
+      Error::SlotFile { path, .. } => Some(path),
+      Error::InvalidArgument(_) => None,
+    }
+  }
+}
+
+impl fmt::Display for Error {
+  fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    match self {
+      Error::SlotFile { path, reason, .. } => {
+        write!(f, "slot file {}: {reason}", path.display())
+      }
+      Error::InvalidArgument(reason) => f.write_str(reason),
+    }
+  }
+}
+
+impl std::error::Error for Error {}
+
+/// The symbolic name of an I/O error's errno (`ENOENT`), or `EIO` when it has none.
+pub(crate) fn errno_name(err: &io::Error) -> String {
+  match err.raw_os_error() {
+    #[cfg(unix)]
+    Some(raw) => format!("{:?}", nix::errno::Errno::from_raw(raw)),
+    _ => "EIO".to_owned(),
+  }
+}
+
+#[cfg(test)]
+mod tests {
+  use super::*;
+
+  #[test]
+  fn io_errors_keep_their_errno_name() {
+    let err = io::Error::from_raw_os_error(libc::ENOENT);
+    let e = Error::slot_io(Path::new("/x"), "open", &err);
+    assert_eq!(e.code(), "ENOENT");
+    assert!(e.to_string().starts_with("slot file /x: open: "));
+    assert_eq!(errno_name(&io::Error::other("no errno")), "EIO");
+  }
+}

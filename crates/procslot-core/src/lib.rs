@@ -1,0 +1,23 @@
+//! The operating-system work behind `procslot`, in pure Rust.
+//!
+//! - [`slots`]: worker slots. Each process of a fleet takes a small reusable ID from a memory-mapped slot
+//!   file: one 8-byte word per slot, written with atomic compare-and-swap, and an exclusive byte-range lock
+//!   per slot as the lease, so a dead holder's slot comes back the moment the kernel drops its lock.
+//! - [`liveness`]: the PID-based fallback that decides whether a holder is dead where a filesystem refuses
+//!   locks.
+//!
+//! Platform code lives in one private `sys` module chosen by `cfg`.
+#![deny(clippy::all)]
+#![deny(unsafe_op_in_unsafe_fn)]
+
+pub mod error;
+pub mod liveness;
+pub mod slots;
+mod sys;
+
+pub use error::{Error, Result};
+pub use liveness::{holder_is_dead, Probe, ProcStat, SystemProbe};
+pub use slots::{
+  get_process_id, release_process_id, Holder, Locking, OpenOptions, SlotFile, SlotInfo,
+  MAX_FILE_BYTES, MAX_SLOTS, SLOT_BYTES,
+};

@@ -1,0 +1,655 @@
+//! Worker slots: a file of N 8-byte words shared by every process of a fleet through `mmap`.
+//!
+//! Slot `i` is the little-endian word at byte `8*i`: bytes 0..4 hold the holder's PID, bytes 4..8 its
+//! start tag (the low 32 bits of its start time), and PID 0 means free. A holder keeps an exclusive
+//! byte-range lock on its slot's 8 bytes for as long as it holds the slot; the kernel drops that lock when
+//! the holder dies in any way, so **a slot is held exactly while its lock is held**, whatever the holder's
+//! PID namespace and however its PID is later reused. The word says who holds it, for display; only where
+//! the filesystem refuses locks does liveness fall back to the PID (see [`crate::liveness`]).
+//!
+//! Within a process, one [`SlotFile`] exists per file (keyed by device and inode), shared by every table
+//! that opens it, so the process's locks agree and it never holds two slots of one file.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
+
+use memmap2::{MmapOptions, MmapRaw};
+
+use crate::error::{Error, Result};
+use crate::liveness::{holder_is_dead, self_start_tag, SystemProbe};
+use crate::sys::{self, LockOutcome};
+
+/// Bytes per slot.
+pub const SLOT_BYTES: usize = 8;
+/// The largest slot file accepted: anything bigger is refused as absurd.
+pub const MAX_FILE_BYTES: u64 = 1 << 20;
+/// The most slots a file can hold.
+pub const MAX_SLOTS: usize = MAX_FILE_BYTES as usize / SLOT_BYTES;
+/// A byte far beyond the largest slot file, locked (without waiting long) while a file grows, so that two
+/// processes growing one file never shrink it.
+const GROW_LOCK_OFFSET: u64 = 1 << 40;
+
+/// Who holds a slot, as its word says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Holder {
+  /// The holder's PID in its own PID namespace; 0 when the slot is free.
+  pub pid: u32,
+  /// The low 32 bits of the holder's start time; 0 when unknown.
+  pub tag: u32,
+}
+
+impl Holder {
+  /// Packs the holder into a slot word (PID in the low half, tag in the high half).
+  pub fn to_word(self) -> u64 {
+    u64::from(self.pid) | (u64::from(self.tag) << 32)
+  }
+
+  /// Unpacks a slot word.
+  pub fn from_word(word: u64) -> Self {
+    Holder {
+      pid: word as u32,
+      tag: (word >> 32) as u32,
+    }
+  }
+}
+
+/// One slot, as [`SlotFile::snapshot`] sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SlotInfo {
+  /// The slot's index.
+  pub slot: usize,
+  /// The holder as the word names it (`pid` 0: free).
+  pub holder: Holder,
+  /// Whether the holder is alive: its lock is held (or, without locks, its PID is live).
+  pub alive: bool,
+  /// Whether this process holds the slot.
+  pub is_self: bool,
+}
+
+/// How liveness is decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Locking {
+  /// Byte-range locks, falling back to PIDs where the filesystem refuses them.
+  #[default]
+  Auto,
+  /// PIDs only, as on a filesystem that refuses locks (for tests and diagnostics).
+  Off,
+}
+
+/// How to open a slot file.
+#[derive(Debug, Clone)]
+pub struct OpenOptions {
+  /// Grow the file to at least this many slots (never shrinks it). `None`: keep its size.
+  pub slots: Option<usize>,
+  /// Slot count for a file that is new or empty.
+  pub default_slots: usize,
+  /// Permission bits of a file this call creates (exactly these: the umask does not apply).
+  pub mode: u32,
+  /// Accept a file owned by another user.
+  pub allow_foreign_owner: bool,
+  /// Locks or PIDs.
+  pub locking: Locking,
+}
+
+impl Default for OpenOptions {
+  fn default() -> Self {
+    OpenOptions {
+      slots: None,
+      default_slots: std::thread::available_parallelism().map_or(1, |n| n.get()),
+      mode: 0o600,
+      allow_foreign_owner: false,
+      locking: Locking::Auto,
+    }
+  }
+}
+
+/// The shared mapping: the one place raw pointers live.
+///
+/// Invariant: `slots * 8` bytes are mapped for as long as this value lives, and slot files never shrink
+/// (this crate only grows them, and refuses a file it finds shrunk), so every `&AtomicU64` handed out
+/// points into mapped memory for as long as the borrow of `self` lasts.
+struct SlotMap {
+  map: MmapRaw,
+  slots: usize,
+}
+
+impl SlotMap {
+  fn new(file: &File, slots: usize) -> io::Result<Self> {
+    let map = MmapOptions::new().len(slots * SLOT_BYTES).map_raw(file)?;
+    Ok(SlotMap { map, slots })
+  }
+
+  fn word(&self, slot: usize) -> &AtomicU64 {
+    assert!(slot < self.slots, "slot {slot} out of range");
+    // SAFETY: the mapping is page-aligned and `slot * 8 + 8 <= len`, so the pointer is in bounds and
+    // 8-byte aligned; the memory stays mapped while `self` is borrowed (see the type's invariant); and
+    // every access to it, from any process, is atomic.
+    unsafe { &*(self.map.as_mut_ptr().add(slot * SLOT_BYTES) as *const AtomicU64) }
+  }
+
+  /// The word of `slot`, in file order (little-endian on every platform).
+  fn load(&self, slot: usize) -> u64 {
+    u64::from_le(self.word(slot).load(Ordering::SeqCst))
+  }
+
+  /// Compare-and-swap on the word of `slot`.
+  fn cas(&self, slot: usize, current: u64, new: u64) -> std::result::Result<u64, u64> {
+    self
+      .word(slot)
+      .compare_exchange(
+        current.to_le(),
+        new.to_le(),
+        Ordering::SeqCst,
+        Ordering::SeqCst,
+      )
+      .map(u64::from_le)
+      .map_err(u64::from_le)
+  }
+}
+
+struct Inner {
+  map: SlotMap,
+  held: Option<usize>,
+}
+
+/// An open slot file, shared by everything in this process that opened the same file.
+pub struct SlotFile {
+  path: PathBuf,
+  file: File,
+  key: (u64, u64),
+  locks: AtomicBool,
+  me: Holder,
+  inner: Mutex<Inner>,
+}
+
+impl std::fmt::Debug for SlotFile {
+  fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+    f.debug_struct("SlotFile")
+      .field("path", &self.path)
+      .field("locks", &self.uses_locks())
+      .finish_non_exhaustive()
+  }
+}
+
+type Registry = Mutex<HashMap<(u64, u64), Weak<SlotFile>>>;
+
+fn registry() -> MutexGuard<'static, HashMap<(u64, u64), Weak<SlotFile>>> {
+  static OPEN: OnceLock<Registry> = OnceLock::new();
+  lock(OPEN.get_or_init(Default::default))
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+  m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn me() -> Holder {
+  static ME: OnceLock<u32> = OnceLock::new();
+  Holder {
+    pid: std::process::id(),
+    tag: *ME.get_or_init(self_start_tag),
+  }
+}
+
+fn offset(slot: usize) -> u64 {
+  (slot * SLOT_BYTES) as u64
+}
+
+impl SlotFile {
+  /// Opens (creating if needed) the slot file at `path`, or joins this process's open of the same file.
+  ///
+  /// The file is opened without following symlinks and refused, without a byte changed, when it is not a
+  /// regular file, is owned by another user (unless allowed), or has a size that is not a multiple of 8
+  /// or is over [`MAX_FILE_BYTES`]. A new or empty file gets `default_slots` slots; `slots` grows it.
+  ///
+  /// # Errors
+  /// [`Error::SlotFile`] with code `ESYMLINK`, `ENOTREG`, `EFOREIGN`, `EBADSIZE`, `ETOOLARGE`, or the
+  /// errno name of a failed system call; [`Error::InvalidArgument`] for a slot count out of range.
+  pub fn open(path: &Path, options: &OpenOptions) -> Result<Arc<SlotFile>> {
+    let wanted = options.slots.unwrap_or(0);
+    for (what, n) in [("slots", wanted), ("default slots", options.default_slots)] {
+      if n > MAX_SLOTS {
+        return Err(Error::InvalidArgument(format!(
+          "{what} must be at most {MAX_SLOTS} (a {MAX_FILE_BYTES}-byte file), got {n}"
+        )));
+      }
+    }
+    let path = std::path::absolute(path).map_err(|e| Error::slot_io(path, "resolve path", &e))?;
+
+    // Join an open of the same file first: on macOS, opening and closing a second descriptor would drop
+    // this process's locks on it.
+    if let Ok(meta) = std::fs::symlink_metadata(&path) {
+      if let Some(existing) = Self::lookup((meta.dev(), meta.ino())) {
+        existing.ensure_slots(wanted)?;
+        return Ok(existing);
+      }
+    }
+
+    let (file, created) = open_file(&path, options.mode)?;
+    let meta = file
+      .metadata()
+      .map_err(|e| Error::slot_io(&path, "fstat", &e))?;
+    check_file(&path, &meta, options.allow_foreign_owner)?;
+    if created {
+      // Exactly the requested mode, whatever the umask (a fleet of several users may ask for 0o666).
+      file
+        .set_permissions(std::fs::Permissions::from_mode(options.mode & 0o7777))
+        .map_err(|e| Error::slot_io(&path, "chmod", &e))?;
+    }
+    let key = (meta.dev(), meta.ino());
+    let mut reg = registry();
+    if let Some(existing) = reg.get(&key).and_then(Weak::upgrade) {
+      drop(reg);
+      existing.ensure_slots(wanted)?;
+      return Ok(existing);
+    }
+
+    let locks = options.locking == Locking::Auto;
+    let initial = if meta.len() == 0 {
+      wanted.max(options.default_slots).max(1)
+    } else {
+      wanted
+    };
+    let size = grow(&path, &file, initial, locks)?;
+    let map = SlotMap::new(&file, (size / SLOT_BYTES as u64) as usize)
+      .map_err(|e| Error::slot_io(&path, "mmap", &e))?;
+    let slot_file = Arc::new(SlotFile {
+      path,
+      file,
+      key,
+      locks: AtomicBool::new(locks),
+      me: me(),
+      inner: Mutex::new(Inner { map, held: None }),
+    });
+    reg.retain(|_, weak| weak.strong_count() > 0);
+    reg.insert(key, Arc::downgrade(&slot_file));
+    Ok(slot_file)
+  }
+
+  fn lookup(key: (u64, u64)) -> Option<Arc<SlotFile>> {
+    registry().get(&key).and_then(Weak::upgrade)
+  }
+
+  /// The file's absolute path.
+  pub fn path(&self) -> &Path {
+    &self.path
+  }
+
+  /// Whether liveness is decided by locks (`false`: the filesystem refused them, or [`Locking::Off`]).
+  pub fn uses_locks(&self) -> bool {
+    self.locks.load(Ordering::Relaxed)
+  }
+
+  /// The slot this process holds in this file, if any.
+  pub fn held(&self) -> Option<usize> {
+    lock(&self.inner).held
+  }
+
+  /// The number of slots, re-reading the file's size (another process may have grown it).
+  ///
+  /// # Errors
+  /// `ESHRUNK` when the file is now smaller than when mapped; `fstat`/`mmap` failures.
+  pub fn size(&self) -> Result<usize> {
+    let mut inner = lock(&self.inner);
+    self.refresh(&mut inner)?;
+    Ok(inner.map.slots)
+  }
+
+  /// Grows the file to at least `slots` slots (never shrinks it).
+  ///
+  /// # Errors
+  /// As [`SlotFile::size`], plus `ftruncate` failures.
+  pub fn ensure_slots(&self, slots: usize) -> Result<()> {
+    if slots > MAX_SLOTS {
+      return Err(Error::InvalidArgument(format!(
+        "slots must be at most {MAX_SLOTS}, got {slots}"
+      )));
+    }
+    let mut inner = lock(&self.inner);
+    if slots > inner.map.slots {
+      grow(&self.path, &self.file, slots, self.uses_locks())?;
+    }
+    self.refresh(&mut inner)
+  }
+
+  /// Remaps when another process grew the file.
+  fn refresh(&self, inner: &mut Inner) -> Result<()> {
+    let len = self
+      .file
+      .metadata()
+      .map_err(|e| Error::slot_io(&self.path, "fstat", &e))?
+      .len();
+    let slots = (len.min(MAX_FILE_BYTES) / SLOT_BYTES as u64) as usize;
+    if slots < inner.map.slots {
+      return Err(Error::slot_file(
+        "ESHRUNK",
+        &self.path,
+        format!(
+          "the file shrank from {} to {len} bytes behind our back; slot files only grow",
+          inner.map.slots * SLOT_BYTES
+        ),
+      ));
+    }
+    if slots > inner.map.slots {
+      inner.map =
+        SlotMap::new(&self.file, slots).map_err(|e| Error::slot_io(&self.path, "mmap", &e))?;
+    }
+    Ok(())
+  }
+
+  /// Takes the lock of `slot` without waiting. `None`: the filesystem refuses locks (and from now on
+  /// liveness is decided by PIDs).
+  fn try_lock(&self, slot: usize) -> Result<Option<bool>> {
+    match sys::try_lock(&self.file, offset(slot), SLOT_BYTES as u64) {
+      Ok(LockOutcome::Acquired) => Ok(Some(true)),
+      Ok(LockOutcome::Busy) => Ok(Some(false)),
+      Ok(LockOutcome::Unsupported) => {
+        self.locks.store(false, Ordering::Relaxed);
+        Ok(None)
+      }
+      Err(e) => Err(Error::slot_io(&self.path, "lock slot", &e)),
+    }
+  }
+
+  fn unlock(&self, slot: usize) {
+    if self.uses_locks() {
+      // Failing to unlock cannot be acted on; the lock goes with the descriptor at the latest.
+      let _ = sys::unlock(&self.file, offset(slot), SLOT_BYTES as u64);
+    }
+  }
+
+  /// Claims a slot for this process: its own slot if it holds one already, else `preferred` if free, else
+  /// the lowest slot with no live holder. `Ok(None)` when every slot is held by a live process.
+  ///
+  /// # Errors
+  /// A lock or `fstat` failure other than "held" or "unsupported"; `ESHRUNK`.
+  pub fn acquire(&self, preferred: Option<usize>) -> Result<Option<usize>> {
+    let mut inner = lock(&self.inner);
+    if let Some(slot) = inner.held {
+      return Ok(Some(slot));
+    }
+    self.refresh(&mut inner)?;
+    let n = inner.map.slots;
+    let first = preferred.filter(|&p| p < n);
+    let order = first
+      .into_iter()
+      .chain((0..n).filter(|&i| Some(i) != first));
+    let mine = self.me.to_word();
+    for slot in order {
+      if self.uses_locks() {
+        match self.try_lock(slot)? {
+          Some(true) => {
+            // The lease is ours, so whoever the word names is gone: only lock holders write.
+            let mut seen = inner.map.load(slot);
+            while let Err(now) = inner.map.cas(slot, seen, mine) {
+              seen = now;
+            }
+            inner.held = Some(slot);
+            return Ok(Some(slot));
+          }
+          Some(false) => continue,
+          None => {} // locks refused: decide this slot (and the rest) by PID
+        }
+      }
+      let seen = inner.map.load(slot);
+      let holder = Holder::from_word(seen);
+      if holder_is_dead(&SystemProbe, holder.pid, holder.tag)
+        && inner.map.cas(slot, seen, mine).is_ok()
+      {
+        inner.held = Some(slot);
+        return Ok(Some(slot));
+      }
+    }
+    Ok(None)
+  }
+
+  /// Frees this process's slot: the word goes back to 0 if it still names this process, then the lock is
+  /// dropped and the slot forgotten. With `Some(slot)`, only if that is the slot this process holds.
+  /// Returns whether a slot was freed.
+  pub fn release(&self, slot: Option<usize>) -> bool {
+    let mut inner = lock(&self.inner);
+    let Some(held) = inner.held else {
+      return false;
+    };
+    if slot.is_some_and(|s| s != held) {
+      return false;
+    }
+    let freed = inner.map.cas(held, self.me.to_word(), 0).is_ok();
+    self.unlock(held);
+    inner.held = None;
+    freed
+  }
+
+  /// Frees every slot whose holder is dead; returns how many.
+  ///
+  /// # Errors
+  /// A lock or `fstat` failure; `ESHRUNK`.
+  pub fn reclaim(&self) -> Result<usize> {
+    let mut inner = lock(&self.inner);
+    self.refresh(&mut inner)?;
+    let mut freed = 0;
+    for slot in 0..inner.map.slots {
+      let seen = inner.map.load(slot);
+      if seen == 0 || inner.held == Some(slot) {
+        continue;
+      }
+      if self.uses_locks() {
+        match self.try_lock(slot)? {
+          Some(true) => {
+            // Nobody holds the lease: free the word (unless someone rewrote it meanwhile).
+            freed += usize::from(inner.map.cas(slot, seen, 0).is_ok());
+            self.unlock(slot);
+            continue;
+          }
+          Some(false) => continue,
+          None => {}
+        }
+      }
+      let holder = Holder::from_word(seen);
+      if holder_is_dead(&SystemProbe, holder.pid, holder.tag)
+        && inner.map.cas(slot, seen, 0).is_ok()
+      {
+        freed += 1;
+      }
+    }
+    Ok(freed)
+  }
+
+  /// Every slot: who its word names, whether that holder is alive, whether it is this process.
+  ///
+  /// # Errors
+  /// A lock-probe or `fstat` failure; `ESHRUNK`.
+  pub fn snapshot(&self) -> Result<Vec<SlotInfo>> {
+    let mut inner = lock(&self.inner);
+    self.refresh(&mut inner)?;
+    let mut out = Vec::with_capacity(inner.map.slots);
+    for slot in 0..inner.map.slots {
+      let holder = Holder::from_word(inner.map.load(slot));
+      let is_self = inner.held == Some(slot);
+      let alive = if holder.pid == 0 {
+        false
+      } else if is_self {
+        true
+      } else {
+        self.is_alive(slot, holder)?
+      };
+      out.push(SlotInfo {
+        slot,
+        holder,
+        alive,
+        is_self,
+      });
+    }
+    Ok(out)
+  }
+
+  fn is_alive(&self, slot: usize, holder: Holder) -> Result<bool> {
+    if self.uses_locks() {
+      match sys::probe_lock(&self.file, offset(slot), SLOT_BYTES as u64) {
+        Ok(Some(locked)) => return Ok(locked),
+        Ok(None) => self.locks.store(false, Ordering::Relaxed),
+        Err(e) => return Err(Error::slot_io(&self.path, "probe slot lock", &e)),
+      }
+    }
+    Ok(!holder_is_dead(&SystemProbe, holder.pid, holder.tag))
+  }
+}
+
+impl Drop for SlotFile {
+  /// The last reference in this process gone: free the slot (the lock goes with the descriptor).
+  fn drop(&mut self) {
+    let inner = self.inner.get_mut().unwrap_or_else(|p| p.into_inner());
+    if let Some(slot) = inner.held.take() {
+      let _ = inner.map.cas(slot, self.me.to_word(), 0);
+    }
+    let mut reg = registry();
+    if reg.get(&self.key).is_some_and(|w| w.strong_count() == 0) {
+      reg.remove(&self.key);
+    }
+  }
+}
+
+/// Opens without following symlinks and without blocking (a FIFO must not hang us), creating the file
+/// with `mode` if it does not exist. Returns the file and whether this call created it.
+fn open_file(path: &Path, mode: u32) -> Result<(File, bool)> {
+  let flags = libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC;
+  let open = |create: bool| {
+    let mut o = std::fs::OpenOptions::new();
+    o.read(true).write(true).custom_flags(flags);
+    if create {
+      o.create_new(true).mode(mode & 0o7777);
+    }
+    o.open(path)
+  };
+  let explain = |e: io::Error| match e.raw_os_error() {
+    Some(libc::ELOOP) => Error::slot_file(
+      "ESYMLINK",
+      path,
+      "is a symbolic link; refusing to follow it",
+    ),
+    Some(libc::EISDIR) => Error::slot_file("ENOTREG", path, "is a directory, not a regular file"),
+    Some(libc::ENXIO) => Error::slot_file("ENOTREG", path, "is not a regular file"),
+    _ => Error::slot_io(path, "open", &e),
+  };
+  match open(true) {
+    Ok(file) => Ok((file, true)),
+    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => match open(false) {
+      Ok(file) => Ok((file, false)),
+      Err(e) => Err(explain(e)),
+    },
+    Err(e) => Err(explain(e)),
+  }
+}
+
+fn check_file(path: &Path, meta: &std::fs::Metadata, allow_foreign_owner: bool) -> Result<()> {
+  if !meta.file_type().is_file() {
+    return Err(Error::slot_file("ENOTREG", path, "is not a regular file"));
+  }
+  let euid = nix::unistd::geteuid().as_raw();
+  if meta.uid() != euid && !allow_foreign_owner {
+    return Err(Error::slot_file(
+      "EFOREIGN",
+      path,
+      format!(
+        "is owned by uid {} but this process runs as uid {euid}; refusing another user's slot file",
+        meta.uid()
+      ),
+    ));
+  }
+  let len = meta.len();
+  if len > MAX_FILE_BYTES {
+    return Err(Error::slot_file(
+      "ETOOLARGE",
+      path,
+      format!("is {len} bytes, over the {MAX_FILE_BYTES}-byte limit; not a slot file"),
+    ));
+  }
+  if !len.is_multiple_of(SLOT_BYTES as u64) {
+    return Err(Error::slot_file(
+      "EBADSIZE",
+      path,
+      format!("is {len} bytes, not a multiple of {SLOT_BYTES}; not a slot file"),
+    ));
+  }
+  Ok(())
+}
+
+/// Grows the file to at least `slots` slots and returns its size. Under a lock far past the end where
+/// locks work, so that concurrent growers never shrink it.
+fn grow(path: &Path, file: &File, slots: usize, locks: bool) -> Result<u64> {
+  let fstat_len = || {
+    file
+      .metadata()
+      .map(|m| m.len())
+      .map_err(|e| Error::slot_io(path, "fstat", &e))
+  };
+  let wanted = (slots * SLOT_BYTES) as u64;
+  if fstat_len()? >= wanted {
+    return fstat_len();
+  }
+  let locked = locks
+    && sys::lock_wait(file, GROW_LOCK_OFFSET, 1)
+      .map_err(|e| Error::slot_io(path, "lock for growth", &e))?
+      == LockOutcome::Acquired;
+  let result = (|| {
+    let len = fstat_len()?;
+    if len < wanted {
+      file
+        .set_len(wanted)
+        .map_err(|e| Error::slot_io(path, "grow", &e))?;
+    }
+    fstat_len()
+  })();
+  if locked {
+    let _ = sys::unlock(file, GROW_LOCK_OFFSET, 1);
+  }
+  result
+}
+
+fn process_ids() -> MutexGuard<'static, HashMap<PathBuf, Arc<SlotFile>>> {
+  static IDS: OnceLock<Mutex<HashMap<PathBuf, Arc<SlotFile>>>> = OnceLock::new();
+  lock(IDS.get_or_init(Default::default))
+}
+
+/// This process's slot in the file at `path`, claiming one if it holds none (the port of the Go
+/// helpers' `GetProcessID`). Repeated calls return the same slot; the file stays open until
+/// [`release_process_id`] or the end of the process. `Ok(None)` when every slot is held.
+///
+/// # Errors
+/// As [`SlotFile::open`] and [`SlotFile::acquire`].
+pub fn get_process_id(path: &Path, default_slots: usize) -> Result<Option<usize>> {
+  let key = std::path::absolute(path).map_err(|e| Error::slot_io(path, "resolve path", &e))?;
+  if let Some(slot) = process_ids().get(&key).and_then(|f| f.held()) {
+    return Ok(Some(slot));
+  }
+  let file = SlotFile::open(
+    &key,
+    &OpenOptions {
+      default_slots,
+      ..OpenOptions::default()
+    },
+  )?;
+  let slot = file.acquire(None)?;
+  if slot.is_some() {
+    process_ids().insert(key, file);
+  }
+  Ok(slot)
+}
+
+/// Frees this process's slot in the file at `path` (however it was taken) and forgets it. Returns whether
+/// a slot was freed; idempotent.
+pub fn release_process_id(path: &Path) -> bool {
+  let Ok(key) = std::path::absolute(path) else {
+    return false;
+  };
+  let cached = process_ids().remove(&key);
+  let file = cached.or_else(|| {
+    let meta = std::fs::symlink_metadata(&key).ok()?;
+    SlotFile::lookup((meta.dev(), meta.ino()))
+  });
+  file.is_some_and(|f| f.release(None))
+}
