@@ -1,1 +1,164 @@
+//! The napi-rs binding: converts arguments, maps errors, and nothing else. All the work is in
+//! `procslot-core`; the typed API is the TypeScript facade (`index.ts`), which loads this as `./binding`.
 #![deny(clippy::all)]
+#![deny(unsafe_op_in_unsafe_fn)]
+
+use std::path::Path;
+use std::sync::Arc;
+
+use napi_derive::napi;
+use procslot_core::{OpenOptions, SlotFile};
+
+/// A result whose error carries one of the core's stable codes as its JavaScript `code`.
+type Result<T> = napi::Result<T, String>;
+
+/// The one place where core errors become JavaScript errors: the stable code becomes `error.code`, the
+/// message names the path and the reason.
+fn map_error(err: procslot_core::Error) -> napi::Error<String> {
+  napi::Error::new(err.code().to_owned(), err.to_string())
+}
+
+fn closed(path: &str) -> napi::Error<String> {
+  napi::Error::new(
+    "ECLOSED".to_owned(),
+    format!("slot file {path}: this table is closed"),
+  )
+}
+
+/// Does nothing: the baseline of the benchmarks' "empty napi call".
+#[napi]
+pub fn noop() {}
+
+/// This process's slot in `path` (claiming one if needed), or -1 when the table is full or on any error.
+#[napi]
+pub fn get_process_id(path: String, default_slots: u32) -> i32 {
+  match procslot_core::get_process_id(Path::new(&path), default_slots as usize) {
+    Ok(Some(slot)) => slot as i32,
+    _ => -1,
+  }
+}
+
+/// Frees this process's slot in `path`; whether one was freed.
+#[napi]
+pub fn release_process_id(path: String) -> bool {
+  procslot_core::release_process_id(Path::new(&path))
+}
+
+/// One slot of a snapshot.
+#[napi(object)]
+pub struct NativeSlotInfo {
+  pub slot: u32,
+  pub pid: u32,
+  pub alive: bool,
+  pub is_self: bool,
+  pub start_tag: u32,
+}
+
+/// An open slot file.
+#[napi]
+pub struct NativeSlotTable {
+  path: String,
+  file: Option<Arc<SlotFile>>,
+}
+
+impl NativeSlotTable {
+  fn file(&self) -> Result<&SlotFile> {
+    self.file.as_deref().ok_or_else(|| closed(&self.path))
+  }
+}
+
+#[napi]
+impl NativeSlotTable {
+  /// Opens (or joins this process's open of) the slot file at `path`.
+  #[napi(factory)]
+  pub fn open(
+    path: String,
+    slots: Option<u32>,
+    default_slots: u32,
+    mode: u32,
+    allow_foreign_owner: bool,
+  ) -> Result<Self> {
+    let options = OpenOptions {
+      slots: slots.map(|n| n as usize),
+      default_slots: default_slots as usize,
+      mode,
+      allow_foreign_owner,
+      ..OpenOptions::default()
+    };
+    let file = SlotFile::open(Path::new(&path), &options).map_err(map_error)?;
+    Ok(NativeSlotTable {
+      path: file.path().to_string_lossy().into_owned(),
+      file: Some(file),
+    })
+  }
+
+  /// The absolute path.
+  #[napi(getter)]
+  pub fn path(&self) -> String {
+    self.path.clone()
+  }
+
+  /// The slot count, re-read from the file.
+  #[napi(getter)]
+  pub fn size(&self) -> Result<u32> {
+    Ok(self.file()?.size().map_err(map_error)? as u32)
+  }
+
+  /// Whether liveness is decided by locks.
+  #[napi(getter)]
+  pub fn uses_locks(&self) -> Result<bool> {
+    Ok(self.file()?.uses_locks())
+  }
+
+  /// This process's slot, or -1.
+  #[napi]
+  pub fn held(&self) -> Result<i32> {
+    Ok(self.file()?.held().map_or(-1, |s| s as i32))
+  }
+
+  /// Claims a slot; -1 when full.
+  #[napi]
+  pub fn acquire(&self, preferred: Option<u32>) -> Result<i32> {
+    let slot = self
+      .file()?
+      .acquire(preferred.map(|p| p as usize))
+      .map_err(map_error)?;
+    Ok(slot.map_or(-1, |s| s as i32))
+  }
+
+  /// Frees this process's slot (only `slot`, if given).
+  #[napi]
+  pub fn release(&self, slot: Option<u32>) -> Result<bool> {
+    Ok(self.file()?.release(slot.map(|s| s as usize)))
+  }
+
+  /// Frees every dead holder's slot; how many.
+  #[napi]
+  pub fn reclaim(&self) -> Result<u32> {
+    Ok(self.file()?.reclaim().map_err(map_error)? as u32)
+  }
+
+  /// Every slot and its holder.
+  #[napi]
+  pub fn snapshot(&self) -> Result<Vec<NativeSlotInfo>> {
+    let slots = self.file()?.snapshot().map_err(map_error)?;
+    Ok(
+      slots
+        .into_iter()
+        .map(|s| NativeSlotInfo {
+          slot: s.slot as u32,
+          pid: s.holder.pid,
+          alive: s.alive,
+          is_self: s.is_self,
+          start_tag: s.holder.tag,
+        })
+        .collect(),
+    )
+  }
+
+  /// Drops this table's reference; the last one in the process frees the slot. Idempotent.
+  #[napi]
+  pub fn close(&mut self) {
+    self.file = None;
+  }
+}

@@ -1,0 +1,106 @@
+import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { createInterface } from 'node:readline'
+import { fileURLToPath } from 'node:url'
+
+export const HOLDER = fileURLToPath(new URL('./fixtures/holder.cjs', import.meta.url))
+export const isRoot = process.getuid?.() === 0
+export const inCI = Boolean(process.env.CI)
+
+/** A temporary directory, removed by `cleanup()`. */
+export function tempDir(prefix = 'procslot-test-'): { dir: string; cleanup: () => void } {
+  const dir = mkdtempSync(join(tmpdir(), prefix))
+  return { dir, cleanup: () => rmSync(dir, { recursive: true, force: true }) }
+}
+
+/** Rejects after `ms` with `what` in the message, unless `promise` settles first. */
+export function deadline<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms)
+  })
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer))
+}
+
+export type Reply = { pid: number; [key: string]: unknown }
+
+/**
+ * A holder process (fixtures/holder.cjs), talked to over stdin/stdout lines. `prefix` runs it under
+ * another command (e.g. `unshare --pid --fork`).
+ */
+export class Holder {
+  readonly child: ChildProcess
+  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>
+  /** The PID the holder reports for itself (in its own PID namespace). */
+  pid = 0
+  readonly #replies: Reply[] = []
+  readonly #waiters: Array<(r: Reply) => void> = []
+  #stderr = ''
+
+  private constructor(file: string, slots: number | undefined, prefix: string[], options: SpawnOptions) {
+    const argv = [...prefix, process.execPath, HOLDER, file, ...(slots ? [String(slots)] : [])]
+    this.child = spawn(argv[0]!, argv.slice(1), { stdio: ['pipe', 'pipe', 'pipe'], ...options })
+    this.exited = new Promise((resolve) => this.child.once('exit', (code, signal) => resolve({ code, signal })))
+    this.child.stderr!.on('data', (d: Buffer) => (this.#stderr += d.toString()))
+    createInterface({ input: this.child.stdout! }).on('line', (line) => {
+      const reply = JSON.parse(line) as Reply
+      const waiter = this.#waiters.shift()
+      if (waiter) waiter(reply)
+      else this.#replies.push(reply)
+    })
+  }
+
+  /** Starts a holder and waits until it is ready for commands. */
+  static async start(
+    file: string,
+    { slots, prefix = [], ...options }: { slots?: number; prefix?: string[] } & SpawnOptions = {},
+  ): Promise<Holder> {
+    const holder = new Holder(file, slots, prefix, options)
+    const ready = await holder.next('ready')
+    holder.pid = ready.pid
+    return holder
+  }
+
+  /** The next reply. */
+  next(what = 'a reply'): Promise<Reply> {
+    const reply = this.#replies.shift()
+    if (reply) return Promise.resolve(reply)
+    const wait = new Promise<Reply>((resolve) => this.#waiters.push(resolve))
+    const died = this.exited.then(({ code, signal }) => {
+      throw new Error(`holder exited (${code ?? signal}) before ${what}; stderr: ${this.#stderr}`)
+    })
+    return deadline(Promise.race([wait, died]), 20_000, what)
+  }
+
+  /** Sends a command without waiting for its reply. */
+  send(command: string): void {
+    this.child.stdin!.write(command + '\n')
+  }
+
+  /** Sends a command and returns its reply. */
+  async ask(command: string): Promise<Reply> {
+    this.send(command)
+    return this.next(command)
+  }
+
+  /** SIGKILLs the holder and waits for it to be gone. */
+  async kill(): Promise<void> {
+    this.child.kill('SIGKILL')
+    await deadline(this.exited, 20_000, 'the holder to exit')
+  }
+
+  /** Tells the holder to exit and waits for it. */
+  async stop(): Promise<void> {
+    if (this.child.exitCode === null && this.child.signalCode === null) {
+      this.child.stdin!.end()
+    }
+    await deadline(this.exited, 20_000, 'the holder to exit')
+  }
+}
+
+/** Stops every holder, ignoring the ones already gone. */
+export async function stopAll(holders: Holder[]): Promise<void> {
+  await Promise.all(holders.map((h) => h.stop().catch(() => h.kill())))
+}

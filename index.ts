@@ -1,0 +1,12 @@
+/**
+ * procslot: small, unique, reusable worker IDs for every process of a Node.js fleet, from a
+ * memory-mapped slot file with a lock lease per slot.
+ *
+ * @packageDocumentation
+ */
+import './lib/platform'
+
+export { DEFAULT_SLOTS_FILE, MAX_SLOTS, SlotTable, getProcessId, releaseProcessId } from './lib/slots'
+export type { AcquireOptions, SlotInfo, SlotTableOptions } from './lib/slots'
+export { SlotFileError, SlotsExhaustedError } from './lib/errors'
+export type { SlotFileErrorCode } from './lib/errors'
