@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process'
-import { mkdtempSync, rmSync } from 'node:fs'
+import { mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { createInterface } from 'node:readline'
@@ -35,6 +35,8 @@ export class Holder {
   readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>
   /** The PID the holder reports for itself (in its own PID namespace). */
   pid = 0
+  /** The holder's PID in our namespace (differs from `child.pid` when it runs under a prefix command). */
+  hostPid = 0
   readonly #replies: Reply[] = []
   readonly #waiters: Array<(r: Reply) => void> = []
   #stderr = ''
@@ -60,6 +62,7 @@ export class Holder {
     const holder = new Holder(file, slots, prefix, options)
     const ready = await holder.next('ready')
     holder.pid = ready.pid
+    holder.hostPid = prefix.length === 0 ? holder.child.pid! : descendantRunning(holder.child.pid!, process.execPath)
     return holder
   }
 
@@ -85,9 +88,12 @@ export class Holder {
     return this.next(command)
   }
 
-  /** SIGKILLs the holder and waits for it to be gone. */
+  /**
+   * SIGKILLs the holder itself (not a prefix command in front of it) and waits for it to be gone: a prefix
+   * such as `unshare --fork` exits only after it has reaped the holder.
+   */
   async kill(): Promise<void> {
-    this.child.kill('SIGKILL')
+    process.kill(this.hostPid, 'SIGKILL')
     await deadline(this.exited, 20_000, 'the holder to exit')
   }
 
@@ -98,6 +104,21 @@ export class Holder {
     }
     await deadline(this.exited, 20_000, 'the holder to exit')
   }
+}
+
+/** The first descendant of `pid` whose executable is `exe` (the holder under a prefix command). */
+function descendantRunning(pid: number, exe: string): number {
+  const queue = [pid]
+  while (queue.length > 0) {
+    const p = queue.shift()!
+    for (const task of readdirSync(`/proc/${p}/task`)) {
+      for (const child of readFileSync(`/proc/${p}/task/${task}/children`, 'utf8').trim().split(/\s+/).filter(Boolean)) {
+        if (readlinkSync(`/proc/${child}/exe`) === exe) return Number(child)
+        queue.push(Number(child))
+      }
+    }
+  }
+  throw new Error(`no process running ${exe} below PID ${pid}`)
 }
 
 /** Stops every holder, ignoring the ones already gone. */
