@@ -234,13 +234,13 @@ export class SlotTable {
 
   /** Every slot, with its holder's PID, whether it is alive, and whether it is this process. */
   snapshot(): SlotInfo[] {
-    return this.#call((t) => t.snapshot()).map((s) => ({
-      slot: s.slot,
-      pid: s.pid,
-      alive: s.alive,
-      self: s.isSelf,
-      startTag: s.startTag,
-    }))
+    const flat = this.#call((t) => t.snapshot())
+    const slots: SlotInfo[] = new Array(flat.length / 3)
+    for (let slot = 0, i = 0; i < flat.length; slot++, i += 3) {
+      const flags = flat[i + 2]!
+      slots[slot] = { slot, pid: flat[i]!, alive: (flags & 1) !== 0, self: (flags & 2) !== 0, startTag: flat[i + 1]! }
+    }
+    return slots
   }
 
   /**

@@ -22,7 +22,7 @@ use memmap2::{MmapOptions, MmapRaw};
 
 use crate::error::{Error, Result};
 use crate::liveness::{holder_is_dead, self_start_tag, SystemProbe};
-use crate::sys::{self, LockOutcome};
+use crate::sys::{self, LockOutcome, LockProbe};
 
 /// Bytes per slot.
 pub const SLOT_BYTES: usize = 8;
@@ -96,11 +96,17 @@ pub struct OpenOptions {
   pub locking: Locking,
 }
 
+/// The machine's available parallelism, read once (on Linux it reads several cgroup files).
+fn available_parallelism() -> usize {
+  static N: OnceLock<usize> = OnceLock::new();
+  *N.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+}
+
 impl Default for OpenOptions {
   fn default() -> Self {
     OpenOptions {
       slots: None,
-      default_slots: std::thread::available_parallelism().map_or(1, |n| n.get()),
+      default_slots: available_parallelism(),
       mode: 0o600,
       allow_foreign_owner: false,
       locking: Locking::Auto,
@@ -221,7 +227,9 @@ impl SlotFile {
     let path = std::path::absolute(path).map_err(|e| Error::slot_io(path, "resolve path", &e))?;
 
     // Join an open of the same file first: on macOS, opening and closing a second descriptor would drop
-    // this process's locks on it.
+    // this process's record locks on it. (Linux's OFD locks belong to the open, so there the look-up
+    // after opening below is enough and saves a system call.)
+    #[cfg(not(target_os = "linux"))]
     if let Ok(meta) = std::fs::symlink_metadata(&path) {
       if let Some(existing) = Self::lookup((meta.dev(), meta.ino())) {
         existing.ensure_slots(wanted)?;
@@ -254,7 +262,7 @@ impl SlotFile {
     } else {
       wanted
     };
-    let size = grow(&path, &file, initial, locks)?;
+    let size = grow(&path, &file, meta.len(), initial, locks)?;
     let map = SlotMap::new(&file, (size / SLOT_BYTES as u64) as usize)
       .map_err(|e| Error::slot_io(&path, "mmap", &e))?;
     let slot_file = Arc::new(SlotFile {
@@ -311,7 +319,8 @@ impl SlotFile {
     }
     let mut inner = lock(&self.inner);
     if slots > inner.map.slots {
-      grow(&self.path, &self.file, slots, self.uses_locks())?;
+      let len = (inner.map.slots * SLOT_BYTES) as u64;
+      grow(&self.path, &self.file, len, slots, self.uses_locks())?;
     }
     self.refresh(&mut inner)
   }
@@ -466,16 +475,20 @@ impl SlotFile {
   pub fn snapshot(&self) -> Result<Vec<SlotInfo>> {
     let mut inner = lock(&self.inner);
     self.refresh(&mut inner)?;
-    let mut out = Vec::with_capacity(inner.map.slots);
-    for slot in 0..inner.map.slots {
+    let n = inner.map.slots;
+    let leased = self.leased_slots(n)?;
+    let mut out = Vec::with_capacity(n);
+    for slot in 0..n {
       let holder = Holder::from_word(inner.map.load(slot));
       let is_self = inner.held == Some(slot);
       let alive = if holder.pid == 0 {
         false
       } else if is_self {
         true
+      } else if let Some(leased) = &leased {
+        leased[slot]
       } else {
-        self.is_alive(slot, holder)?
+        !holder_is_dead(&SystemProbe, holder.pid, holder.tag)
       };
       out.push(SlotInfo {
         slot,
@@ -487,15 +500,41 @@ impl SlotFile {
     Ok(out)
   }
 
-  fn is_alive(&self, slot: usize, holder: Holder) -> Result<bool> {
-    if self.uses_locks() {
-      match sys::probe_lock(&self.file, offset(slot), SLOT_BYTES as u64) {
-        Ok(Some(locked)) => return Ok(locked),
-        Ok(None) => self.locks.store(false, Ordering::Relaxed),
-        Err(e) => return Err(Error::slot_io(&self.path, "probe slot lock", &e)),
+  /// Which of the first `n` slots another process holds the lock of; `None` without locks. Costs one
+  /// probe per lock found plus one per gap between them, not one per slot: a probe over a range reports
+  /// one conflicting lock, and the ranges on either side of it are probed in turn.
+  fn leased_slots(&self, n: usize) -> Result<Option<Vec<bool>>> {
+    if !self.uses_locks() {
+      return Ok(None);
+    }
+    let mut leased = vec![false; n];
+    let mut ranges = vec![(0, n)];
+    while let Some((first, end)) = ranges.pop() {
+      if first >= end {
+        continue;
+      }
+      let len = ((end - first) * SLOT_BYTES) as u64;
+      match sys::probe_lock(&self.file, offset(first), len) {
+        Ok(LockProbe::Free) => {}
+        Ok(LockProbe::Held { start, len }) => {
+          let lo = ((start / SLOT_BYTES as u64) as usize).max(first);
+          let hi = match len {
+            0 => end,
+            len => (start + len).div_ceil(SLOT_BYTES as u64).min(end as u64) as usize,
+          };
+          let hi = hi.max(lo + 1);
+          leased[lo..hi].iter_mut().for_each(|l| *l = true);
+          ranges.push((first, lo));
+          ranges.push((hi, end));
+        }
+        Ok(LockProbe::Unsupported) => {
+          self.locks.store(false, Ordering::Relaxed);
+          return Ok(None);
+        }
+        Err(e) => return Err(Error::slot_io(&self.path, "probe slot locks", &e)),
       }
     }
-    Ok(!holder_is_dead(&SystemProbe, holder.pid, holder.tag))
+    Ok(Some(leased))
   }
 }
 
@@ -535,10 +574,15 @@ fn open_file(path: &Path, mode: u32) -> Result<(File, bool)> {
     Some(libc::ENXIO) => Error::slot_file("ENOTREG", path, "is not a regular file"),
     _ => Error::slot_io(path, "open", &e),
   };
-  match open(true) {
-    Ok(file) => Ok((file, true)),
-    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => match open(false) {
-      Ok(file) => Ok((file, false)),
+  // The common case is a file that exists: open it first, create it only when it is missing, and open
+  // it again if another process created it in between.
+  match open(false) {
+    Ok(file) => Ok((file, false)),
+    Err(e) if e.kind() == io::ErrorKind::NotFound => match open(true) {
+      Ok(file) => Ok((file, true)),
+      Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+        open(false).map(|f| (f, false)).map_err(explain)
+      }
       Err(e) => Err(explain(e)),
     },
     Err(e) => Err(explain(e)),
@@ -578,9 +622,9 @@ fn check_file(path: &Path, meta: &std::fs::Metadata, allow_foreign_owner: bool) 
   Ok(())
 }
 
-/// Grows the file to at least `slots` slots and returns its size. Under a lock far past the end where
-/// locks work, so that concurrent growers never shrink it.
-fn grow(path: &Path, file: &File, slots: usize, locks: bool) -> Result<u64> {
+/// Grows the file (last seen at `len` bytes) to at least `slots` slots and returns its size. Under a lock
+/// far past the end where locks work, so that concurrent growers never shrink it.
+fn grow(path: &Path, file: &File, len: u64, slots: usize, locks: bool) -> Result<u64> {
   let fstat_len = || {
     file
       .metadata()
@@ -588,8 +632,8 @@ fn grow(path: &Path, file: &File, slots: usize, locks: bool) -> Result<u64> {
       .map_err(|e| Error::slot_io(path, "fstat", &e))
   };
   let wanted = (slots * SLOT_BYTES) as u64;
-  if fstat_len()? >= wanted {
-    return fstat_len();
+  if len >= wanted {
+    return Ok(len);
   }
   let locked = locks
     && sys::lock_wait(file, GROW_LOCK_OFFSET, 1)

@@ -380,3 +380,24 @@ fn without_locks_liveness_falls_back_to_pids() {
   zombie.wait().unwrap();
   assert_eq!(f.reclaim().unwrap(), 2, "the dead sleeper's two words");
 }
+
+#[test]
+fn a_snapshot_finds_every_scattered_lease() {
+  let dir = TempDir::new();
+  let path = dir.join("slots");
+  fs::write(&path, [0u8; 8 * 12]).unwrap();
+  let leased = [1, 5, 6, 9, 11];
+  let _leases: Vec<File> = leased.iter().map(|&s| foreign_lease(&path, s)).collect();
+  for slot in 0..12 {
+    write_word(&path, slot, Holder { pid: 1, tag: 0 });
+  }
+  let f = SlotFile::open(&path, &opts(12)).unwrap();
+  let alive: Vec<usize> = f
+    .snapshot()
+    .unwrap()
+    .iter()
+    .filter(|s| s.alive)
+    .map(|s| s.slot)
+    .collect();
+  assert_eq!(alive, leased);
+}

@@ -110,18 +110,37 @@ pub fn unlock(file: &File, start: u64, len: u64) -> io::Result<()> {
   }
 }
 
-/// Whether another open file (another process) holds a lock that conflicts with an exclusive lock on
-/// `len` bytes at `start`. `None` where the filesystem refuses locks. Our own locks never conflict.
+/// What [`probe_lock`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LockProbe {
+  /// No other open file holds a lock in the range.
+  Free,
+  /// Another open file holds a lock on `len` bytes at `start` (`len` 0: to the end of any file) that
+  /// overlaps the range; there may be more.
+  Held {
+    /// First byte of the lock found.
+    start: u64,
+    /// Its length; 0 means "to infinity".
+    len: u64,
+  },
+  /// The filesystem refuses byte-range locks.
+  Unsupported,
+}
+
+/// Looks for a lock of another open file (another process) in `len` bytes at `start` that conflicts
+/// with an exclusive lock. Our own locks never conflict.
 ///
 /// # Errors
-/// Any other `fcntl` failure.
-pub fn probe_lock(file: &File, start: u64, len: u64) -> io::Result<Option<bool>> {
+/// Any `fcntl` failure other than "not supported here".
+pub fn probe_lock(file: &File, start: u64, len: u64) -> io::Result<LockProbe> {
   let mut fl = flock(libc::F_WRLCK as _, start, len);
   match fcntl_lock(file, GETLK, &mut fl) {
-    Ok(()) => Ok(Some(
-      fl.l_type as libc::c_int != libc::F_UNLCK as libc::c_int,
-    )),
-    Err(e) if is_unsupported(&e) => Ok(None),
+    Ok(()) if fl.l_type as libc::c_int == libc::F_UNLCK as libc::c_int => Ok(LockProbe::Free),
+    Ok(()) => Ok(LockProbe::Held {
+      start: fl.l_start as u64,
+      len: fl.l_len as u64,
+    }),
+    Err(e) if is_unsupported(&e) => Ok(LockProbe::Unsupported),
     Err(e) => Err(e),
   }
 }

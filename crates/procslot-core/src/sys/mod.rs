@@ -8,7 +8,7 @@
 #[cfg(unix)]
 mod locks;
 #[cfg(unix)]
-pub use locks::{lock_wait, probe_lock, try_lock, unlock, LockOutcome};
+pub use locks::{lock_wait, probe_lock, try_lock, unlock, LockOutcome, LockProbe};
 
 #[cfg(target_os = "linux")]
 mod linux;
