@@ -1,8 +1,10 @@
 import test from 'ava'
 import { execFileSync } from 'node:child_process'
 import { chmodSync, chownSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs'
+import { once } from 'node:events'
 import { availableParallelism, tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { Worker } from 'node:worker_threads'
 
 import { DEFAULT_SLOTS_FILE, SlotFileError, SlotTable, SlotsExhaustedError, getProcessId, releaseProcessId } from '../index.js'
 import { Holder, inCI, isRoot, stopAll, tempDir } from './helpers.ts'
@@ -45,6 +47,26 @@ test('getProcessId and a SlotTable of the same file share one slot', (t) => {
   t.is(table.acquire({ preferred: 3 }), id, 'a process never holds two slots of one file')
   table.close()
   t.is(getProcessId(file), id)
+  t.true(releaseProcessId(file))
+})
+
+test('worker threads share their process slot: one PID, one slot', async (t) => {
+  const { dir, cleanup } = tempDir()
+  t.teardown(cleanup)
+  const file = join(dir, 'slots')
+  const id = getProcessId(file)
+  const code = `
+    const { parentPort, workerData } = require('node:worker_threads')
+    const { getProcessId, SlotTable } = require(workerData.index)
+    const table = SlotTable.open(workerData.file)
+    parentPort.postMessage({ id: getProcessId(workerData.file), held: table.held, acquired: table.acquire() })
+  `
+  const worker = new Worker(code, { eval: true, workerData: { file, index: join(import.meta.dirname, '..', 'index.js') } })
+  const [reply] = (await once(worker, 'message')) as [{ id: number; held: number; acquired: number }]
+  await once(worker, 'exit')
+  t.deepEqual(reply, { id, held: id, acquired: id })
+  t.is(getProcessId(file), id, 'the worker thread ending does not free the process slot')
+  t.is(word(file, id).pid, process.pid)
   t.true(releaseProcessId(file))
 })
 
