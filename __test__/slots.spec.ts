@@ -62,8 +62,9 @@ test('worker threads share their process slot: one PID, one slot', async (t) => 
     parentPort.postMessage({ id: getProcessId(workerData.file), held: table.held, acquired: table.acquire() })
   `
   const worker = new Worker(code, { eval: true, workerData: { file, index: join(import.meta.dirname, '..', 'index.js') } })
+  const exited = once(worker, 'exit') // listen before the worker can exit
   const [reply] = (await once(worker, 'message')) as [{ id: number; held: number; acquired: number }]
-  await once(worker, 'exit')
+  await exited
   t.deepEqual(reply, { id, held: id, acquired: id })
   t.is(getProcessId(file), id, 'the worker thread ending does not free the process slot')
   t.is(word(file, id).pid, process.pid)
