@@ -62,6 +62,11 @@ export interface AcquireOptions {
   readonly preferred?: number
 }
 
+/** Slots for a new file: `os.availableParallelism()`, within the file-size limit. */
+function defaultSlots(): number {
+  return Math.min(availableParallelism(), MAX_SLOTS)
+}
+
 function checkInteger(name: string, value: unknown, min: number, max: number): number {
   if (typeof value !== 'number' || !Number.isInteger(value)) {
     throw new TypeError(`${name} must be an integer, got ${typeof value === 'number' ? value : typeof value}`)
@@ -105,7 +110,7 @@ export function getProcessId(slotsFile: string = DEFAULT_SLOTS_FILE): number {
   if (cached !== undefined) return cached
   let id: number
   try {
-    id = native.getProcessId(checkPath(slotsFile), availableParallelism())
+    id = native.getProcessId(checkPath(slotsFile), defaultSlots())
   } catch {
     return -1
   }
@@ -168,7 +173,7 @@ export class SlotTable {
     if (typeof allowForeignOwner !== 'boolean') throw new TypeError('allowForeignOwner must be a boolean')
     try {
       return new SlotTable(
-        native.NativeSlotTable.open(path, slots, Math.min(availableParallelism(), MAX_SLOTS), mode, allowForeignOwner),
+        native.NativeSlotTable.open(path, slots, defaultSlots(), mode, allowForeignOwner),
       )
     } catch (err) {
       throw slotFileError(err, path)
