@@ -6,16 +6,18 @@
 use std::path::Path;
 use std::sync::Arc;
 
+pub mod supervise;
+
 use napi::bindgen_prelude::Uint32Array;
 use napi_derive::napi;
 use procslot_core::{OpenOptions, SlotFile};
 
 /// A result whose error carries one of the core's stable codes as its JavaScript `code`.
-type Result<T> = napi::Result<T, String>;
+pub(crate) type Result<T> = napi::Result<T, String>;
 
 /// The one place where core errors become JavaScript errors: the stable code becomes `error.code`, the
 /// message names the path and the reason.
-fn map_error(err: procslot_core::Error) -> napi::Error<String> {
+pub(crate) fn map_error(err: procslot_core::Error) -> napi::Error<String> {
   napi::Error::new(err.code().to_owned(), err.to_string())
 }
 

@@ -24,6 +24,32 @@ pub enum Error {
   },
   /// An argument was out of range (code `EINVAL`).
   InvalidArgument(String),
+  /// A target ID that cannot name a PID file (code `EINVALIDTARGET`): checked before any path is built.
+  InvalidTargetId {
+    /// The target ID as given, for the message (control characters escaped).
+    target: String,
+    /// What is wrong with it.
+    reason: String,
+  },
+  /// A PID-file directory or PID file could not be used. `code`: `EUNSAFE` (a world-writable directory
+  /// without the sticky bit), `ENOTDIR`, or the errno name of an operating-system failure.
+  PidFile {
+    /// The stable code.
+    code: String,
+    /// The directory or file.
+    path: PathBuf,
+    /// Why, in words.
+    reason: String,
+  },
+  /// Signalling or waiting for a process failed (the errno name as code, e.g. `EPERM`).
+  Process {
+    /// The stable code.
+    code: String,
+    /// The process.
+    pid: u32,
+    /// Why, in words.
+    reason: String,
+  },
 }
 
 impl Error {
@@ -45,19 +71,40 @@ impl Error {
     }
   }
 
+  /// A PID-file error from an operating-system failure, keeping the errno name as the code.
+  pub(crate) fn pid_io(path: &Path, what: &str, err: &io::Error) -> Self {
+    Error::PidFile {
+      code: errno_name(err),
+      path: path.to_owned(),
+      reason: format!("{what}: {err}"),
+    }
+  }
+
+  /// A process error from an operating-system failure.
+  pub(crate) fn process_io(pid: u32, what: &str, err: &io::Error) -> Self {
+    Error::Process {
+      code: errno_name(err),
+      pid,
+      reason: format!("{what}: {err}"),
+    }
+  }
+
   /// The stable code of this error.
   pub fn code(&self) -> &str {
     match self {
-      Error::SlotFile { code, .. } => code,
+      Error::SlotFile { code, .. } | Error::PidFile { code, .. } | Error::Process { code, .. } => {
+        code
+      }
       Error::InvalidArgument(_) => "EINVAL",
+      Error::InvalidTargetId { .. } => "EINVALIDTARGET",
     }
   }
 
   /// The path this error is about, if any.
   pub fn path(&self) -> Option<&Path> {
     match self {
-      Error::SlotFile { path, .. } => Some(path),
-      Error::InvalidArgument(_) => None,
+      Error::SlotFile { path, .. } | Error::PidFile { path, .. } => Some(path),
+      _ => None,
     }
   }
 }
@@ -69,6 +116,11 @@ impl fmt::Display for Error {
         write!(f, "slot file {}: {reason}", path.display())
       }
       Error::InvalidArgument(reason) => f.write_str(reason),
+      Error::InvalidTargetId { target, reason } => {
+        write!(f, "invalid target ID {target}: {reason}")
+      }
+      Error::PidFile { path, reason, .. } => write!(f, "{}: {reason}", path.display()),
+      Error::Process { pid, reason, .. } => write!(f, "process {pid}: {reason}"),
     }
   }
 }

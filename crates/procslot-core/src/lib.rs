@@ -5,6 +5,10 @@
 //!   per slot as the lease, so a dead holder's slot comes back the moment the kernel drops its lock.
 //! - [`liveness`]: the PID-based fallback that decides whether a holder is dead where a filesystem refuses
 //!   locks.
+//! - [`pidfile`]: standard PID files, written atomically, read strictly, judged for trust; a per-target
+//!   lock across processes.
+//! - [`process`]: a handle on one particular process (start time, pidfd): alive, signal, wait for exit.
+//! - [`mount`]: mount points, waiting for a mount to appear, lazy unmounts.
 //!
 //! Platform code lives in one private `sys` module chosen by `cfg`.
 #![deny(clippy::all)]
@@ -12,11 +16,21 @@
 
 pub mod error;
 pub mod liveness;
+pub mod mount;
+pub mod pidfile;
+pub mod process;
 pub mod slots;
 mod sys;
 
 pub use error::{Error, Result};
 pub use liveness::{holder_is_dead, Probe, ProcStat, SystemProbe};
+pub use mount::{is_mount_point, unmount_lazy, wait_for_mount, MountWait};
+/// Signals, as the process functions take them.
+pub use nix::sys::signal::Signal;
+pub use pidfile::{
+  parse_pid, validate_target_id, PidFileEntry, PidFileStatus, PidFileStore, TargetLock,
+};
+pub use process::{identity, started_after, Identity, ProcessHandle, Signalled};
 pub use slots::{
   get_process_id, release_process_id, Holder, Locking, OpenOptions, SlotFile, SlotInfo,
   MAX_FILE_BYTES, MAX_SLOTS, SLOT_BYTES,

@@ -1,7 +1,13 @@
 //! Linux: process state and start time from `/proc/<pid>/stat`, the PID limit from
-//! `/proc/sys/kernel/pid_max`.
+//! `/proc/sys/kernel/pid_max`, process file descriptors (`pidfd_open`, `pidfd_send_signal`), the mount
+//! table from `/proc/self/mountinfo` and lazy unmounts.
 
+use std::ffi::CString;
+use std::fs::File;
 use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
 use std::sync::OnceLock;
 
 use crate::liveness::ProcStat;
@@ -51,8 +57,234 @@ pub fn pid_max() -> u32 {
   })
 }
 
+/// A file descriptor that refers to process `pid` (`pidfd_open`), readable once the process has exited.
+/// `Ok(None)` where the kernel has no pidfds (before 5.3) or refuses them.
+///
+/// # Errors
+/// `ESRCH`: there is no such process. Other failures (out of descriptors) as they come.
+pub fn pidfd_open(pid: u32) -> io::Result<Option<OwnedFd>> {
+  // SAFETY: pidfd_open takes a PID and a flags word and returns a new descriptor or -1; no memory is
+  // passed.
+  let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0 as libc::c_uint) };
+  if fd < 0 {
+    let err = io::Error::last_os_error();
+    return match err.raw_os_error() {
+      Some(libc::ENOSYS) | Some(libc::EPERM) | Some(libc::EINVAL) => Ok(None),
+      _ => Err(err),
+    };
+  }
+  // SAFETY: the kernel just handed us this descriptor; nothing else owns it.
+  Ok(Some(unsafe { OwnedFd::from_raw_fd(fd as libc::c_int) }))
+}
+
+/// Sends `sig` to the process a pidfd refers to: never to a process that reused its PID.
+///
+/// # Errors
+/// `ESRCH` when it has exited; `EPERM` when it is not ours to signal.
+pub fn pidfd_send_signal(fd: &OwnedFd, sig: libc::c_int) -> io::Result<()> {
+  // SAFETY: the descriptor is open for the duration of the call; the info pointer may be null.
+  let rc = unsafe {
+    libc::syscall(
+      libc::SYS_pidfd_send_signal,
+      fd.as_raw_fd(),
+      sig,
+      std::ptr::null::<libc::siginfo_t>(),
+      0 as libc::c_uint,
+    )
+  };
+  if rc < 0 {
+    Err(io::Error::last_os_error())
+  } else {
+    Ok(())
+  }
+}
+
+fn clock_ns(clock: libc::clockid_t) -> i128 {
+  // SAFETY: `timespec` is plain data; all-zero is valid.
+  let mut ts: libc::timespec = unsafe { std::mem::zeroed() };
+  // SAFETY: `ts` is a valid, writable timespec for the duration of the call.
+  unsafe { libc::clock_gettime(clock, &mut ts) };
+  ts.tv_sec as i128 * 1_000_000_000 + ts.tv_nsec as i128
+}
+
+/// Clock ticks per second of `/proc/<pid>/stat` times.
+pub fn clock_ticks() -> u64 {
+  static TICKS: OnceLock<u64> = OnceLock::new();
+  *TICKS.get_or_init(|| {
+    // SAFETY: sysconf has no memory arguments.
+    let n = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if n > 0 {
+      n as u64
+    } else {
+      100
+    }
+  })
+}
+
+/// Wall-clock time (milliseconds since the epoch) of a start time read from `/proc/<pid>/stat`. The
+/// kernel counts start times from boot on the boot-time clock; boot is "now" on the real-time clock minus
+/// "now" on the boot-time clock, precise to the nanosecond, unlike `btime` in `/proc/stat` (whole seconds).
+pub fn start_time_ms(start_time: u64) -> f64 {
+  let boot_ns = clock_ns(libc::CLOCK_REALTIME) - clock_ns(libc::CLOCK_BOOTTIME);
+  let ticks = clock_ticks() as i128;
+  let start_ns = boot_ns + start_time as i128 * 1_000_000_000 / ticks;
+  start_ns as f64 / 1e6
+}
+
+/// The granularity of start times, in milliseconds: one clock tick.
+pub fn start_time_granularity_ms() -> f64 {
+  1000.0 / clock_ticks() as f64
+}
+
+/// The mount table of this process's mount namespace, opened so that a change to it can be waited for.
+pub fn open_mount_table() -> io::Result<File> {
+  File::open("/proc/self/mountinfo")
+}
+
+/// Reads the whole mount table from the start of `file`.
+pub fn read_mount_table(file: &File) -> io::Result<String> {
+  use std::os::unix::fs::FileExt;
+  let mut out = Vec::with_capacity(16 * 1024);
+  let mut buf = vec![0u8; 64 * 1024];
+  let mut offset = 0u64;
+  loop {
+    let n = file.read_at(&mut buf, offset)?;
+    if n == 0 {
+      break;
+    }
+    out.extend_from_slice(&buf[..n]);
+    offset += n as u64;
+  }
+  Ok(String::from_utf8_lossy(&out).into_owned())
+}
+
+/// The mount points in a `/proc/self/mountinfo` text (field 5, octal escapes undone).
+pub fn mount_points(table: &str) -> impl Iterator<Item = Vec<u8>> + '_ {
+  table
+    .lines()
+    .filter_map(|line| line.split(' ').nth(4))
+    .map(unescape_octal)
+}
+
+fn unescape_octal(field: &str) -> Vec<u8> {
+  let bytes = field.as_bytes();
+  let mut out = Vec::with_capacity(bytes.len());
+  let mut i = 0;
+  while i < bytes.len() {
+    if bytes[i] == b'\\' && i + 3 < bytes.len() {
+      let oct = &bytes[i + 1..i + 4];
+      if oct.iter().all(|b| (b'0'..=b'7').contains(b)) {
+        out.push((oct[0] - b'0') * 64 + (oct[1] - b'0') * 8 + (oct[2] - b'0'));
+        i += 4;
+        continue;
+      }
+    }
+    out.push(bytes[i]);
+    i += 1;
+  }
+  out
+}
+
+/// Waits until the mount table changes (`POLLPRI` on `/proc/self/mountinfo`), until `pidfd` becomes
+/// readable (the process exited), or until `timeout_ms` passes. Returns which of the two descriptors
+/// fired: `(mounts_changed, process_exited)`.
+///
+/// # Errors
+/// `poll` failing for a reason other than an interrupted call.
+pub fn poll_mounts_or_exit(
+  mounts: &File,
+  pidfd: Option<&OwnedFd>,
+  timeout_ms: i32,
+) -> io::Result<(bool, bool)> {
+  let mut fds = [
+    libc::pollfd {
+      fd: mounts.as_raw_fd(),
+      events: libc::POLLPRI,
+      revents: 0,
+    },
+    libc::pollfd {
+      fd: pidfd.map_or(-1, |fd| fd.as_raw_fd()),
+      events: libc::POLLIN,
+      revents: 0,
+    },
+  ];
+  // SAFETY: `fds` is a valid array of two pollfd structs for the duration of the call; a negative fd is
+  // ignored by poll.
+  let rc = unsafe { libc::poll(fds.as_mut_ptr(), 2, timeout_ms) };
+  if rc < 0 {
+    let err = io::Error::last_os_error();
+    if err.kind() == io::ErrorKind::Interrupted {
+      return Ok((false, false));
+    }
+    return Err(err);
+  }
+  Ok((
+    fds[0].revents & (libc::POLLPRI | libc::POLLERR) != 0,
+    fds[1].revents != 0,
+  ))
+}
+
+/// Detaches the mount at `path` now and cleans it up once nothing uses it (`umount2(MNT_DETACH)`); where
+/// that is not permitted (an unprivileged FUSE mount), asks `fusermount3 -u -z` (then `fusermount`).
+/// `Ok(false)` when `path` is not a mount point.
+///
+/// # Errors
+/// The unmount failing for another reason.
+pub fn unmount_lazy(path: &Path) -> io::Result<bool> {
+  let c = CString::new(path.as_os_str().as_bytes())
+    .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+  // SAFETY: `c` is a valid NUL-terminated string that outlives the call.
+  let rc = unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+  if rc == 0 {
+    return Ok(true);
+  }
+  let err = io::Error::last_os_error();
+  match err.raw_os_error() {
+    Some(libc::EINVAL) | Some(libc::ENOENT) => Ok(false),
+    Some(libc::EPERM) => {
+      for tool in ["fusermount3", "fusermount"] {
+        let status = std::process::Command::new(tool)
+          .args(["-u", "-z", "--"])
+          .arg(path)
+          .stdin(std::process::Stdio::null())
+          .stdout(std::process::Stdio::null())
+          .stderr(std::process::Stdio::null())
+          .status();
+        if let Ok(status) = status {
+          return if status.success() { Ok(true) } else { Err(err) };
+        }
+      }
+      Err(err)
+    }
+    _ => Err(err),
+  }
+}
 #[cfg(test)]
 mod tests {
+  #[test]
+  fn mountinfo_fields_are_unescaped() {
+    let table =
+      "36 35 98:0 /mnt1 /mnt/with\\040space rw - ext3 /dev/root rw\n22 1 0:5 / / rw - ext4 x rw\n";
+    let points: Vec<Vec<u8>> = mount_points(table).collect();
+    assert_eq!(points, vec![b"/mnt/with space".to_vec(), b"/".to_vec()]);
+  }
+
+  #[test]
+  fn start_times_convert_to_wall_clock() {
+    let st = proc_stat(std::process::id()).unwrap().unwrap();
+    let started = start_time_ms(st.start_time);
+    let now = std::time::SystemTime::now()
+      .duration_since(std::time::UNIX_EPOCH)
+      .unwrap()
+      .as_secs_f64()
+      * 1000.0;
+    assert!(started <= now + 20.0, "started {started} after now {now}");
+    assert!(
+      now - started < 3_600_000.0,
+      "a test process is younger than an hour"
+    );
+  }
+
   use super::*;
 
   #[test]

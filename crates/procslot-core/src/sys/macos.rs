@@ -42,3 +42,14 @@ pub fn proc_stat(pid: u32) -> io::Result<Option<ProcStat>> {
 pub fn pid_max() -> u32 {
   99_999
 }
+
+/// Wall-clock time (milliseconds since the epoch) of a start time from [`proc_stat`] (microseconds since
+/// the epoch here).
+pub fn start_time_ms(start_time: u64) -> f64 {
+  start_time as f64 / 1000.0
+}
+
+/// The granularity of start times, in milliseconds.
+pub fn start_time_granularity_ms() -> f64 {
+  0.001
+}

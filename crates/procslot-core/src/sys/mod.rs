@@ -3,7 +3,12 @@
 //! - `proc_stat(pid)`: state and start time of a process, `Ok(None)` when there is no such process;
 //! - `pid_max()`: the largest PID the system hands out;
 //! - `try_lock`, `lock_wait`, `unlock`, `probe_lock`: exclusive byte-range locks owned by the open file
-//!   (Linux: open-file-description locks; macOS: `fcntl` record locks).
+//!   (Linux: open-file-description locks; macOS: `fcntl` record locks);
+//! - `start_time_ms`, `start_time_granularity_ms`: a start time from `proc_stat` on the wall clock;
+//! - `pidfd_open`, `pidfd_send_signal`: process file descriptors where the kernel has them (`Ok(None)`
+//!   elsewhere);
+//! - `open_mount_table`, `read_mount_table`, `mount_points`, `poll_mounts_or_exit`, `unmount_lazy`: the
+//!   mount table and waiting for it to change (Linux `/proc/self/mountinfo`; unsupported elsewhere).
 
 #[cfg(unix)]
 mod locks;
@@ -13,17 +18,28 @@ pub use locks::{lock_wait, probe_lock, try_lock, unlock, LockOutcome, LockProbe}
 #[cfg(target_os = "linux")]
 mod linux;
 #[cfg(target_os = "linux")]
-pub use linux::{pid_max, proc_stat};
+pub use linux::{
+  mount_points, open_mount_table, pid_max, pidfd_open, pidfd_send_signal, poll_mounts_or_exit,
+  proc_stat, read_mount_table, start_time_granularity_ms, start_time_ms, unmount_lazy,
+};
 
 #[cfg(target_os = "macos")]
 mod macos;
 #[cfg(target_os = "macos")]
-pub use macos::{pid_max, proc_stat};
+pub use macos::{pid_max, proc_stat, start_time_granularity_ms, start_time_ms};
 
 #[cfg(all(unix, not(any(target_os = "linux", target_os = "macos"))))]
 mod other;
 #[cfg(all(unix, not(any(target_os = "linux", target_os = "macos"))))]
-pub use other::{pid_max, proc_stat};
+pub use other::{pid_max, proc_stat, start_time_granularity_ms, start_time_ms};
+
+#[cfg(all(unix, not(target_os = "linux")))]
+mod fallback;
+#[cfg(all(unix, not(target_os = "linux")))]
+pub use fallback::{
+  mount_points, open_mount_table, pidfd_open, pidfd_send_signal, poll_mounts_or_exit,
+  read_mount_table, unmount_lazy,
+};
 
 #[cfg(not(unix))]
 compile_error!("procslot-core supports Unix platforms only (Linux and macOS)");

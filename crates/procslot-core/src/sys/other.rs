@@ -19,3 +19,13 @@ pub fn proc_stat(_pid: u32) -> io::Result<Option<ProcStat>> {
 pub fn pid_max() -> u32 {
   99_999
 }
+
+/// Unknown here: start times are never available, so this is never called with one.
+pub fn start_time_ms(_start_time: u64) -> f64 {
+  f64::NAN
+}
+
+/// Unknown here.
+pub fn start_time_granularity_ms() -> f64 {
+  1000.0
+}

@@ -1,0 +1,489 @@
+//! PID files: one standard Unix PID file per target (`<dir>/<targetId>.pid`, the decimal PID and a
+//! newline), written atomically, read strictly, and judged for trust before anyone acts on them.
+//!
+//! - Target IDs are checked before any path is built: 1 to 200 characters of `[A-Za-z0-9._-]`, not
+//!   starting with `.` — so no `..`, no `/`, no NUL, no hidden files.
+//! - Writes go to a temporary file in the same directory (mode 0644), are flushed to disk, then renamed
+//!   over the PID file: a reader sees the old content or the new one, never half of it.
+//! - Reads take at most a few bytes and never fail on bad content: anything that is not a plain decimal
+//!   PID between 2 and the system's limit is reported as invalid, not acted on.
+//! - A PID file not owned by us (or root), writable by others, a symbolic link, or not a regular file is
+//!   untrusted: reported, never adopted, signalled or deleted by the manager. A world-writable directory
+//!   without the sticky bit (anyone could swap PID files) is refused.
+//! - [`TargetLock`] serializes work on one target across processes: a byte-range lock in
+//!   `<dir>/.procslot.lock` at an offset derived from the target ID.
+
+use std::fs::{DirBuilder, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::UNIX_EPOCH;
+
+use crate::error::{Error, Result};
+use crate::sys::{self, LockOutcome};
+
+/// The longest target ID.
+pub const MAX_TARGET_ID_LEN: usize = 200;
+
+/// The most bytes a PID file may hold: ten digits and a newline, with room to spare.
+const MAX_PID_FILE_BYTES: usize = 32;
+
+/// The name of the lock file in a PID directory (hidden: never a target's PID file).
+pub const LOCK_FILE_NAME: &str = ".procslot.lock";
+
+/// Checks a target ID: 1 to 200 characters of `[A-Za-z0-9._-]`, not starting with `.`.
+///
+/// # Errors
+/// [`Error::InvalidTargetId`] saying what is wrong.
+pub fn validate_target_id(target_id: &str) -> Result<()> {
+  let bad = |reason: &str| {
+    Err(Error::InvalidTargetId {
+      target: format!("{target_id:?}"),
+      reason: reason.to_owned(),
+    })
+  };
+  if target_id.is_empty() {
+    return bad("it is empty");
+  }
+  if target_id.len() > MAX_TARGET_ID_LEN {
+    return bad("it is longer than 200 characters");
+  }
+  if target_id.starts_with('.') {
+    return bad("it starts with '.'");
+  }
+  if let Some(c) = target_id
+    .chars()
+    .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+  {
+    return bad(&format!(
+      "it contains {c:?}; only letters, digits, '.', '_' and '-' are allowed"
+    ));
+  }
+  Ok(())
+}
+
+/// Parses PID-file content: a plain decimal PID, optionally followed by one newline, between 2 and
+/// `pid_max`. `Err` carries why it is invalid.
+pub fn parse_pid(content: &[u8], pid_max: u32) -> std::result::Result<u32, String> {
+  let digits = content.strip_suffix(b"\n").unwrap_or(content);
+  if digits.is_empty() {
+    return Err("empty".to_owned());
+  }
+  if !digits.iter().all(u8::is_ascii_digit) {
+    return Err(format!(
+      "not a decimal PID: {:?}",
+      String::from_utf8_lossy(&content[..content.len().min(16)])
+    ));
+  }
+  if digits.len() > 1 && digits[0] == b'0' {
+    return Err("a PID with leading zeros".to_owned());
+  }
+  if digits.len() > 10 {
+    return Err("a number too large to be a PID".to_owned());
+  }
+  let pid: u64 = std::str::from_utf8(digits)
+    .ok()
+    .and_then(|s| s.parse().ok())
+    .ok_or_else(|| "not a decimal PID".to_owned())?;
+  if pid <= 1 {
+    return Err(format!("PID {pid} is never a daemon's"));
+  }
+  if pid > pid_max as u64 {
+    return Err(format!("PID {pid} is above the system's limit ({pid_max})"));
+  }
+  Ok(pid as u32)
+}
+
+/// What a PID file says and whether it can be trusted.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PidFileStatus {
+  /// A valid PID in a trusted file.
+  Valid(u32),
+  /// The content is not a usable PID (why).
+  Invalid(String),
+  /// The file must not be acted on (why): another owner, writable by others, a link, not a file.
+  Untrusted(String),
+}
+
+/// One PID file as found on disk.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PidFileEntry {
+  /// The target ID (the file name without `.pid`).
+  pub target_id: String,
+  /// The file's path.
+  pub path: PathBuf,
+  /// What it says.
+  pub status: PidFileStatus,
+  /// When it was last written, in milliseconds since the epoch.
+  pub mtime_ms: f64,
+  /// Its owner.
+  pub uid: u32,
+  /// Its permission bits.
+  pub mode: u32,
+}
+
+impl PidFileEntry {
+  /// The PID, when the file is valid and trusted.
+  pub fn pid(&self) -> Option<u32> {
+    match self.status {
+      PidFileStatus::Valid(pid) => Some(pid),
+      _ => None,
+    }
+  }
+}
+
+/// A directory of PID files.
+#[derive(Debug)]
+pub struct PidFileStore {
+  dir: PathBuf,
+  euid: u32,
+}
+
+static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+impl PidFileStore {
+  /// Opens the PID directory `dir`, creating it (and its parents) with mode 0755 if needed.
+  ///
+  /// # Errors
+  /// `ENOTDIR` when it is not a directory; `EUNSAFE` when it is world-writable without the sticky bit;
+  /// the operating system's error when it cannot be created or read.
+  pub fn open(dir: &Path) -> Result<Self> {
+    DirBuilder::new()
+      .recursive(true)
+      .mode(0o755)
+      .create(dir)
+      .map_err(|e| Error::pid_io(dir, "create the PID directory", &e))?;
+    let meta =
+      std::fs::metadata(dir).map_err(|e| Error::pid_io(dir, "read the PID directory", &e))?;
+    if !meta.is_dir() {
+      return Err(Error::PidFile {
+        code: "ENOTDIR".to_owned(),
+        path: dir.to_owned(),
+        reason: "not a directory".to_owned(),
+      });
+    }
+    if meta.mode() & 0o002 != 0 && meta.mode() & 0o1000 == 0 {
+      return Err(Error::PidFile {
+        code: "EUNSAFE".to_owned(),
+        path: dir.to_owned(),
+        reason: format!(
+          "the PID directory is world-writable without the sticky bit (mode {:o}): anyone could \
+           replace its PID files",
+          meta.mode() & 0o7777
+        ),
+      });
+    }
+    Ok(PidFileStore {
+      dir: dir.to_owned(),
+      euid: nix::unistd::geteuid().as_raw(),
+    })
+  }
+
+  /// The directory.
+  pub fn dir(&self) -> &Path {
+    &self.dir
+  }
+
+  /// `<dir>/<targetId>.pid`.
+  ///
+  /// # Errors
+  /// [`Error::InvalidTargetId`].
+  pub fn path_for(&self, target_id: &str) -> Result<PathBuf> {
+    validate_target_id(target_id)?;
+    Ok(self.dir.join(format!("{target_id}.pid")))
+  }
+
+  /// Writes `pid` to the target's PID file atomically (temporary file, fsync, rename), mode 0644.
+  ///
+  /// # Errors
+  /// [`Error::InvalidTargetId`]; `EINVAL` for a PID that is never a daemon's; the operating system's
+  /// error.
+  pub fn write(&self, target_id: &str, pid: u32) -> Result<()> {
+    let path = self.path_for(target_id)?;
+    if pid <= 1 || pid > sys::pid_max() {
+      return Err(Error::InvalidArgument(format!(
+        "PID {pid} cannot be written to a PID file (it must be between 2 and {})",
+        sys::pid_max()
+      )));
+    }
+    let tmp = self.dir.join(format!(
+      ".{target_id}.pid.{}.{}.tmp",
+      std::process::id(),
+      TMP_COUNTER.fetch_add(1, Ordering::Relaxed)
+    ));
+    let result = (|| {
+      let mut f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o644)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(&tmp)?;
+      // The umask may have taken bits away; a PID file is readable by all.
+      f.set_permissions(std::fs::Permissions::from_mode(0o644))?;
+      f.write_all(format!("{pid}\n").as_bytes())?;
+      f.sync_all()?;
+      std::fs::rename(&tmp, &path)
+    })();
+    if let Err(e) = result {
+      let _ = std::fs::remove_file(&tmp);
+      return Err(Error::pid_io(&path, "write the PID file", &e));
+    }
+    Ok(())
+  }
+
+  /// The PID in the target's file: `Ok(None)` when there is no file, or it is invalid or untrusted.
+  ///
+  /// # Errors
+  /// [`Error::InvalidTargetId`]; the operating system's error for an unreadable directory.
+  pub fn read(&self, target_id: &str) -> Result<Option<u32>> {
+    Ok(self.inspect(target_id)?.and_then(|e| e.pid()))
+  }
+
+  /// The target's PID file with its status, `Ok(None)` when there is none.
+  ///
+  /// # Errors
+  /// [`Error::InvalidTargetId`]; the operating system's error (other than "no such file").
+  pub fn inspect(&self, target_id: &str) -> Result<Option<PidFileEntry>> {
+    let path = self.path_for(target_id)?;
+    inspect_path(&path, target_id, self.euid, sys::pid_max())
+  }
+
+  /// Deletes the target's PID file; whether there was one.
+  ///
+  /// # Errors
+  /// [`Error::InvalidTargetId`]; the operating system's error.
+  pub fn delete(&self, target_id: &str) -> Result<bool> {
+    let path = self.path_for(target_id)?;
+    match std::fs::remove_file(&path) {
+      Ok(()) => Ok(true),
+      Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+      Err(e) => Err(Error::pid_io(&path, "delete the PID file", &e)),
+    }
+  }
+
+  /// Every PID file in the directory (files named `<valid target ID>.pid`), sorted by target ID.
+  ///
+  /// # Errors
+  /// The directory could not be read.
+  pub fn list(&self) -> Result<Vec<PidFileEntry>> {
+    let rd = std::fs::read_dir(&self.dir)
+      .map_err(|e| Error::pid_io(&self.dir, "list the PID directory", &e))?;
+    let pid_max = sys::pid_max();
+    let mut out = Vec::new();
+    for entry in rd {
+      let entry = entry.map_err(|e| Error::pid_io(&self.dir, "list the PID directory", &e))?;
+      let name = entry.file_name();
+      let Some(target_id) = name.to_str().and_then(|n| n.strip_suffix(".pid")) else {
+        continue;
+      };
+      if validate_target_id(target_id).is_err() {
+        continue;
+      }
+      if let Some(found) = inspect_path(&entry.path(), target_id, self.euid, pid_max)? {
+        out.push(found);
+      }
+    }
+    out.sort_by(|a, b| a.target_id.cmp(&b.target_id));
+    Ok(out)
+  }
+
+  /// Takes the target's cross-process lock without waiting: `Ok(None)` when another open holds it.
+  ///
+  /// # Errors
+  /// [`Error::InvalidTargetId`]; the lock file could not be opened.
+  pub fn try_lock(&self, target_id: &str) -> Result<Option<TargetLock>> {
+    let lock = TargetLock::open(self, target_id)?;
+    match sys::try_lock(&lock.file, lock.offset, 1) {
+      Ok(LockOutcome::Acquired) | Ok(LockOutcome::Unsupported) => Ok(Some(lock)),
+      Ok(LockOutcome::Busy) => Ok(None),
+      Err(e) => Err(Error::pid_io(&self.dir.join(LOCK_FILE_NAME), "lock", &e)),
+    }
+  }
+
+  /// Takes the target's cross-process lock, blocking until it is free. Run it off the JavaScript thread.
+  ///
+  /// # Errors
+  /// [`Error::InvalidTargetId`]; the lock file could not be opened or locked.
+  pub fn lock(&self, target_id: &str) -> Result<TargetLock> {
+    let lock = TargetLock::open(self, target_id)?;
+    sys::lock_wait(&lock.file, lock.offset, 1)
+      .map_err(|e| Error::pid_io(&self.dir.join(LOCK_FILE_NAME), "lock", &e))?;
+    Ok(lock)
+  }
+}
+
+/// Reads and judges one PID file; `Ok(None)` when it does not exist.
+fn inspect_path(
+  path: &Path,
+  target_id: &str,
+  euid: u32,
+  pid_max: u32,
+) -> Result<Option<PidFileEntry>> {
+  let entry = |status, meta: Option<&std::fs::Metadata>| PidFileEntry {
+    target_id: target_id.to_owned(),
+    path: path.to_owned(),
+    status,
+    mtime_ms: meta.map_or(0.0, mtime_ms),
+    uid: meta.map_or(0, |m| m.uid()),
+    mode: meta.map_or(0, |m| m.mode() & 0o7777),
+  };
+  // O_NOFOLLOW: a symbolic link is refused, not followed; O_NONBLOCK: a FIFO never blocks the open.
+  let file = OpenOptions::new()
+    .read(true)
+    .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC | libc::O_NOCTTY)
+    .open(path);
+  let mut file = match file {
+    Ok(f) => f,
+    Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+    Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+      let meta = std::fs::symlink_metadata(path).ok();
+      return Ok(Some(entry(
+        PidFileStatus::Untrusted("a symbolic link".to_owned()),
+        meta.as_ref(),
+      )));
+    }
+    Err(e) => return Err(Error::pid_io(path, "open the PID file", &e)),
+  };
+  let meta = file
+    .metadata()
+    .map_err(|e| Error::pid_io(path, "read the PID file", &e))?;
+  let distrust = if !meta.is_file() {
+    Some("not a regular file".to_owned())
+  } else if meta.uid() != euid && meta.uid() != 0 {
+    Some(format!(
+      "owned by uid {}, not by us (uid {euid}) or root",
+      meta.uid()
+    ))
+  } else if meta.mode() & 0o002 != 0 {
+    Some(format!(
+      "writable by others (mode {:o})",
+      meta.mode() & 0o7777
+    ))
+  } else {
+    None
+  };
+  if let Some(why) = distrust {
+    return Ok(Some(entry(PidFileStatus::Untrusted(why), Some(&meta))));
+  }
+  let mut buf = [0u8; MAX_PID_FILE_BYTES + 1];
+  let mut len = 0;
+  while len < buf.len() {
+    match file.read(&mut buf[len..]) {
+      Ok(0) => break,
+      Ok(n) => len += n,
+      Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+      Err(e) => return Err(Error::pid_io(path, "read the PID file", &e)),
+    }
+  }
+  let status = if len > MAX_PID_FILE_BYTES {
+    PidFileStatus::Invalid("longer than a PID file".to_owned())
+  } else {
+    match parse_pid(&buf[..len], pid_max) {
+      Ok(pid) => PidFileStatus::Valid(pid),
+      Err(why) => PidFileStatus::Invalid(why),
+    }
+  };
+  Ok(Some(entry(status, Some(&meta))))
+}
+
+fn mtime_ms(meta: &std::fs::Metadata) -> f64 {
+  meta
+    .modified()
+    .ok()
+    .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+    .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+}
+
+/// A held per-target lock; dropping it releases it.
+#[derive(Debug)]
+pub struct TargetLock {
+  file: File,
+  offset: u64,
+}
+
+impl TargetLock {
+  fn open(store: &PidFileStore, target_id: &str) -> Result<Self> {
+    validate_target_id(target_id)?;
+    let path = store.dir.join(LOCK_FILE_NAME);
+    let file = OpenOptions::new()
+      .read(true)
+      .write(true)
+      .create(true)
+      .mode(0o644)
+      .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+      .open(&path)
+      .map_err(|e| Error::pid_io(&path, "open the lock file", &e))?;
+    Ok(TargetLock {
+      file,
+      offset: lock_offset(target_id),
+    })
+  }
+}
+
+/// The byte of the lock file that stands for a target: FNV-1a of its ID, below 2^62 (an OFD lock needs no
+/// file content there).
+fn lock_offset(target_id: &str) -> u64 {
+  let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+  for b in target_id.bytes() {
+    h ^= b as u64;
+    h = h.wrapping_mul(0x0000_0100_0000_01b3);
+  }
+  h & ((1 << 62) - 1)
+}
+
+#[cfg(test)]
+mod tests {
+  use super::*;
+
+  #[test]
+  fn target_ids_are_checked_before_any_path_exists() {
+    for ok in ["a", "target-123", "A.b_c-9", &"x".repeat(200)] {
+      assert!(validate_target_id(ok).is_ok(), "{ok}");
+    }
+    for bad in [
+      "",
+      ".",
+      "..",
+      "../x",
+      "a/b",
+      ".hidden",
+      "a\0b",
+      "a b",
+      "é",
+      &"x".repeat(201),
+    ] {
+      let err = validate_target_id(bad).unwrap_err();
+      assert_eq!(err.code(), "EINVALIDTARGET", "{bad:?}");
+    }
+  }
+
+  #[test]
+  fn pid_file_content_is_parsed_strictly() {
+    let max = 4_194_304;
+    assert_eq!(parse_pid(b"12345\n", max), Ok(12345));
+    assert_eq!(parse_pid(b"12345", max), Ok(12345));
+    for bad in [
+      &b""[..],
+      b"\n",
+      b"0\n",
+      b"1\n",
+      b"-1\n",
+      b"+5\n",
+      b" 5\n",
+      b"5 \n",
+      b"5\n\n",
+      b"007\n",
+      b"4194305\n",
+      b"99999999999999999999\n",
+      b"12abc\n",
+      b"\xff\xfe",
+    ] {
+      assert!(
+        parse_pid(bad, max).is_err(),
+        "{:?}",
+        String::from_utf8_lossy(bad)
+      );
+    }
+  }
+}

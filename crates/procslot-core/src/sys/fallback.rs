@@ -1,0 +1,78 @@
+//! Where the kernel has no process file descriptors and no `/proc/self/mountinfo` (macOS, the BSDs): the
+//! same internal API, answering "not available" so that callers fall back to PID checks, and unmounting
+//! through `umount`.
+
+use std::fs::File;
+use std::io;
+use std::os::fd::OwnedFd;
+use std::path::Path;
+
+/// No pidfds here: always `Ok(None)`.
+///
+/// # Errors
+/// Never.
+pub fn pidfd_open(_pid: u32) -> io::Result<Option<OwnedFd>> {
+  Ok(None)
+}
+
+/// Never called: [`pidfd_open`] hands out no descriptors.
+///
+/// # Errors
+/// Always `ENOSYS`.
+pub fn pidfd_send_signal(_fd: &OwnedFd, _sig: libc::c_int) -> io::Result<()> {
+  Err(io::Error::from_raw_os_error(libc::ENOSYS))
+}
+
+fn unsupported() -> io::Error {
+  io::Error::new(
+    io::ErrorKind::Unsupported,
+    "the mount table is not available on this platform",
+  )
+}
+
+/// Unsupported here.
+///
+/// # Errors
+/// Always.
+pub fn open_mount_table() -> io::Result<File> {
+  Err(unsupported())
+}
+
+/// Unsupported here.
+///
+/// # Errors
+/// Always.
+pub fn read_mount_table(_file: &File) -> io::Result<String> {
+  Err(unsupported())
+}
+
+/// No entries.
+pub fn mount_points(_table: &str) -> impl Iterator<Item = Vec<u8>> + '_ {
+  std::iter::empty()
+}
+
+/// Unsupported here.
+///
+/// # Errors
+/// Always.
+pub fn poll_mounts_or_exit(
+  _mounts: &File,
+  _pidfd: Option<&OwnedFd>,
+  _timeout_ms: i32,
+) -> io::Result<(bool, bool)> {
+  Err(unsupported())
+}
+
+/// Unmounts through `umount` (macFUSE and the BSDs have no lazy unmount; this is the closest).
+///
+/// # Errors
+/// `umount` could not be run or failed.
+pub fn unmount_lazy(path: &Path) -> io::Result<bool> {
+  let status = std::process::Command::new("umount")
+    .arg(path)
+    .stdin(std::process::Stdio::null())
+    .stdout(std::process::Stdio::null())
+    .stderr(std::process::Stdio::null())
+    .status()?;
+  Ok(status.success())
+}

@@ -1,0 +1,337 @@
+//! Bindings for PID files, process handles and mount points (the FUSE process manager's native half).
+//! Waits that can take seconds (a process's exit, a mount appearing, another process's lock) run on a
+//! thread of their own and settle a promise, so that neither the JavaScript thread nor libuv's small
+//! thread pool (which `fs` needs) is ever blocked by them.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use napi::bindgen_prelude::{Env, Object};
+use napi_derive::napi;
+use procslot_core::{
+  MountWait, PidFileEntry, PidFileStatus, PidFileStore, ProcessHandle, Signalled, TargetLock,
+};
+
+use crate::{map_error, Result};
+
+/// One PID file as found on disk.
+#[napi(object)]
+pub struct NativePidFileEntry {
+  pub target_id: String,
+  pub path: String,
+  /// The PID when the file is valid and trusted.
+  pub pid: Option<u32>,
+  /// `'valid'`, `'invalid'` or `'untrusted'`.
+  pub status: String,
+  /// Why it is invalid or untrusted.
+  pub reason: Option<String>,
+  pub mtime_ms: f64,
+  pub uid: u32,
+  pub mode: u32,
+}
+
+impl From<PidFileEntry> for NativePidFileEntry {
+  fn from(e: PidFileEntry) -> Self {
+    let (status, pid, reason) = match e.status {
+      PidFileStatus::Valid(pid) => ("valid", Some(pid), None),
+      PidFileStatus::Invalid(why) => ("invalid", None, Some(why)),
+      PidFileStatus::Untrusted(why) => ("untrusted", None, Some(why)),
+    };
+    NativePidFileEntry {
+      target_id: e.target_id,
+      path: e.path.to_string_lossy().into_owned(),
+      pid,
+      status: status.to_owned(),
+      reason,
+      mtime_ms: e.mtime_ms,
+      uid: e.uid,
+      mode: e.mode,
+    }
+  }
+}
+
+/// A directory of PID files.
+#[napi]
+pub struct NativePidFileStore {
+  store: Arc<PidFileStore>,
+}
+
+#[napi]
+impl NativePidFileStore {
+  /// Opens (creating) the PID directory.
+  #[napi(factory)]
+  pub fn open(dir: String) -> Result<Self> {
+    let store = PidFileStore::open(Path::new(&dir)).map_err(map_error)?;
+    Ok(NativePidFileStore {
+      store: Arc::new(store),
+    })
+  }
+
+  #[napi(getter)]
+  pub fn dir(&self) -> String {
+    self.store.dir().to_string_lossy().into_owned()
+  }
+
+  #[napi]
+  pub fn path_for(&self, target_id: String) -> Result<String> {
+    let p = self.store.path_for(&target_id).map_err(map_error)?;
+    Ok(p.to_string_lossy().into_owned())
+  }
+
+  #[napi]
+  pub fn write(&self, target_id: String, pid: u32) -> Result<()> {
+    self.store.write(&target_id, pid).map_err(map_error)
+  }
+
+  #[napi]
+  pub fn read(&self, target_id: String) -> Result<Option<u32>> {
+    self.store.read(&target_id).map_err(map_error)
+  }
+
+  #[napi]
+  pub fn inspect(&self, target_id: String) -> Result<Option<NativePidFileEntry>> {
+    Ok(
+      self
+        .store
+        .inspect(&target_id)
+        .map_err(map_error)?
+        .map(Into::into),
+    )
+  }
+
+  #[napi]
+  pub fn delete(&self, target_id: String) -> Result<bool> {
+    self.store.delete(&target_id).map_err(map_error)
+  }
+
+  #[napi]
+  pub fn list(&self) -> Result<Vec<NativePidFileEntry>> {
+    let entries = self.store.list().map_err(map_error)?;
+    Ok(entries.into_iter().map(Into::into).collect())
+  }
+
+  /// The target's cross-process lock if it is free now, else `null`.
+  #[napi]
+  pub fn try_lock(&self, target_id: String) -> Result<Option<NativeTargetLock>> {
+    let lock = self.store.try_lock(&target_id).map_err(map_error)?;
+    Ok(lock.map(|l| NativeTargetLock { lock: Some(l) }))
+  }
+
+  /// Waits (on a thread of its own) for the target's cross-process lock.
+  #[napi(ts_return_type = "Promise<NativeTargetLock>")]
+  pub fn lock<'env>(&self, env: &'env Env, target_id: String) -> Result<Object<'env>> {
+    procslot_core::validate_target_id(&target_id).map_err(map_error)?;
+    let store = self.store.clone();
+    on_thread(env, move || {
+      store
+        .lock(&target_id)
+        .map(|l| NativeTargetLock { lock: Some(l) })
+        .map_err(map_error)
+    })
+  }
+}
+
+/// A held per-target lock.
+#[napi]
+pub struct NativeTargetLock {
+  lock: Option<TargetLock>,
+}
+
+#[napi]
+impl NativeTargetLock {
+  /// Releases the lock (idempotent).
+  #[napi]
+  pub fn release(&mut self) {
+    self.lock = None;
+  }
+}
+
+/// Runs `work` on a new thread and settles a promise with its result.
+fn on_thread<'env, T, F>(env: &'env Env, work: F) -> Result<Object<'env>>
+where
+  T: napi::bindgen_prelude::ToNapiValue + Send + 'static,
+  F: FnOnce() -> Result<T> + Send + 'static,
+{
+  let (deferred, promise) = env
+    .create_deferred::<T, Box<dyn FnOnce(Env) -> napi::Result<T>>>()
+    .map_err(|e| napi::Error::new(String::from("EIO"), e.reason.clone()))?;
+  std::thread::Builder::new()
+    .name("procslot-wait".into())
+    .spawn(move || match work() {
+      Ok(v) => deferred.resolve(Box::new(move |_| Ok(v))),
+      // A rejection carries a `Status`, not our code: the code goes in front of the message as
+      // `[CODE] `, and the facade moves it back to `error.code`.
+      Err(e) => deferred.reject(napi::Error::new(
+        napi::Status::GenericFailure,
+        format!("[{}] {}", e.status, e.reason),
+      )),
+    })
+    .map_err(|e| napi::Error::new(String::from("EAGAIN"), e.to_string()))?;
+  Ok(promise)
+}
+
+/// A handle on the live process `pid` (with `expectedStart`, only that very process); `null` when it is
+/// gone, a zombie, or another process now has the PID.
+#[napi]
+pub fn open_process(pid: u32, expected_start: Option<f64>) -> Result<Option<NativeProcess>> {
+  let h = ProcessHandle::open(pid, expected_start.map(|s| s as u64)).map_err(map_error)?;
+  Ok(h.map(|handle| NativeProcess {
+    handle: Arc::new(handle),
+  }))
+}
+
+/// One particular process, pinned by its start time and a pidfd.
+#[napi]
+pub struct NativeProcess {
+  handle: Arc<ProcessHandle>,
+}
+
+#[napi]
+impl NativeProcess {
+  #[napi(getter)]
+  pub fn pid(&self) -> u32 {
+    self.handle.pid()
+  }
+
+  /// The raw start time (clock ticks since boot on Linux): equal means the same process.
+  #[napi(getter)]
+  pub fn start_ticks(&self) -> f64 {
+    self.handle.start_time() as f64
+  }
+
+  /// The start time, milliseconds since the epoch.
+  #[napi(getter)]
+  pub fn start_time_ms(&self) -> f64 {
+    self.handle.start_time_ms()
+  }
+
+  #[napi(getter)]
+  pub fn has_pidfd(&self) -> bool {
+    self.handle.has_pidfd()
+  }
+
+  #[napi]
+  pub fn is_alive(&self) -> bool {
+    self.handle.is_alive()
+  }
+
+  /// Signals the process alone; whether it was still there.
+  #[napi]
+  pub fn signal(&self, signal: i32) -> Result<bool> {
+    self.handle.signal(to_signal(signal)?).map_err(map_error)
+  }
+
+  /// Signals the process group it leads (else the process alone): `'group'`, `'process'` or `'gone'`.
+  #[napi(ts_return_type = "'group' | 'process' | 'gone'")]
+  pub fn signal_group(&self, signal: i32) -> Result<String> {
+    let s = self
+      .handle
+      .signal_group(to_signal(signal)?)
+      .map_err(map_error)?;
+    Ok(
+      match s {
+        Signalled::Group => "group",
+        Signalled::Process => "process",
+        Signalled::Gone => "gone",
+      }
+      .to_owned(),
+    )
+  }
+
+  /// Waits up to `timeoutMs` for the process to exit (on its pidfd, on a thread of its own); whether it
+  /// did.
+  #[napi(ts_return_type = "Promise<boolean>")]
+  pub fn wait_exit<'env>(&self, env: &'env Env, timeout_ms: u32) -> Result<Object<'env>> {
+    if !self.handle.is_alive() {
+      // Settled at once, without a thread.
+      return on_thread(env, || Ok(true));
+    }
+    let handle = self.handle.clone();
+    on_thread(env, move || {
+      Ok(handle.wait_exit(Duration::from_millis(timeout_ms as u64)))
+    })
+  }
+
+  /// Waits up to `timeoutMs` until `path` is a mount point or the process exits: `'mounted'`, `'exited'`
+  /// or `'timeout'`.
+  #[napi(ts_return_type = "Promise<'mounted' | 'exited' | 'timeout'>")]
+  pub fn wait_mount<'env>(
+    &self,
+    env: &'env Env,
+    path: String,
+    timeout_ms: u32,
+  ) -> Result<Object<'env>> {
+    let handle = self.handle.clone();
+    on_thread(env, move || {
+      let r = procslot_core::wait_for_mount(
+        Path::new(&path),
+        &handle,
+        Duration::from_millis(timeout_ms as u64),
+      )
+      .map_err(map_error)?;
+      Ok(
+        match r {
+          MountWait::Mounted => "mounted",
+          MountWait::Exited => "exited",
+          MountWait::TimedOut => "timeout",
+        }
+        .to_owned(),
+      )
+    })
+  }
+}
+
+fn to_signal(signal: i32) -> Result<procslot_core::Signal> {
+  procslot_core::Signal::try_from(signal)
+    .map_err(|_| napi::Error::new("EINVAL".to_owned(), format!("no signal number {signal}")))
+}
+
+/// Identity of a PID: start time (raw and wall clock) and whether it is a zombie; `null` when there is no
+/// such process.
+#[napi(object)]
+pub struct NativeIdentity {
+  pub pid: u32,
+  pub start_ticks: f64,
+  pub start_time_ms: f64,
+  pub zombie: bool,
+}
+
+#[napi]
+pub fn process_identity(pid: u32) -> Result<Option<NativeIdentity>> {
+  let id = procslot_core::identity(pid).map_err(map_error)?;
+  Ok(id.map(|id| NativeIdentity {
+    pid: id.pid,
+    start_ticks: id.start_time as f64,
+    start_time_ms: id.start_time_ms,
+    zombie: id.zombie,
+  }))
+}
+
+/// Whether a process that started at `startTimeMs` started after a file written at `writtenMs` (beyond
+/// the clock's granularity): the file's PID was reused.
+#[napi]
+pub fn started_after(start_time_ms: f64, written_ms: f64) -> bool {
+  procslot_core::started_after(start_time_ms, written_ms)
+}
+
+#[napi]
+pub fn is_mount_point(path: String) -> Result<bool> {
+  procslot_core::is_mount_point(Path::new(&path)).map_err(map_error)
+}
+
+#[napi]
+pub fn unmount_lazy(path: String) -> Result<bool> {
+  procslot_core::unmount_lazy(Path::new(&path)).map_err(map_error)
+}
+
+#[napi]
+pub fn validate_target_id(target_id: String) -> Result<()> {
+  procslot_core::validate_target_id(&target_id).map_err(map_error)
+}
+
+#[napi]
+pub fn pid_max() -> u32 {
+  use procslot_core::Probe;
+  procslot_core::SystemProbe.pid_max()
+}
