@@ -8,5 +8,25 @@ import './lib/platform'
 
 export { DEFAULT_SLOTS_FILE, MAX_SLOTS, SlotTable, getProcessId, releaseProcessId } from './lib/slots'
 export type { AcquireOptions, SlotInfo, SlotTableOptions } from './lib/slots'
-export { SlotFileError, SlotsExhaustedError } from './lib/errors'
-export type { SlotFileErrorCode } from './lib/errors'
+export { PidFileStore } from './lib/pidfile'
+export type { PidFileInfo } from './lib/pidfile'
+export { FuseProcessManager } from './lib/manager'
+export type {
+  FuseProcessManagerOptions,
+  KillOptions,
+  Logger,
+  ManagerEvents,
+  ManagerStats,
+  ProcessInfo,
+  SpawnContext,
+  UntrustedPidFile,
+} from './lib/manager'
+export {
+  InvalidTargetIdError,
+  PidFileError,
+  SlotFileError,
+  SlotsExhaustedError,
+  SpawnError,
+  TargetLockedError,
+} from './lib/errors'
+export type { PidFileErrorCode, SlotFileErrorCode, SpawnFailure } from './lib/errors'

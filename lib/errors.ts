@@ -80,3 +80,149 @@ export function slotFileError(err: unknown, path: string): Error {
   }
   return err instanceof Error ? err : new Error(String(err))
 }
+
+/**
+ * A target ID that cannot name a PID file (code `EINVALIDTARGET`). Target IDs are 1 to 200 characters of
+ * `[A-Za-z0-9._-]`, not starting with `.`; they are checked before any path is built, so `../x`, `a/b`,
+ * the empty string or a NUL never reach the filesystem.
+ */
+export class InvalidTargetIdError extends TypeError {
+  override readonly name = 'InvalidTargetIdError' as const
+  /** Always `EINVALIDTARGET`. */
+  readonly code = 'EINVALIDTARGET' as const
+  /** The rejected target ID, as given. */
+  readonly targetId: unknown
+
+  constructor(targetId: unknown, reason: string, options?: { cause?: unknown }) {
+    super(`invalid target ID ${JSON.stringify(targetId) ?? String(targetId)}: ${reason}`, options)
+    this.targetId = targetId
+  }
+}
+
+/** Codes a {@link PidFileError} can carry. Operating-system failures keep their errno name. */
+export type PidFileErrorCode = 'EUNSAFE' | 'ENOTDIR' | 'EEXIST' | 'EACCES' | 'EPERM' | 'EROFS' | 'ENOSPC' | (string & {})
+
+/**
+ * A PID directory or PID file could not be used.
+ *
+ * | code | meaning |
+ * | --- | --- |
+ * | `EUNSAFE` | the PID directory is world-writable without the sticky bit: anyone could replace its files |
+ * | `ENOTDIR`, `EEXIST` | the PID directory's path is not a directory |
+ * | `EACCES`, `EROFS`, ... | the operating system's error |
+ */
+export class PidFileError extends Error {
+  override readonly name = 'PidFileError' as const
+  /** Stable, machine-readable reason. */
+  readonly code: PidFileErrorCode
+  /** The directory or file. */
+  readonly path: string
+
+  constructor(message: string, options: { code: PidFileErrorCode; path: string; cause?: unknown }) {
+    super(message, { cause: options.cause })
+    this.code = options.code
+    this.path = options.path
+  }
+}
+
+/** Why a {@link SpawnError} was thrown. */
+export type SpawnFailure = 'exited' | 'timeout' | 'spawn' | 'mounted' | 'locked'
+
+/**
+ * A daemon could not be started (code `ESPAWN`). Nothing stays behind: its process group was killed, it
+ * is not tracked and it has no PID file. `logTail` holds the end of its log, which usually says why.
+ *
+ * | `reason` | meaning |
+ * | --- | --- |
+ * | `exited` | the process exited before it was ready (`exitCode` / `signal` say how) |
+ * | `timeout` | not ready (no mount) within `startTimeoutMs`; the process group was killed |
+ * | `spawn` | the command could not be started at all (`cause` is the operating system's error) |
+ * | `mounted` | `mountPath` is already a live mount point that no tracked daemon of this target owns |
+ * | `locked` | another call, maybe in another process, kept the target busy past `startTimeoutMs` |
+ */
+export class SpawnError extends Error {
+  override readonly name = 'SpawnError' as const
+  /** Always `ESPAWN`. */
+  readonly code = 'ESPAWN' as const
+  /** The target whose daemon failed. */
+  readonly targetId: string
+  /** What went wrong. */
+  readonly reason: SpawnFailure
+  /** The process's exit code, when it exited by itself. */
+  readonly exitCode: number | null
+  /** The signal that ended the process, if one did. */
+  readonly signal: NodeJS.Signals | null
+  /** The last lines of the daemon's log (at most 4 KiB). */
+  readonly logTail: string
+  /** The daemon's log file. */
+  readonly logFile: string | null
+
+  constructor(
+    message: string,
+    options: {
+      targetId: string
+      reason: SpawnFailure
+      exitCode?: number | null
+      signal?: NodeJS.Signals | null
+      logTail?: string
+      logFile?: string | null
+      cause?: unknown
+    },
+  ) {
+    super(options.logTail ? `${message}\n--- end of the log ---\n${options.logTail}` : message, {
+      cause: options.cause,
+    })
+    this.targetId = options.targetId
+    this.reason = options.reason
+    this.exitCode = options.exitCode ?? null
+    this.signal = options.signal ?? null
+    this.logTail = options.logTail ?? ''
+    this.logFile = options.logFile ?? null
+  }
+}
+
+/**
+ * Turns an error from the native PID-file and process code into the matching class. Promise rejections
+ * from native threads carry their code as a `[CODE] ` prefix of the message (a rejection cannot set
+ * `code`); it is moved back.
+ * @internal
+ */
+export function nativeError(err: unknown, context: { path?: string; targetId?: unknown } = {}): Error {
+  if (!(err instanceof Error)) return new Error(String(err))
+  let code = (err as { code?: unknown }).code
+  let message = err.message
+  const prefixed = /^\[([A-Z0-9_]+)\] ([\s\S]*)$/.exec(message)
+  if (prefixed) {
+    code = prefixed[1]
+    message = prefixed[2]!
+  }
+  if (code === 'EINVALIDTARGET') {
+    const reason = message.replace(/^invalid target ID .*?: (?=it )/, '')
+    return new InvalidTargetIdError(context.targetId, reason, { cause: err })
+  }
+  if (typeof code !== 'string' || !/^E[A-Z0-9]+$/.test(code)) return err
+  if (message.startsWith('process ')) {
+    // Signalling or waiting for a process failed (EPERM and the like): a plain error with the errno code.
+    return Object.assign(new Error(message, { cause: err }), { code })
+  }
+  // "<path>: <reason>", the path of the directory or file.
+  const path = context.path ?? /^(.*?): /.exec(message)?.[1] ?? ''
+  return new PidFileError(message, { code, path, cause: err })
+}
+
+/**
+ * A target stayed busy — a `spawn` or `kill` of it running, maybe in another process sharing the PID
+ * directory — for longer than this call would wait (code `ELOCKED`).
+ */
+export class TargetLockedError extends Error {
+  override readonly name = 'TargetLockedError' as const
+  /** Always `ELOCKED`. */
+  readonly code = 'ELOCKED' as const
+  /** The busy target. */
+  readonly targetId: string
+
+  constructor(targetId: string, why: string) {
+    super(`target ${targetId}: ${why}`)
+    this.targetId = targetId
+  }
+}
