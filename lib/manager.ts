@@ -530,7 +530,7 @@ export class FuseProcessManager extends EventEmitter<ManagerEvents> {
     const fail = async (reason: 'exited' | 'timeout', what: string): Promise<never> => {
       if (proc) {
         proc.signalGroup(SIG.SIGKILL)
-        await proc.waitExit(AFTER_SIGKILL_MS)
+        await awaitNative(proc.waitExit(AFTER_SIGKILL_MS), AFTER_SIGKILL_MS)
       }
       if (isMountPoint(mountPath)) this.#unmount(targetId, mountPath)
       let code: number | null = null
@@ -548,8 +548,8 @@ export class FuseProcessManager extends EventEmitter<ManagerEvents> {
     if (proc === null) return fail('exited', 'exited at once')
     const outcome =
       this.#ready === 'mount'
-        ? await proc.waitMount(mountPath, this.#startTimeoutMs)
-        : (await proc.waitExit(this.#settleMs))
+        ? await awaitNative(proc.waitMount(mountPath, this.#startTimeoutMs), this.#startTimeoutMs)
+        : (await awaitNative(proc.waitExit(this.#settleMs), this.#settleMs))
           ? 'exited'
           : 'mounted'
     if (outcome === 'exited') {
@@ -562,7 +562,7 @@ export class FuseProcessManager extends EventEmitter<ManagerEvents> {
       this.#store.write(targetId, pid)
     } catch (err) {
       proc.signalGroup(SIG.SIGKILL)
-      await proc.waitExit(AFTER_SIGKILL_MS)
+      await awaitNative(proc.waitExit(AFTER_SIGKILL_MS), AFTER_SIGKILL_MS)
       this.#unmount(targetId, mountPath)
       throw err
     }
@@ -606,11 +606,12 @@ export class FuseProcessManager extends EventEmitter<ManagerEvents> {
       signal = force ? 'SIGKILL' : 'SIGTERM'
       this.#log.info({ targetId, pid: t.pid, signal }, 'killing daemon')
       if (this.#signal(t, SIG[signal]) && !force) this.#signal(t, SIG.SIGCONT)
-      if (!(await t.proc.waitExit(force ? AFTER_SIGKILL_MS : timeoutMs)) && !force) {
+      const grace = force ? AFTER_SIGKILL_MS : timeoutMs
+      if (!(await awaitNative(t.proc.waitExit(grace), grace)) && !force) {
         signal = 'SIGKILL'
         this.#log.warn({ targetId, pid: t.pid, timeoutMs }, 'still alive after SIGTERM; sending SIGKILL')
         this.#signal(t, SIG.SIGKILL)
-        await t.proc.waitExit(AFTER_SIGKILL_MS)
+        await awaitNative(t.proc.waitExit(AFTER_SIGKILL_MS), AFTER_SIGKILL_MS)
       }
       if (t.proc.isAlive()) {
         t.killing = false
@@ -723,6 +724,16 @@ export class FuseProcessManager extends EventEmitter<ManagerEvents> {
       pidFileExists: existsSync(pidFile),
     }
   }
+}
+
+/**
+ * A native wait runs on a thread of its own, which does not keep Node's event loop alive: a program whose
+ * only pending work is `await manager.spawn(...)` would exit half-way. A timer for the wait's own deadline
+ * keeps the loop alive until the wait settles.
+ */
+function awaitNative<T>(wait: Promise<T>, timeoutMs: number): Promise<T> {
+  const timer = setTimeout(() => {}, timeoutMs + 1000)
+  return wait.finally(() => clearTimeout(timer))
 }
 
 /** A mount point whose FUSE daemon is gone: `stat` fails with "Transport endpoint is not connected". */

@@ -1,0 +1,445 @@
+import test from 'ava'
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
+import { once } from 'node:events'
+import { chownSync, existsSync, mkdirSync, readFileSync, readdirSync, statSync, utimesSync, watch, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { createInterface } from 'node:readline'
+import { fileURLToPath } from 'node:url'
+
+import { FuseProcessManager, InvalidTargetIdError, SpawnError, type Logger } from '../index.js'
+import { deadline, inCI, isRoot, tempDir } from './helpers.ts'
+
+const DAEMON = fileURLToPath(new URL('./fixtures/daemon.cjs', import.meta.url))
+const MANAGER = fileURLToPath(new URL('./fixtures/manager.cjs', import.meta.url))
+const VICTIM = fileURLToPath(new URL('./fixtures/victim.cjs', import.meta.url))
+
+const hasBindfs = spawnSync('bindfs', ['--version']).status === 0
+const hasFuse = existsSync('/dev/fuse')
+const fuseReady = hasBindfs && hasFuse && isRoot
+/** Real FUSE tests: run wherever bindfs, /dev/fuse and root are there; in CI their absence is a failure. */
+const fuseTest = fuseReady || inCI ? test : test.skip
+
+test('FUSE is available in CI (bindfs, /dev/fuse, root)', (t) => {
+  if (!inCI && !fuseReady) {
+    t.pass('not in CI: FUSE tests are skipped on this machine')
+    return
+  }
+  t.true(hasBindfs, 'bindfs is installed (apt-get install bindfs)')
+  t.true(hasFuse, '/dev/fuse exists')
+  t.true(isRoot, 'the tests run as root')
+})
+
+/** A sandbox: a PID directory, a bindfs source with one file, and a place for mount points. */
+function sandbox(t: { teardown: (fn: () => void | Promise<void>) => void }) {
+  const tmp = tempDir('procslot-mgr-')
+  const pidDir = join(tmp.dir, 'pids')
+  const src = join(tmp.dir, 'src')
+  mkdirSync(src)
+  writeFileSync(join(src, 'hello.txt'), 'hello through FUSE\n')
+  const managers: FuseProcessManager[] = []
+  const bindfs = (options: Partial<ConstructorParameters<typeof FuseProcessManager>[0]> = {}) => {
+    const m = new FuseProcessManager({
+      pidDir,
+      command: 'bindfs',
+      args: ({ mountPath }) => ['-f', src, mountPath],
+      startTimeoutMs: 20_000,
+      ...options,
+    })
+    managers.push(m)
+    return m
+  }
+  const node = (mode: string[], options: Partial<ConstructorParameters<typeof FuseProcessManager>[0]> = {}) => {
+    const m = new FuseProcessManager({
+      pidDir,
+      command: process.execPath,
+      args: () => [DAEMON, ...mode],
+      ready: 'alive',
+      settleMs: 100,
+      ...options,
+    })
+    managers.push(m)
+    return m
+  }
+  t.teardown(async () => {
+    for (const m of managers) await m.cleanupAll({ force: true }).catch(() => {})
+    // Anything still mounted under the sandbox (a test that failed half-way) goes before the files do.
+    for (const line of readFileSync('/proc/self/mountinfo', 'utf8').split('\n')) {
+      const point = line.split(' ')[4]
+      if (point?.startsWith(tmp.dir)) spawnSync('umount', ['-l', point])
+    }
+    tmp.cleanup()
+  })
+  return { dir: tmp.dir, pidDir, src, mnt: (name: string) => join(tmp.dir, 'mnt', name), bindfs, node }
+}
+
+function mounted(path: string): boolean {
+  return readFileSync('/proc/self/mountinfo', 'utf8')
+    .split('\n')
+    .some((line) => line.split(' ')[4] === path)
+}
+
+function alive(pid: number): boolean {
+  try {
+    return !/\) [ZX] /.test(readFileSync(`/proc/${pid}/stat`, 'utf8'))
+  } catch {
+    return false
+  }
+}
+
+/** Processes whose command line mentions `needle`. */
+function processesWith(needle: string): number[] {
+  const out: number[] = []
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name) || Number(name) === process.pid) continue
+    try {
+      if (readFileSync(`/proc/${name}/cmdline`, 'utf8').includes(needle) && alive(Number(name))) out.push(Number(name))
+    } catch {}
+  }
+  return out
+}
+
+/** A process the manager must never signal; `signals()` reports what it received. */
+async function victim(t: { teardown: (fn: () => void) => void }) {
+  const child = spawn(process.execPath, [VICTIM], { stdio: ['pipe', 'pipe', 'inherit'] })
+  t.teardown(() => child.kill('SIGKILL'))
+  const lines = createInterface({ input: child.stdout! })[Symbol.asyncIterator]()
+  const first = JSON.parse((await deadline(lines.next(), 20_000, 'the victim to start')).value) as { pid: number }
+  return {
+    pid: first.pid,
+    child,
+    async signals(): Promise<string[]> {
+      child.stdin!.write('signals\n')
+      const next = await deadline(lines.next(), 20_000, 'the victim to answer')
+      if (next.done) throw new Error('the victim died')
+      return (JSON.parse(next.value) as { received: string[] }).received
+    },
+  }
+}
+
+/** Runs the manager fixture in a process of its own; resolves with its report once it has exited. */
+async function managerProcess(args: object): Promise<{ pid?: number; error?: string; code: number | null }> {
+  const child: ChildProcess = spawn(process.execPath, [MANAGER, JSON.stringify(args)], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  })
+  let out = ''
+  child.stdout!.on('data', (d) => (out += d))
+  // 'close', not 'exit': its stdout may still hold the report when it has exited.
+  const [code] = (await deadline(once(child, 'close'), 40_000, 'the manager process')) as [number | null]
+  return { ...JSON.parse(out.trim() || '{}'), code }
+}
+
+fuseTest('spawn resolves once the bindfs mount is ready and writes a PID file holding the daemon’s PID', async (t) => {
+  const box = sandbox(t)
+  const manager = box.bindfs()
+  const spawned: unknown[] = []
+  manager.on('spawn', (info) => spawned.push(info))
+  const mountPath = box.mnt('t1')
+  const info = await manager.spawn('t1', mountPath)
+  t.true(mounted(mountPath))
+  t.is(readFileSync(join(mountPath, 'hello.txt'), 'utf8'), 'hello through FUSE\n')
+  t.is(readFileSync(join(box.pidDir, 't1.pid'), 'utf8'), `${info.pid}\n`)
+  t.true(processesWith(mountPath).includes(info.pid))
+  t.like(info, { targetId: 't1', mountPath, status: 'running', alive: true, loadedFromDisk: false })
+  t.is(info.pidFile, join(box.pidDir, 't1.pid'))
+  t.true(info.pidFileExists)
+  t.deepEqual(spawned, [info])
+  t.true(existsSync(join(box.pidDir, 't1.log')), 'output goes to a log file')
+  const again = await manager.spawn('t1', mountPath)
+  t.is(again.pid, info.pid, 'a running target is returned, not spawned again')
+  t.is(manager.getStats().allPidsEverSpawned, 1)
+})
+
+fuseTest('kill stops the daemon with SIGTERM, unmounts, and removes its PID file', async (t) => {
+  const box = sandbox(t)
+  const manager = box.bindfs({ killTimeoutMs: 30_000 })
+  const mountPath = box.mnt('t1')
+  const { pid } = await manager.spawn('t1', mountPath)
+  const kills: unknown[] = []
+  manager.on('kill', (e) => kills.push(e))
+  const started = Date.now()
+  t.true(await manager.kill('t1'))
+  // Resolved on the exit itself: far sooner than the 30 s deadline that would mean "waited it out".
+  t.true(Date.now() - started < 10_000)
+  t.false(alive(pid))
+  t.false(mounted(mountPath))
+  t.false(existsSync(join(box.pidDir, 't1.pid')))
+  t.false(manager.isRunning('t1'))
+  t.deepEqual(kills, [{ targetId: 't1', pid, signal: 'SIGTERM' }])
+  t.true(await manager.kill('t1'), 'an unknown target resolves true')
+})
+
+fuseTest('a daemon killed behind the manager’s back emits exit, and cleanupDeadProcesses leaves no stale mount', async (t) => {
+  const box = sandbox(t)
+  const manager = box.bindfs()
+  const mountPath = box.mnt('t1')
+  const { pid } = await manager.spawn('t1', mountPath)
+  const exit = once(manager, 'exit')
+  process.kill(pid, 'SIGKILL')
+  const [event] = await deadline(exit, 20_000, 'the exit event')
+  t.deepEqual(event, { targetId: 't1', pid, code: null, signal: 'SIGKILL' })
+  t.true(mounted(mountPath), 'a SIGKILLed FUSE daemon leaves its mount behind')
+  t.false(manager.isRunning('t1'))
+  t.is(manager.getProcessInfo('t1')?.status, 'exited')
+  t.is(manager.cleanupDeadProcesses(), 1)
+  t.false(mounted(mountPath))
+  t.false(existsSync(join(box.pidDir, 't1.pid')))
+  t.is(manager.getProcessInfo('t1'), null)
+  // The mount point is usable again: a new daemon mounts there.
+  await manager.spawn('t1', mountPath)
+  t.is(readFileSync(join(mountPath, 'hello.txt'), 'utf8'), 'hello through FUSE\n')
+})
+
+fuseTest('a process that ignores SIGTERM is SIGKILLed after timeoutMs', async (t) => {
+  const box = sandbox(t)
+  const manager = new FuseProcessManager({
+    pidDir: box.pidDir,
+    command: 'sh',
+    args: () => ['-c', 'trap "" TERM; exec sleep 600'],
+    ready: 'alive',
+    settleMs: 100,
+  })
+  t.teardown(() => manager.cleanupAll({ force: true }))
+  const { pid } = await manager.spawn('stubborn', box.mnt('stubborn'))
+  const kills: Array<{ signal: string | null }> = []
+  manager.on('kill', (e) => kills.push(e))
+  const started = Date.now()
+  t.true(await manager.kill('stubborn', { timeoutMs: 300 }))
+  t.true(Date.now() - started >= 300, 'SIGTERM was given its time')
+  t.false(alive(pid))
+  t.is(kills[0]?.signal, 'SIGKILL')
+})
+
+fuseTest('kill with force sends SIGKILL at once', async (t) => {
+  const box = sandbox(t)
+  const manager = box.node(['stay'], { killTimeoutMs: 60_000 })
+  const { pid } = await manager.spawn('t1', box.mnt('t1'))
+  const kill = once(manager, 'kill')
+  t.true(await manager.kill('t1', { force: true }))
+  t.like((await kill)[0], { pid, signal: 'SIGKILL' })
+  t.false(alive(pid))
+})
+
+fuseTest('a daemon that writes megabytes to stdout keeps running (its output goes to the log file)', async (t) => {
+  const box = sandbox(t)
+  const manager = box.node(['chatty', '8'])
+  const logFile = join(box.pidDir, 'chatty.log')
+  writeFileSync(logFile, '')
+  const done = new Promise<void>((resolve) => {
+    const check = () => {
+      if (readFileSync(logFile, 'utf8').endsWith('done\n')) {
+        watcher.close()
+        resolve()
+      }
+    }
+    const watcher = watch(logFile, check)
+    check()
+  })
+  const { pid } = await manager.spawn('chatty', box.mnt('chatty'))
+  await deadline(done, 30_000, 'the daemon to write 8 MiB')
+  t.true(statSync(logFile).size >= 8 * 1024 * 1024)
+  t.true(manager.isRunning('chatty'))
+  t.true(alive(pid))
+})
+
+fuseTest('a daemon that exits at once rejects spawn with a SpawnError carrying the log’s tail, leaving nothing behind', async (t) => {
+  const box = sandbox(t)
+  const manager = box.node(['fail'])
+  const err = await t.throwsAsync(manager.spawn('broken', box.mnt('broken')), { instanceOf: SpawnError })
+  t.is(err?.code, 'ESPAWN')
+  t.is(err?.reason, 'exited')
+  t.is(err?.exitCode, 3)
+  t.regex(err?.logTail ?? '', /cannot reach the backend/)
+  t.regex(err?.message ?? '', /broken/)
+  t.false(manager.isRunning('broken'))
+  t.false(existsSync(join(box.pidDir, 'broken.pid')))
+  t.is(manager.listAllProcesses().length, 0)
+})
+
+fuseTest('a daemon that never mounts is killed after startTimeoutMs and spawn rejects', async (t) => {
+  const box = sandbox(t)
+  const manager = new FuseProcessManager({ pidDir: box.pidDir, command: 'sleep', args: () => ['600'], startTimeoutMs: 300 })
+  const err = await t.throwsAsync(manager.spawn('slow', box.mnt('slow')), { instanceOf: SpawnError })
+  t.is(err?.reason, 'timeout')
+  t.deepEqual(processesWith(box.dir), [])
+  t.false(existsSync(join(box.pidDir, 'slow.pid')))
+  t.is(manager.listAllProcesses().length, 0)
+})
+
+fuseTest('an unknown command rejects with a SpawnError', async (t) => {
+  const box = sandbox(t)
+  const manager = new FuseProcessManager({ pidDir: box.pidDir, command: join(box.dir, 'no-such-daemon') })
+  const err = await t.throwsAsync(manager.spawn('t1', box.mnt('t1')), { instanceOf: SpawnError })
+  t.is(err?.reason, 'spawn')
+})
+
+fuseTest('two concurrent spawns of one target start one process', async (t) => {
+  const box = sandbox(t)
+  const manager = box.bindfs()
+  const mountPath = box.mnt('t1')
+  const [a, b] = await Promise.all([manager.spawn('t1', mountPath), manager.spawn('t1', mountPath)])
+  t.is(a.pid, b.pid)
+  t.deepEqual(processesWith(mountPath), [a.pid])
+  t.is(manager.getStats().allPidsEverSpawned, 1)
+})
+
+fuseTest('two manager processes spawning one target at once start one process', async (t) => {
+  const box = sandbox(t)
+  const mountPath = box.mnt('shared')
+  const args = { pidDir: box.pidDir, src: box.src, mountPath, targetId: 'shared' }
+  const [a, b] = await Promise.all([managerProcess(args), managerProcess(args)])
+  t.is(a.code, 0, a.error)
+  t.is(b.code, 0, b.error)
+  t.is(a.pid, b.pid)
+  t.deepEqual(processesWith(mountPath), [a.pid!])
+  // The managers are gone; the daemon outlived them. Adopt it so the sandbox's teardown kills it.
+  t.true(box.bindfs().isRunning('shared'))
+})
+
+fuseTest('a restarted manager adopts what the old one spawned, can kill it, and deletes stale PID files', async (t) => {
+  const box = sandbox(t)
+  const mountPath = box.mnt('t1')
+  const first = await managerProcess({ pidDir: box.pidDir, src: box.src, mountPath, targetId: 't1' })
+  t.is(first.code, 0, first.error)
+  t.true(alive(first.pid!), 'the daemon outlives the manager that spawned it')
+  t.true(mounted(mountPath))
+  writeFileSync(join(box.pidDir, 'dead.pid'), '4194000\n') // no such process
+  const manager = box.bindfs()
+  t.is(manager.loaded, 1)
+  t.is(manager.cleaned, 1)
+  t.false(existsSync(join(box.pidDir, 'dead.pid')))
+  const info = manager.getProcessInfo('t1')
+  t.like(info, { pid: first.pid, loadedFromDisk: true, alive: true, mountPath: null, pidFileExists: true })
+  t.deepEqual([...manager.processes.keys()], ['t1'])
+  t.true(await manager.kill('t1'))
+  t.false(alive(first.pid!))
+  t.false(mounted(mountPath), 'bindfs unmounts on SIGTERM')
+  t.false(existsSync(join(box.pidDir, 't1.pid')))
+})
+
+fuseTest('isRunning finds a live process through its PID file and loads it', async (t) => {
+  const box = sandbox(t)
+  const v = await victim(t)
+  const manager = box.node(['stay'])
+  t.false(manager.isRunning('adopted'))
+  writeFileSync(join(box.pidDir, 'adopted.pid'), `${v.pid}\n`)
+  t.true(manager.isRunning('adopted'))
+  t.like(manager.getProcessInfo('adopted'), { pid: v.pid, loadedFromDisk: true })
+  t.is(manager.listAllProcesses().length, 1)
+  t.deepEqual(await v.signals(), [])
+})
+
+fuseTest('stats count PID files and name the directory; process info carries pidFile and pidFileExists', async (t) => {
+  const box = sandbox(t)
+  const manager = box.node(['stay'])
+  await manager.spawn('a', box.mnt('a'))
+  const b = await manager.spawn('b', box.mnt('b'))
+  const stats = manager.getStats()
+  t.like(stats, { totalTracked: 2, alive: 2, dead: 0, allPidsEverSpawned: 2, pidFilesOnDisk: 2, pidDirectory: box.pidDir })
+  t.deepEqual(
+    stats.processes.map((p) => [p.targetId, p.pidFile, p.pidFileExists, p.alive]),
+    [
+      ['a', join(box.pidDir, 'a.pid'), true, true],
+      ['b', join(box.pidDir, 'b.pid'), true, true],
+    ],
+  )
+  t.true(stats.processes[0]!.uptimeSeconds >= 0)
+  t.deepEqual(
+    { pidFile: b.pidFile, pidFileExists: b.pidFileExists },
+    { pidFile: join(box.pidDir, 'b.pid'), pidFileExists: true },
+  )
+})
+
+fuseTest('PID files holding 0, 1, -1, garbage, huge numbers or a reused PID are never signalled', async (t) => {
+  const box = sandbox(t)
+  const v = await victim(t)
+  mkdirSync(box.pidDir, { recursive: true })
+  const contents: Record<string, string> = {
+    zero: '0\n',
+    one: '1\n',
+    minus: '-1\n',
+    garbage: 'not a pid\n',
+    huge: '99999999999999999999\n',
+    reused: `${v.pid}\n`,
+  }
+  for (const [id, text] of Object.entries(contents)) writeFileSync(join(box.pidDir, `${id}.pid`), text)
+  // The victim is alive and named by `reused.pid`, but it started after that file was written (an hour
+  // ago): the PID was reused by another process.
+  const anHourAgo = new Date(Date.now() - 3_600_000)
+  utimesSync(join(box.pidDir, 'reused.pid'), anHourAgo, anHourAgo)
+  const manager = box.node(['stay'])
+  t.is(manager.loaded, 0)
+  t.is(manager.cleaned, 6)
+  t.deepEqual(readdirSync(box.pidDir).filter((f) => f.endsWith('.pid')), [])
+  // And through kill, with the files back in place.
+  for (const [id, text] of Object.entries(contents)) writeFileSync(join(box.pidDir, `${id}.pid`), text)
+  utimesSync(join(box.pidDir, 'reused.pid'), anHourAgo, anHourAgo)
+  const stale: string[] = []
+  manager.on('stale', (e) => stale.push(e.targetId))
+  for (const id of Object.keys(contents)) {
+    t.false(manager.isRunning(id), id)
+    t.true(await manager.kill(id, { force: true }), id)
+  }
+  t.deepEqual(stale.sort(), Object.keys(contents).sort())
+  t.deepEqual(await v.signals(), [], 'the victim received nothing')
+  t.true(alive(v.pid))
+})
+
+fuseTest('target IDs like ../x, a/b and the empty string are rejected with InvalidTargetIdError', async (t) => {
+  const box = sandbox(t)
+  const manager = box.node(['stay'])
+  for (const bad of ['../x', 'a/b', '', '..', '.x', 'a\0b']) {
+    await t.throwsAsync(manager.spawn(bad, box.mnt('x')), { instanceOf: InvalidTargetIdError, code: 'EINVALIDTARGET' })
+    await t.throwsAsync(manager.kill(bad), { instanceOf: InvalidTargetIdError })
+    t.throws(() => manager.isRunning(bad), { instanceOf: InvalidTargetIdError })
+    t.throws(() => manager.getProcessInfo(bad), { instanceOf: InvalidTargetIdError })
+  }
+  t.false(existsSync(box.mnt('x')))
+  t.deepEqual(readdirSync(box.pidDir).filter((f) => !f.startsWith('.')), [])
+})
+
+fuseTest('a PID file owned by another user is untrusted: reported, never adopted, signalled or deleted', async (t) => {
+  const box = sandbox(t)
+  const v = await victim(t)
+  mkdirSync(box.pidDir, { recursive: true })
+  const path = join(box.pidDir, 'theirs.pid')
+  writeFileSync(path, `${v.pid}\n`)
+  chownSync(path, 65534, 65534)
+  const manager = box.node(['stay'])
+  t.deepEqual(manager.untrusted.map((u) => u.targetId), ['theirs'])
+  t.is(manager.loaded, 0)
+  t.false(manager.isRunning('theirs'))
+  t.false(await manager.kill('theirs'))
+  t.is(manager.cleanupDeadProcesses(), 0)
+  t.true(existsSync(path))
+  t.deepEqual(await v.signals(), [])
+})
+
+fuseTest('secrets in the environment never reach the log; envKeys names what was given', async (t) => {
+  const box = sandbox(t)
+  const lines: string[] = []
+  const record = (fields: object, message: string) => lines.push(`${message} ${JSON.stringify(fields)}`)
+  const logger: Logger = { debug: record, info: record, warn: record, error: record }
+  const manager = box.node(['stay'], { logger })
+  const info = await manager.spawn('t1', box.mnt('t1'), {
+    AWS_SECRET_ACCESS_KEY: 'hunter2-a',
+    API_TOKEN: 'hunter2-b',
+    db_password: 'hunter2-c',
+    GitCredential: 'hunter2-d',
+    REGION: 'eu-west-1',
+  })
+  t.deepEqual([...info.envKeys].sort(), ['API_TOKEN', 'AWS_SECRET_ACCESS_KEY', 'GitCredential', 'REGION', 'db_password'])
+  const all = lines.join('\n')
+  t.notRegex(all, /hunter2/)
+  t.regex(all, /eu-west-1/)
+  t.regex(all, /\[redacted\]/)
+})
+
+fuseTest('the manager never kills its daemons when it is dropped: they outlive it', async (t) => {
+  const box = sandbox(t)
+  const mountPath = box.mnt('t1')
+  const report = await managerProcess({ pidDir: box.pidDir, src: box.src, mountPath, targetId: 't1' })
+  t.is(report.code, 0)
+  t.true(alive(report.pid!))
+  t.true(mounted(mountPath))
+  t.true(box.bindfs().isRunning('t1'))
+})
