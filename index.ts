@@ -10,3 +10,7 @@ export { DEFAULT_SLOTS_FILE, MAX_SLOTS, SlotTable, getProcessId, releaseProcessI
 export type { AcquireOptions, SlotInfo, SlotTableOptions } from './lib/slots'
 export { SlotFileError, SlotsExhaustedError } from './lib/errors'
 export type { SlotFileErrorCode } from './lib/errors'
+export { acquireMultiProcessConfig, defaultConfig, multiProcessConfig } from './lib/config'
+export type { ConcurrencyConfig, Config, PartialConfig } from './lib/config'
+export { MultiProcessClient, newClient, newMultiProcessClient, newMultiProcessClientWithFile } from './lib/client'
+export type { FrozenConfig } from './lib/client'
