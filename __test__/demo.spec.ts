@@ -1,17 +1,17 @@
 import test from 'ava'
 import { spawn } from 'node:child_process'
-import { existsSync } from 'node:fs'
-import { dirname } from 'node:path'
+import { existsSync, readFileSync } from 'node:fs'
+import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 
 import { deadline } from './helpers.ts'
 
-const DEMO = fileURLToPath(new URL('../examples/prefork-demo.js', import.meta.url))
 const ROOT = fileURLToPath(new URL('..', import.meta.url))
+const CLI = join(ROOT, 'lib', 'cli.js')
 
 /** Runs the demo to its end (SIGKILLed if it outlives `ms`). */
 async function runDemo(ms: number): Promise<{ code: number | null; signal: NodeJS.Signals | null; output: string }> {
-  const child = spawn(process.execPath, [DEMO], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] })
+  const child = spawn(process.execPath, [CLI, 'demo'], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] })
   let output = ''
   child.stdout.on('data', (d: Buffer) => (output += d.toString()))
   child.stderr.on('data', (d: Buffer) => (output += d.toString()))
@@ -26,7 +26,13 @@ async function runDemo(ms: number): Promise<{ code: number | null; signal: NodeJ
   }
 }
 
-test("the prefork demo serves from 4 slots, gives a SIGKILLed worker's slot to its replacement, and cleans up", async (t) => {
+test('npm run demo and the procslot bin run the same demo', (t) => {
+  const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { bin: Record<string, string>; scripts: Record<string, string> }
+  t.is(pkg.bin.procslot, 'lib/cli.js')
+  t.regex(pkg.scripts.demo!, /&& node lib\/cli\.js demo$/)
+})
+
+test("procslot demo serves from 4 slots, gives a SIGKILLed worker's slot to its replacement, and cleans up", async (t) => {
   const { code, signal, output } = await runDemo(60_000)
   t.is(signal, null)
   t.is(code, 0, output)
@@ -37,7 +43,12 @@ test("the prefork demo serves from 4 slots, gives a SIGKILLed worker's slot to i
   t.truthy(took, 'the replacement reports taking the freed slot')
   t.is(took?.[2], freed?.[1], 'the freed slot is the one the killed worker held')
   t.not(took?.[1], took?.[2])
-  t.regex(output, /the replacement answered request \d+ of \d+/)
+  t.regex(output, /the replacement answered request \d+ of \d+ with processId 1\b/)
+
+  const tables = output.match(/^ +slot +pid +alive +worker +started +command$/gm) ?? []
+  t.is(tables.length, 4, 'the slot table is printed after each step that changes it')
+  t.regex(output, new RegExp(`^ +1 +${freed?.[1]} +no \\(free\\) +#\\d+ \\(SIGKILLed\\)`, 'm'), 'the killed holder is shown dead')
+  t.regex(output, /^ +3 +- +free +-$/m, 'the table at the end is all free')
 
   const file = /^slot file: (.+)$/m.exec(output)?.[1]
   t.truthy(file)

@@ -125,3 +125,62 @@ function descendantRunning(pid: number, exe: string): number {
 export async function stopAll(holders: Holder[]): Promise<void> {
   await Promise.all(holders.map((h) => h.stop().catch(() => h.kill())))
 }
+
+/**
+ * Any node script speaking JSON lines on stdout (one object per line), started with `args` — the clients,
+ * examples and CLI under test. Lines that are not JSON are kept in `output` only.
+ */
+export class JsonLines {
+  readonly child: ChildProcess
+  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>
+  output = ''
+  readonly #replies: Array<Record<string, unknown>> = []
+  readonly #waiters: Array<(r: Record<string, unknown>) => void> = []
+
+  constructor(script: string, args: string[] = [], options: SpawnOptions = {}) {
+    this.child = spawn(process.execPath, [script, ...args], { stdio: ['pipe', 'pipe', 'pipe'], ...options })
+    this.exited = new Promise((resolve) => this.child.once('exit', (code, signal) => resolve({ code, signal })))
+    this.child.stderr!.on('data', (d: Buffer) => (this.output += d.toString()))
+    createInterface({ input: this.child.stdout! }).on('line', (line) => {
+      this.output += line + '\n'
+      let reply: Record<string, unknown>
+      try {
+        reply = JSON.parse(line)
+      } catch {
+        return
+      }
+      const waiter = this.#waiters.shift()
+      if (waiter) waiter(reply)
+      else this.#replies.push(reply)
+    })
+  }
+
+  /** The next JSON line. */
+  next(what = 'a reply'): Promise<Record<string, unknown>> {
+    const reply = this.#replies.shift()
+    if (reply) return Promise.resolve(reply)
+    const wait = new Promise<Record<string, unknown>>((resolve) => this.#waiters.push(resolve))
+    const died = this.exited.then(({ code, signal }) => {
+      throw new Error(`child exited (${code ?? signal}) before ${what}; output:\n${this.output}`)
+    })
+    return deadline(Promise.race([wait, died]), 20_000, what)
+  }
+
+  /** Sends a line and returns the next JSON reply. */
+  async ask(command: string): Promise<Record<string, unknown>> {
+    this.child.stdin!.write(command + '\n')
+    return this.next(command)
+  }
+
+  /** SIGKILLs the child and waits for it to be gone. */
+  async kill(): Promise<void> {
+    if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill('SIGKILL')
+    await deadline(this.exited, 20_000, 'the child to exit')
+  }
+
+  /** Closes its stdin (the fixtures exit on that) and waits for it to exit. */
+  async stop(): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
+    if (this.child.exitCode === null && this.child.signalCode === null) this.child.stdin!.end()
+    return deadline(this.exited, 20_000, 'the child to exit')
+  }
+}

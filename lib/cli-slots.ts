@@ -1,0 +1,129 @@
+/**
+ * `procslot slots [file] [--json]`: the slot table of a file — slot, holder PID, alive, start time and
+ * command line — without taking a slot and without creating the file.
+ * @internal
+ */
+import { lstatSync } from 'node:fs'
+import { resolve } from 'node:path'
+
+import { type Command, fail, formatTable, formatTime, oneLine, parse, printJson, shorten } from './cli-util'
+import { processCommand, processStart } from './proc'
+import { DEFAULT_SLOTS_FILE, SlotTable } from './slots'
+
+/** One slot as `procslot slots` shows it (and prints it with `--json`). */
+export interface SlotRow {
+  /** The slot's index. */
+  readonly slot: number
+  /** `free`: no holder; `held`: a live holder; `dead`: the word names a process that no longer holds it. */
+  readonly state: 'free' | 'held' | 'dead'
+  /** The holder's PID as its word records it; `0` when free. */
+  readonly pid: number
+  /** Whether the holder is alive (holds the slot's lock). */
+  readonly alive: boolean
+  /** The live holder's start time (ISO 8601), or `null`: free, dead, or not visible from here. */
+  readonly startTime: string | null
+  /** The live holder's command line, or `null`: free, dead, or not visible from here. */
+  readonly command: string | null
+  /** Whether `/proc` shows the holder (`false` for a holder in another PID namespace). */
+  readonly visible: boolean
+}
+
+/** The slot table, as `procslot slots --json` prints it. */
+export interface SlotListing {
+  /** The slot file's absolute path. */
+  readonly file: string
+  /** How many slots it has. */
+  readonly size: number
+  /** How many are held by live processes. */
+  readonly held: number
+  readonly slots: SlotRow[]
+}
+
+/**
+ * Reads a slot file's table for display. Takes no slot; never creates the file; never changes a byte.
+ *
+ * @throws {CliFailure} (exit 2) when the file is missing or refused
+ */
+export function listSlots(file: string): SlotListing {
+  const path = resolve(file)
+  let size: number
+  try {
+    size = lstatSync(path).size
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code
+    return fail(code === 'ENOENT' ? `no slot file at ${path}` : `cannot inspect slot file ${path}: ${(err as Error).message}`)
+  }
+  // An empty file would be given slots by SlotTable.open: show it as it is instead. (Between the lstat
+  // and the open the file could vanish and be created anew: then the table shown is that new one.)
+  if (size === 0) return { file: path, size: 0, held: 0, slots: [] }
+  let table: SlotTable
+  try {
+    table = SlotTable.open(path)
+  } catch (err) {
+    return fail(oneLine((err as Error).message))
+  }
+  try {
+    const slots = table.snapshot().map((s): SlotRow => {
+      if (s.pid === 0) return { slot: s.slot, state: 'free', pid: 0, alive: false, startTime: null, command: null, visible: false }
+      if (!s.alive) return { slot: s.slot, state: 'dead', pid: s.pid, alive: false, startTime: null, command: null, visible: false }
+      // The /proc entry of that PID is the holder's only if its start tag agrees; otherwise the holder runs
+      // in another PID namespace (a container sharing the file) and this PID is someone else here.
+      const start = processStart(s.pid)
+      const visible = start !== null && (s.startTag === 0 || start.tag === s.startTag)
+      return {
+        slot: s.slot,
+        state: 'held',
+        pid: s.pid,
+        alive: true,
+        startTime: visible && start.date ? start.date.toISOString() : null,
+        command: visible ? processCommand(s.pid) : null,
+        visible,
+      }
+    })
+    return { file: table.path, size: slots.length, held: slots.filter((s) => s.alive).length, slots }
+  } finally {
+    table.close()
+  }
+}
+
+/** The rows of a listing as table cells: slot, pid, alive, started, command. */
+export function slotCells(listing: SlotListing, commandWidth = 60): string[][] {
+  return listing.slots.map((s) => {
+    switch (s.state) {
+      case 'free':
+        return [String(s.slot), '-', 'free', '', '']
+      case 'dead':
+        return [String(s.slot), String(s.pid), 'no (free)', '-', '-']
+      default:
+        return [
+          String(s.slot),
+          String(s.pid),
+          'yes',
+          s.startTime ? formatTime(new Date(s.startTime)) : '?',
+          s.command === null ? '?' : shorten(s.command, commandWidth),
+        ]
+    }
+  })
+}
+
+/** The header of {@link slotCells}. */
+export const SLOT_COLUMNS = ['slot', 'pid', 'alive', 'started', 'command'] as const
+
+/** The text form of a listing: a summary line, then the table. */
+export function formatSlots(listing: SlotListing): string {
+  const summary = `slot file ${listing.file}: ${listing.size} slots, ${listing.held} held\n`
+  return listing.size === 0 ? summary : summary + formatTable(SLOT_COLUMNS, slotCells(listing))
+}
+
+export const slotsCommand: Command = {
+  usage: 'slots [file] [--json]',
+  summary: `show a slot file's table: slot, pid, alive, start time, command (default file ${DEFAULT_SLOTS_FILE})`,
+  run(argv) {
+    const { values, positionals } = parse('slots', argv, { json: { type: 'boolean' } })
+    if (positionals.length > 1) fail(`slots: one file at most, got ${positionals.length}`)
+    const listing = listSlots(positionals[0] ?? DEFAULT_SLOTS_FILE)
+    if (values.json) printJson(listing)
+    else process.stdout.write(formatSlots(listing))
+    return 0
+  },
+}

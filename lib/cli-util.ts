@@ -1,0 +1,79 @@
+/**
+ * What every `procslot` subcommand shares: argument parsing, the exit-2-with-one-line-reason failure,
+ * `--json` output and plain-text tables.
+ * @internal
+ */
+import { parseArgs, type ParseArgsConfig } from 'node:util'
+
+/** A subcommand of `procslot`: one line of the dispatcher's table in `cli.ts`. */
+export interface Command {
+  /** One line for the usage text, e.g. `slots [file] [--json]`. */
+  readonly usage: string
+  /** What it does, in a few words. */
+  readonly summary: string
+  /** Runs it with the arguments after its name; resolves to the exit code. */
+  run(argv: string[]): number | Promise<number>
+}
+
+/** Thrown to end a command with exit code 2 and `procslot: <reason>` on stderr (one line). */
+export class CliFailure extends Error {
+  override readonly name = 'CliFailure' as const
+  readonly exitCode = 2 as const
+}
+
+/** Ends the command with exit code 2 and `reason` (made one line) on stderr. */
+export function fail(reason: string): never {
+  throw new CliFailure(oneLine(reason))
+}
+
+/** `text` on one line: newlines and runs of blanks become single spaces. */
+export function oneLine(text: string): string {
+  return text.replace(/\s*\n\s*/g, ' ').trim()
+}
+
+/**
+ * Parses a subcommand's arguments with `node:util` `parseArgs` (strict); a bad flag or a missing value
+ * ends the command with exit code 2 and the parser's reason.
+ */
+export function parse<T extends ParseArgsConfig['options']>(
+  command: string,
+  argv: string[],
+  options: T,
+): { values: Record<string, string | boolean | undefined>; positionals: string[] } {
+  try {
+    const { values, positionals } = parseArgs({ args: argv, options, allowPositionals: true, strict: true })
+    return { values: values as Record<string, string | boolean | undefined>, positionals }
+  } catch (err) {
+    return fail(`${command}: ${(err as Error).message}`)
+  }
+}
+
+/** Writes `value` as indented JSON and a newline: the `--json` output of every listing command. */
+export function printJson(value: unknown, out: NodeJS.WritableStream = process.stdout): void {
+  out.write(JSON.stringify(value, null, 2) + '\n')
+}
+
+/**
+ * Formats rows as a plain-text table: a header, a rule, then one line per row, columns padded to their
+ * widest cell (the last column is not padded, so lines have no trailing blanks).
+ */
+export function formatTable(head: readonly string[], rows: ReadonlyArray<readonly string[]>, indent = ''): string {
+  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)))
+  const line = (cells: readonly string[]): string =>
+    indent + cells.map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i]!))).join('  ').trimEnd()
+  return [line(head), line(widths.map((w) => '-'.repeat(w))), ...rows.map(line)].join('\n') + '\n'
+}
+
+/** A local time as `YYYY-MM-DD HH:MM:SS`. */
+export function formatTime(date: Date): string {
+  const p = (n: number): string => String(n).padStart(2, '0')
+  return (
+    `${date.getFullYear()}-${p(date.getMonth() + 1)}-${p(date.getDate())} ` +
+    `${p(date.getHours())}:${p(date.getMinutes())}:${p(date.getSeconds())}`
+  )
+}
+
+/** `text` cut to `max` characters, ending in `…` when cut. */
+export function shorten(text: string, max: number): string {
+  return text.length <= max ? text : text.slice(0, max - 1) + '…'
+}

@@ -1,0 +1,237 @@
+/**
+ * The typed multi-process client: the port of the Go helpers' `NewClient`, `NewMultiProcessClient` and
+ * `NewMultiProcessClientWithFile`. A client knows which process of a fleet it is, which shards it owns,
+ * and — when it took its ID from a slot file — gives the ID back on `close()`.
+ */
+import { mkdirSync } from 'node:fs'
+import { resolve } from 'node:path'
+
+import {
+  checkConcurrency,
+  checkCount,
+  checkSlotsFile,
+  defaultConfig,
+  type Config,
+  type ConcurrencyConfig,
+  type PartialConfig,
+} from './config'
+import { DEFAULT_SLOTS_FILE, SlotTable } from './slots'
+
+/**
+ * The slots taken by clients of this process, by slot-file path. A process holds one slot per file, so
+ * every client of a file shares it: the slot is released when the last of them closes, and only if a
+ * client took it (not when {@link getProcessId} or a {@link SlotTable} of the caller held it already).
+ */
+const leases = new Map<string, { clients: number; slot: number; owned: boolean }>()
+
+/** What a client acquired: the table it holds its slot through. */
+interface Lease {
+  readonly table: SlotTable
+  readonly slot: number
+}
+
+function acquireLease(slotsFile: string): Lease {
+  const table = SlotTable.open(slotsFile)
+  try {
+    const lease = leases.get(table.path)
+    const heldBefore = table.held
+    const slot = table.acquire()
+    if (lease && lease.slot === slot) {
+      lease.clients++
+    } else {
+      // The first client of this file, or the slot the others shared was released behind their back
+      // (releaseProcessId): this client starts a new lease.
+      leases.set(table.path, { clients: 1, slot, owned: heldBefore === -1 })
+    }
+    return { table, slot }
+  } catch (err) {
+    table.close()
+    throw err
+  }
+}
+
+function releaseLease({ table, slot }: Lease): void {
+  const lease = leases.get(table.path)
+  if (lease && lease.slot === slot) {
+    if (--lease.clients === 0) {
+      leases.delete(table.path)
+      // Only this slot: if it was released and another one taken since, that one is not ours to free.
+      if (lease.owned) table.release(slot)
+    }
+  }
+  table.close()
+}
+
+/** A {@link Config} that cannot be changed: a client's `config`. */
+export interface FrozenConfig {
+  /** Which process of a fleet this is. */
+  readonly concurrency: Readonly<ConcurrencyConfig>
+}
+
+function freeze(concurrency: ConcurrencyConfig): FrozenConfig {
+  return Object.freeze({ concurrency: Object.freeze({ ...concurrency }) })
+}
+
+/**
+ * A client of one process of a fleet: its ID, the fleet's size, its data directory and the shards it
+ * owns. Made by {@link newClient}, {@link newMultiProcessClient} and {@link newMultiProcessClientWithFile};
+ * close it with {@link MultiProcessClient.close} or `using client = newMultiProcessClient(dir)`.
+ */
+export class MultiProcessClient {
+  /** The client's configuration, frozen (the object and its `concurrency`). */
+  readonly config: FrozenConfig
+  /** The data directory, as an absolute path; it exists (it was created if needed). */
+  readonly dataDir: string
+  #lease: Lease | null
+  #closed = false
+
+  private constructor(dataDir: string, concurrency: ConcurrencyConfig, lease: Lease | null) {
+    this.dataDir = dataDir
+    this.config = freeze(concurrency)
+    this.#lease = lease
+  }
+
+  /** @internal Use {@link newClient} or {@link newMultiProcessClient}. */
+  static create(dataDir: string, concurrency: ConcurrencyConfig, lease: Lease | null): MultiProcessClient {
+    return new MultiProcessClient(dataDir, concurrency, lease)
+  }
+
+  /** This process's ID, 0-based (`config.concurrency.processId`). */
+  get processId(): number {
+    return this.config.concurrency.processId
+  }
+
+  /** How many processes the fleet has (`config.concurrency.processCount`); `0` or `1`: single-process. */
+  get processCount(): number {
+    return this.config.concurrency.processCount
+  }
+
+  /** Whether the fleet has more than one process (`processCount > 1`). */
+  get isMultiProcess(): boolean {
+    return this.processCount > 1
+  }
+
+  /** Whether {@link MultiProcessClient.close} was called. */
+  get closed(): boolean {
+    return this.#closed
+  }
+
+  /**
+   * Whether this process owns a shard: `shard % processCount === processId`; every shard in
+   * single-process mode. Across the IDs `0..processCount-1`, every shard has exactly one owner.
+   *
+   * @throws {TypeError | RangeError} unless `shard` is an integer `>= 0`
+   */
+  owns(shard: number): boolean {
+    checkCount('shard', shard)
+    return !this.isMultiProcess || shard % this.processCount === this.processId
+  }
+
+  /**
+   * The shards of `0..total-1` this process owns, in increasing order (all of them in single-process
+   * mode).
+   *
+   * @throws {TypeError | RangeError} unless `total` is an integer `>= 0`
+   */
+  ownedShards(total: number): number[] {
+    checkCount('total', total)
+    if (!this.isMultiProcess) return Array.from({ length: total }, (_, i) => i)
+    const shards: number[] = []
+    for (let shard = this.processId; shard < total; shard += this.processCount) shards.push(shard)
+    return shards
+  }
+
+  /**
+   * Closes the client. A client that took its ID from a slot file releases it (once the last client of
+   * that file in this process is closed); one opened on a given config releases nothing. Idempotent.
+   */
+  close(): void {
+    if (this.#closed) return
+    this.#closed = true
+    const lease = this.#lease
+    this.#lease = null
+    if (lease) releaseLease(lease)
+  }
+
+  /** Calls {@link MultiProcessClient.close}, for `using client = newMultiProcessClient(dir)`. */
+  [Symbol.dispose](): void {
+    this.close()
+  }
+}
+
+function checkDataDir(dataDir: unknown): string {
+  if (typeof dataDir !== 'string' || dataDir.length === 0 || dataDir.includes('\0')) {
+    throw new TypeError(`dataDir must be a non-empty string without NUL bytes, got ${JSON.stringify(dataDir)}`)
+  }
+  return resolve(dataDir)
+}
+
+/**
+ * Creates `dataDir` (recursively) and opens a client with `config` exactly as given: it acquires and
+ * releases nothing. The port of the Go helpers' `NewClient(dir, config)`.
+ *
+ * @param dataDir - the client's data directory
+ * @param config - from {@link defaultConfig}, {@link multiProcessConfig} or
+ *   {@link acquireMultiProcessConfig} (then release the ID with {@link releaseProcessId} yourself)
+ * @default config {@link defaultConfig}()
+ * @throws {TypeError | RangeError} for an invalid config or `dataDir`
+ * @throws the `fs` error (`EACCES`, `ENOTDIR`, `EEXIST`, ...) when `dataDir` cannot be created
+ */
+export function newClient(dataDir: string, config: Config = defaultConfig()): MultiProcessClient {
+  const dir = checkDataDir(dataDir)
+  if (typeof config !== 'object' || config === null) throw new TypeError('config must be an object')
+  const concurrency = checkConcurrency(config.concurrency)
+  mkdirSync(dir, { recursive: true })
+  return MultiProcessClient.create(dir, concurrency, null)
+}
+
+/**
+ * Opens a client that is one process of a fleet. If `config` is already multi-process
+ * (`concurrency.processCount > 1`) it is used as given; otherwise the client acquires an ID from
+ * `concurrency.slotsFile` (default {@link DEFAULT_SLOTS_FILE}) — this process's slot in that file, the
+ * same one {@link getProcessId} returns — with `processCount` the table's size. Then it creates `dataDir`.
+ *
+ * A client that acquired its ID owns it: {@link MultiProcessClient.close} releases it, and so does the end
+ * of the process, however it ends. If creating `dataDir` fails, the ID is released before the error is
+ * thrown. The port of the Go helpers' `NewMultiProcessClient(dir)`.
+ *
+ * @param dataDir - the client's data directory, created if needed
+ * @param config - a whole or partial config (`Partial<Config>` will do)
+ * @throws {SlotsExhaustedError} (`ESLOTSFULL`) when every slot is held by a live process
+ * @throws {SlotFileError} when the slot file is refused or cannot be used
+ * @throws {TypeError | RangeError} for an invalid config or `dataDir`
+ * @throws the `fs` error when `dataDir` cannot be created
+ */
+export function newMultiProcessClient(dataDir: string, config: PartialConfig = {}): MultiProcessClient {
+  const dir = checkDataDir(dataDir)
+  if (typeof config !== 'object' || config === null) throw new TypeError('config must be an object')
+  const given = config.concurrency ?? {}
+  if (typeof given !== 'object' || given === null) throw new TypeError('config.concurrency must be an object')
+  const slotsFile = checkSlotsFile(given.slotsFile ?? DEFAULT_SLOTS_FILE, 'config.concurrency.slotsFile')
+
+  if (given.processCount !== undefined && checkCount('config.concurrency.processCount', given.processCount) > 1) {
+    const concurrency = checkConcurrency({ processId: given.processId ?? 0, processCount: given.processCount, slotsFile })
+    mkdirSync(dir, { recursive: true })
+    return MultiProcessClient.create(dir, concurrency, null)
+  }
+
+  const lease = acquireLease(slotsFile)
+  try {
+    const concurrency = { processId: lease.slot, processCount: lease.table.size, slotsFile }
+    mkdirSync(dir, { recursive: true })
+    return MultiProcessClient.create(dir, concurrency, lease)
+  } catch (err) {
+    releaseLease(lease)
+    throw err
+  }
+}
+
+/**
+ * {@link newMultiProcessClient} with its ID from `slotsFile`: one file per deployment, when several fleets
+ * share a host. The port of the Go helpers' `NewMultiProcessClientWithFile(dir, file)`.
+ *
+ * @throws as {@link newMultiProcessClient}
+ */
+export function newMultiProcessClientWithFile(dataDir: string, slotsFile: string): MultiProcessClient {
+  return newMultiProcessClient(dataDir, { concurrency: { slotsFile: checkSlotsFile(slotsFile) } })
+}

@@ -1,0 +1,142 @@
+/**
+ * Config builders: the port of the Go helpers' `DefaultCometConfig`, `MultiProcessConfig` and
+ * `MultiProcessCometConfig`. Each returns a fresh, mutable object; a client freezes its own copy.
+ */
+import { SlotTable, DEFAULT_SLOTS_FILE, getProcessId } from './slots'
+import { SlotsExhaustedError } from './errors'
+
+/** Which process of a fleet this is. Part of {@link Config}. */
+export interface ConcurrencyConfig {
+  /** This process's ID, 0-based: its slot when it came from a slot file. */
+  processId: number
+  /** How many processes the fleet has; `0` or `1` means single-process (this process owns everything). */
+  processCount: number
+  /** The slot file the ID came from (or would come from). */
+  slotsFile: string
+}
+
+/** The configuration of a {@link MultiProcessClient}. Builders return fresh objects you may edit. */
+export interface Config {
+  /** Which process of a fleet this is. */
+  concurrency: ConcurrencyConfig
+}
+
+/**
+ * A config where any part may be left out, as {@link newMultiProcessClient} accepts it. `Partial<Config>`
+ * is one.
+ */
+export interface PartialConfig {
+  /** Which process of a fleet this is; missing fields take their defaults. */
+  concurrency?: Partial<ConcurrencyConfig>
+}
+
+/** @internal */
+export function checkSlotsFile(slotsFile: unknown, name = 'slotsFile'): string {
+  if (typeof slotsFile !== 'string' || slotsFile.length === 0 || slotsFile.includes('\0')) {
+    throw new TypeError(`${name} must be a non-empty string without NUL bytes, got ${JSON.stringify(slotsFile)}`)
+  }
+  return slotsFile
+}
+
+/** @internal */
+export function checkCount(name: string, value: unknown): number {
+  if (typeof value !== 'number' || !Number.isSafeInteger(value)) {
+    throw new TypeError(`${name} must be an integer, got ${describe(value)}`)
+  }
+  if (value < 0) throw new RangeError(`${name} must be 0 or more, got ${value}`)
+  return value
+}
+
+function describe(value: unknown): string {
+  if (typeof value === 'number') return String(value)
+  if (typeof value === 'string') return JSON.stringify(value)
+  return value === null ? 'null' : typeof value
+}
+
+/**
+ * Checks a concurrency config: integers, and `0 <= processId < processCount` when `processCount > 0`
+ * (`processId` 0 when it is 0). Returns a validated copy.
+ * @internal
+ */
+export function checkConcurrency(concurrency: unknown, where = 'config.concurrency'): ConcurrencyConfig {
+  if (typeof concurrency !== 'object' || concurrency === null) {
+    throw new TypeError(`${where} must be an object, got ${describe(concurrency)}`)
+  }
+  const c = concurrency as Record<string, unknown>
+  const processId = checkCount(`${where}.processId`, c.processId)
+  const processCount = checkCount(`${where}.processCount`, c.processCount)
+  const slotsFile = checkSlotsFile(c.slotsFile, `${where}.slotsFile`)
+  if (processCount === 0 ? processId !== 0 : processId >= processCount) {
+    throw new RangeError(
+      `${where}.processId must be below processCount (${processCount}), got ${processId}` +
+        (processCount === 0 ? ' (processCount 0 is single-process: processId must be 0)' : ''),
+    )
+  }
+  return { processId, processCount, slotsFile }
+}
+
+/**
+ * The single-process config: `processId` 0, `processCount` 0, the default slot file. A client opened with
+ * it owns every shard. The port of the Go helpers' `DefaultCometConfig()`.
+ *
+ * @returns a fresh object the caller may edit
+ */
+export function defaultConfig(): Config {
+  return { concurrency: { processId: 0, processCount: 0, slotsFile: DEFAULT_SLOTS_FILE } }
+}
+
+/**
+ * The config of process `processId` of `processCount`, when the caller knows its ID (from
+ * {@link getProcessId}, an environment variable, a command-line flag). Acquires nothing. The port of the
+ * Go helpers' `MultiProcessConfig(processID, processCount)`.
+ *
+ * @param processId - this process's ID, 0-based
+ * @param processCount - how many processes the fleet has
+ * @param slotsFile - the slot file the ID came from
+ * @default slotsFile {@link DEFAULT_SLOTS_FILE}
+ * @returns a fresh object the caller may edit
+ * @throws {TypeError} when `processId` or `processCount` is not an integer, or `slotsFile` is not a
+ *   non-empty string
+ * @throws {RangeError} unless `0 <= processId < processCount`
+ */
+export function multiProcessConfig(
+  processId: number,
+  processCount: number,
+  slotsFile: string = DEFAULT_SLOTS_FILE,
+): Config {
+  checkCount('processId', processId)
+  checkCount('processCount', processCount)
+  checkSlotsFile(slotsFile)
+  if (processId >= processCount) {
+    throw new RangeError(`processId must be below processCount (${processCount}), got ${processId}`)
+  }
+  return { concurrency: { processId, processCount, slotsFile } }
+}
+
+/**
+ * Acquires this process's ID in a slot file, as {@link getProcessId} does, and returns the config for
+ * it: `processCount` is the table's size. The ID is held until {@link releaseProcessId}`(slotsFile)` or
+ * the end of the process — a client opened with {@link newClient} on this config does not release it. The
+ * port of the Go helpers' `MultiProcessCometConfig(file)`.
+ *
+ * @param slotsFile - the slot file
+ * @default slotsFile {@link DEFAULT_SLOTS_FILE}
+ * @returns a fresh object the caller may edit
+ * @throws {SlotsExhaustedError} (`ESLOTSFULL`) when every slot is held by a live process
+ * @throws {SlotFileError} when the file is refused or cannot be used (its `code` says why)
+ * @throws {TypeError} when `slotsFile` is not a non-empty string
+ */
+export function acquireMultiProcessConfig(slotsFile: string = DEFAULT_SLOTS_FILE): Config {
+  checkSlotsFile(slotsFile)
+  const processId = getProcessId(slotsFile)
+  // Joins this process's open of the file (getProcessId keeps it open), so closing it frees nothing. It
+  // also says why getProcessId gave -1: a refused file throws here.
+  const table = SlotTable.open(slotsFile)
+  try {
+    const processCount = table.size
+    if (processId < 0) throw new SlotsExhaustedError(table.path, processCount)
+    return { concurrency: { processId, processCount, slotsFile } }
+  } finally {
+    table.close()
+  }
+}
