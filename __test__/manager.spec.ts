@@ -302,7 +302,7 @@ fuseTest('a restarted manager adopts what the old one spawned, can kill it, and 
   t.is(first.code, 0, first.error)
   t.true(alive(first.pid!), 'the daemon outlives the manager that spawned it')
   t.true(mounted(mountPath))
-  writeFileSync(join(box.pidDir, 'dead.pid'), '4194000\n') // no such process
+  writeFileSync(join(box.pidDir, 'dead.pid'), `${spawnSync('true').pid}\n`) // exited and reaped
   const manager = box.bindfs()
   t.is(manager.loaded, 1)
   t.is(manager.cleaned, 1)

@@ -84,6 +84,24 @@ try { table.acquire() } catch (err) {
 // @ts-expect-error slots is a number
 SlotTable.open('/tmp/slots', { slots: '8' })
 report(id, freed, slot, alive)
+import { FuseProcessManager, PidFileStore, InvalidTargetIdError, SpawnError, type ProcessInfo } from 'procslot'
+async function supervise(): Promise<void> {
+  const manager = new FuseProcessManager({ pidDir: '/tmp/pids', command: 'bindfs', args: ({ mountPath }) => ['-f', '/src', mountPath] })
+  manager.on('exit', (e) => report(e.targetId, e.pid, e.signal))
+  try {
+    const info: ProcessInfo = await manager.spawn('t1', '/mnt/t1', { REGION: 'x' })
+    report(info.pid, info.loadedFromDisk, manager.getStats().pidFilesOnDisk)
+  } catch (err) {
+    if (err instanceof SpawnError) report(err.reason, err.logTail)
+    if (err instanceof InvalidTargetIdError) report(err.code)
+  }
+  const killed: boolean = await manager.kill('t1', { force: true })
+  const pid: number | null = new PidFileStore('/tmp/pids').read('t1')
+  report(killed, pid)
+  // @ts-expect-error ready is 'mount' or 'alive'
+  new FuseProcessManager({ pidDir: '/tmp/pids', command: 'x', ready: 'soon' })
+}
+report(supervise)
 `,
   )
   writeFileSync(
@@ -95,7 +113,9 @@ report(id, freed, slot, alive)
         moduleResolution: 'nodenext',
         target: 'es2022',
         lib: ['es2022', 'esnext.disposable'],
-        types: [],
+        // A Node library's types lean on Node's (EventEmitter, signals): a consumer has @types/node.
+        typeRoots: [join(repo, 'node_modules/@types')],
+        types: ['node'],
         noEmit: true,
       },
       files: ['consumer.ts'],

@@ -6,12 +6,14 @@
  * @internal
  */
 import { demoCommand } from './cli-demo'
+import { pidsCommand } from './cli-pids'
 import { slotsCommand } from './cli-slots'
 import { CliFailure, type Command } from './cli-util'
 
 /** Subcommand name → handler. */
 const commands: Record<string, Command> = {
   slots: slotsCommand,
+  pids: pidsCommand,
   demo: demoCommand,
 }
 
