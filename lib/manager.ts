@@ -8,12 +8,13 @@ import { SpawnError, TargetLockedError, nativeError } from './errors'
 import {
   isMountPoint,
   openProcess,
+  processIdentity,
   startedAfter,
   unmountLazy,
   type NativeProcess,
   type NativeTargetLock,
 } from './native'
-import { PidFileStore, checkTargetId, type PidFileInfo } from './pidfile'
+import { PidFileStore, checkTargetId, toPidFileInfo, type PidFileInfo } from './pidfile'
 
 /** Anything with pino- or console-style logging methods. Each is called as `(fields, message)`. */
 export interface Logger {
@@ -135,10 +136,55 @@ export interface ManagerEvents {
   error: [error: Error]
 }
 
+/**
+ * A tracked process: its PID pinned by its start time. The native handle (a pidfd) is opened on first
+ * use, so that loading thousands of PID files opens no descriptor until one is needed.
+ */
+class Proc {
+  #handle: NativeProcess | null | undefined
+
+  constructor(
+    readonly pid: number,
+    readonly startTicks: number,
+    readonly startTimeMs: number,
+    handle?: NativeProcess,
+  ) {
+    this.#handle = handle
+  }
+
+  /** The handle, or `null` once the process is gone (or its PID belongs to another process). */
+  get handle(): NativeProcess | null {
+    if (this.#handle === undefined) this.#handle = openProcess(this.pid, this.startTicks)
+    return this.#handle
+  }
+
+  isAlive(): boolean {
+    const h = this.handle
+    return h !== null && h.isAlive()
+  }
+
+  signalGroup(signal: number): 'group' | 'process' | 'gone' {
+    const h = this.handle
+    return h === null ? 'gone' : h.signalGroup(signal)
+  }
+
+  waitExit(timeoutMs: number): Promise<boolean> {
+    const h = this.handle
+    return h === null ? Promise.resolve(true) : h.waitExit(timeoutMs)
+  }
+}
+
+/** What the process table said of a PID file's process when it was read. */
+interface Seen {
+  readonly startTicks: number
+  readonly startTimeMs: number
+  readonly zombie: boolean
+}
+
 interface Tracked {
   readonly targetId: string
   readonly pid: number
-  readonly proc: NativeProcess
+  readonly proc: Proc
   readonly mountPath: string | null
   readonly envKeys: readonly string[]
   readonly loadedFromDisk: boolean
@@ -241,13 +287,18 @@ export class FuseProcessManager extends EventEmitter<ManagerEvents> {
     this.#startTimeoutMs = positive('startTimeoutMs', options.startTimeoutMs, 10_000)
     this.#settleMs = positive('settleMs', options.settleMs, 250)
 
-    const entries = this.#store.list()
+    const entries = this.#store.native.load()
     this.#log.info({ pidDir: this.pidDir, files: entries.length }, 'loading PID files')
     let loaded = 0
     let cleaned = 0
     const untrusted: UntrustedPidFile[] = []
-    for (const entry of entries) {
-      const outcome = this.#adopt(entry, false)
+    for (const loadedEntry of entries) {
+      const entry = toPidFileInfo(loadedEntry.entry)
+      const seen: Seen | null =
+        loadedEntry.startTicks == null
+          ? null
+          : { startTicks: loadedEntry.startTicks, startTimeMs: loadedEntry.startTimeMs!, zombie: loadedEntry.zombie }
+      const outcome = this.#adopt(entry, false, seen)
       if (outcome === 'adopted') loaded++
       else if (outcome === 'cleaned') cleaned++
       else if (outcome === 'untrusted') {
@@ -569,7 +620,7 @@ export class FuseProcessManager extends EventEmitter<ManagerEvents> {
     const t: Tracked = {
       targetId,
       pid,
-      proc,
+      proc: new Proc(pid, proc.startTicks, proc.startTimeMs, proc),
       mountPath,
       envKeys: Object.keys(env),
       loadedFromDisk: false,
@@ -638,7 +689,11 @@ export class FuseProcessManager extends EventEmitter<ManagerEvents> {
    * Tracks the process a PID file names, or drops the file: `adopted` (tracked now), `cleaned` (stale or
    * invalid, deleted), `untrusted` (left alone), `busy` (another process holds the target; left alone).
    */
-  #adopt(entry: PidFileInfo, emitStale: boolean): 'adopted' | 'cleaned' | 'untrusted' | 'busy' {
+  #adopt(
+    entry: PidFileInfo,
+    emitStale: boolean,
+    seen?: Seen | null,
+  ): 'adopted' | 'cleaned' | 'untrusted' | 'busy' {
     if (entry.status === 'untrusted') {
       this.#log.warn({ targetId: entry.targetId, path: entry.path, reason: entry.reason }, 'untrusted PID file left alone')
       return 'untrusted'
@@ -647,16 +702,19 @@ export class FuseProcessManager extends EventEmitter<ManagerEvents> {
     if (entry.status === 'invalid' || entry.pid === null) {
       reason = `invalid content: ${entry.reason ?? 'not a PID'}`
     } else {
-      const proc = openProcess(entry.pid)
-      if (proc === null) {
+      if (seen === undefined) {
+        const id = processIdentity(entry.pid)
+        seen = id && { startTicks: id.startTicks, startTimeMs: id.startTimeMs, zombie: id.zombie }
+      }
+      if (seen === null || seen.zombie) {
         reason = `PID ${entry.pid} is not running`
-      } else if (startedAfter(proc.startTimeMs, entry.mtime.getTime())) {
+      } else if (startedAfter(seen.startTimeMs, entry.mtime.getTime())) {
         reason = `PID ${entry.pid} was reused: its process started after the PID file was written`
       } else {
         this.#tracked.set(entry.targetId, {
           targetId: entry.targetId,
           pid: entry.pid,
-          proc,
+          proc: new Proc(entry.pid, seen.startTicks, seen.startTimeMs),
           mountPath: null,
           envKeys: [],
           loadedFromDisk: true,
@@ -664,7 +722,7 @@ export class FuseProcessManager extends EventEmitter<ManagerEvents> {
           killing: false,
           exitReported: false,
         })
-        this.#log.info({ targetId: entry.targetId, pid: entry.pid }, 'loaded existing process')
+        this.#log.debug({ targetId: entry.targetId, pid: entry.pid }, 'loaded existing process')
         return 'adopted'
       }
     }

@@ -51,6 +51,16 @@ impl From<PidFileEntry> for NativePidFileEntry {
   }
 }
 
+/// A PID file and the process it names, as found at load.
+#[napi(object)]
+pub struct NativeLoadedEntry {
+  pub entry: NativePidFileEntry,
+  /// The named process's raw start time; absent when there is no such process (or the file is invalid).
+  pub start_ticks: Option<f64>,
+  pub start_time_ms: Option<f64>,
+  pub zombie: bool,
+}
+
 /// A directory of PID files.
 #[napi]
 pub struct NativePidFileStore {
@@ -109,6 +119,23 @@ impl NativePidFileStore {
   pub fn list(&self) -> Result<Vec<NativePidFileEntry>> {
     let entries = self.store.list().map_err(map_error)?;
     Ok(entries.into_iter().map(Into::into).collect())
+  }
+
+  /// Every PID file with the identity of the process each valid one names (looked up in parallel).
+  #[napi]
+  pub fn load(&self) -> Result<Vec<NativeLoadedEntry>> {
+    let loaded = self.store.load().map_err(map_error)?;
+    Ok(
+      loaded
+        .into_iter()
+        .map(|(entry, id)| NativeLoadedEntry {
+          start_ticks: id.map(|i| i.start_time as f64),
+          start_time_ms: id.map(|i| i.start_time_ms),
+          zombie: id.is_some_and(|i| i.zombie),
+          entry: entry.into(),
+        })
+        .collect(),
+    )
   }
 
   /// The target's cross-process lock if it is free now, else `null`.

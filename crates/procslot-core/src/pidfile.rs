@@ -21,6 +21,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::UNIX_EPOCH;
 
 use crate::error::{Error, Result};
+use crate::process::{identity, Identity};
 use crate::sys::{self, LockOutcome};
 
 /// The longest target ID.
@@ -132,6 +133,9 @@ impl PidFileEntry {
     }
   }
 }
+
+/// A PID file and the identity of the process it names (`None`: no such process, or not a valid file).
+pub type Loaded = (PidFileEntry, Option<Identity>);
 
 /// A directory of PID files.
 #[derive(Debug)]
@@ -286,6 +290,71 @@ impl PidFileStore {
     }
     out.sort_by(|a, b| a.target_id.cmp(&b.target_id));
     Ok(out)
+  }
+
+  /// Every PID file (as [`list`](Self::list)) with the identity of the process each valid one names
+  /// (`None`: no such process). The files are read and the processes looked up on several threads: with
+  /// thousands of PID files, the system calls are the cost, and they run in parallel.
+  ///
+  /// # Errors
+  /// The directory could not be read.
+  pub fn load(&self) -> Result<Vec<Loaded>> {
+    let names = self.target_names()?;
+    let threads = std::thread::available_parallelism()
+      .map_or(1, |n| n.get())
+      .clamp(1, 4)
+      .min(names.len().div_ceil(256).max(1));
+    let pid_max = sys::pid_max();
+    let chunk = names.len().div_ceil(threads).max(1);
+    let results: Vec<Result<Vec<Loaded>>> = std::thread::scope(|scope| {
+      let workers: Vec<_> = names
+        .chunks(chunk)
+        .map(|part| {
+          scope.spawn(move || {
+            let mut out = Vec::with_capacity(part.len());
+            for target_id in part {
+              let path = self.dir.join(format!("{target_id}.pid"));
+              let Some(entry) = inspect_path(&path, target_id, self.euid, pid_max)? else {
+                continue;
+              };
+              let id = match entry.pid() {
+                Some(pid) => identity(pid)?,
+                None => None,
+              };
+              out.push((entry, id));
+            }
+            Ok(out)
+          })
+        })
+        .collect();
+      workers
+        .into_iter()
+        .map(|w| w.join().expect("a PID-file loading thread panicked"))
+        .collect()
+    });
+    let mut out = Vec::with_capacity(names.len());
+    for part in results {
+      out.extend(part?);
+    }
+    out.sort_by(|a, b| a.0.target_id.cmp(&b.0.target_id));
+    Ok(out)
+  }
+
+  /// The target IDs of the directory's PID files (`<valid target ID>.pid`), unsorted.
+  fn target_names(&self) -> Result<Vec<String>> {
+    let rd = std::fs::read_dir(&self.dir)
+      .map_err(|e| Error::pid_io(&self.dir, "list the PID directory", &e))?;
+    let mut names = Vec::new();
+    for entry in rd {
+      let entry = entry.map_err(|e| Error::pid_io(&self.dir, "list the PID directory", &e))?;
+      let name = entry.file_name();
+      if let Some(target_id) = name.to_str().and_then(|n| n.strip_suffix(".pid")) {
+        if validate_target_id(target_id).is_ok() {
+          names.push(target_id.to_owned());
+        }
+      }
+    }
+    Ok(names)
   }
 
   /// Takes the target's cross-process lock without waiting: `Ok(None)` when another open holds it.
