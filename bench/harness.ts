@@ -83,7 +83,7 @@ export function quantile(sorted: readonly number[], q: number): number {
   return sorted[rank - 1]!
 }
 
-function stats(name: string, batch: number, times: number[]): Stats {
+export function stats(name: string, batch: number, times: number[]): Stats {
   const sorted = [...times].sort((a, b) => a - b)
   const mean = times.reduce((sum, t) => sum + t, 0) / times.length
   const n = sorted.length
@@ -134,6 +134,57 @@ export function compare(ours: Bench, baseline: Bench, options: RunOptions = {}):
 
   const o = stats(ours.name, ourBatch, ourTimes)
   const b = stats(baseline.name, baseBatch, baseTimes)
+  return { ours: o, baseline: b, ratio: o.median / b.median }
+}
+
+/** An asynchronous thing to time (one call per sample). */
+export interface AsyncBench {
+  readonly name: string
+  readonly fn: () => Promise<unknown>
+  /** Runs before every sample, untimed. */
+  readonly before?: () => Promise<void> | void
+  /** Runs after every sample, untimed. */
+  readonly after?: () => Promise<void> | void
+}
+
+async function sampleAsync(bench: AsyncBench): Promise<number> {
+  await bench.before?.()
+  const start = process.hrtime.bigint()
+  blackhole = await bench.fn()
+  const end = process.hrtime.bigint()
+  await bench.after?.()
+  return Number(end - start)
+}
+
+/**
+ * Times asynchronous `ours` and `baseline` (operations of milliseconds: spawning, killing), a few warm-up
+ * rounds first, samples interleaved, until `samples` each or `maxTimeMs`.
+ */
+export async function compareAsync(
+  ours: AsyncBench,
+  baseline: AsyncBench,
+  options: { samples?: number; warmup?: number; maxTimeMs?: number } = {},
+): Promise<Comparison> {
+  const samples = options.samples ?? 30
+  for (let i = 0; i < (options.warmup ?? 2); i++) {
+    await sampleAsync(ours)
+    await sampleAsync(baseline)
+  }
+  const ourTimes: number[] = []
+  const baseTimes: number[] = []
+  const start = Date.now()
+  while (ourTimes.length < samples) {
+    if (ourTimes.length % 2 === 0) {
+      ourTimes.push(await sampleAsync(ours))
+      baseTimes.push(await sampleAsync(baseline))
+    } else {
+      baseTimes.push(await sampleAsync(baseline))
+      ourTimes.push(await sampleAsync(ours))
+    }
+    if (ourTimes.length >= 5 && Date.now() - start >= (options.maxTimeMs ?? 10_000)) break
+  }
+  const o = stats(ours.name, 1, ourTimes)
+  const b = stats(baseline.name, 1, baseTimes)
   return { ours: o, baseline: b, ratio: o.median / b.median }
 }
 

@@ -13,6 +13,7 @@ import { fileURLToPath } from 'node:url'
 
 import { SlotTable, getProcessId, releaseProcessId } from '../index.js'
 import * as binding from '../binding.js'
+import { managerCases } from './manager.ts'
 import { compare, formatNs, formatRate, formatTable, timerOverhead, type Comparison, type Stats } from './harness.ts'
 
 const jsonOut = process.argv.includes('--json')
@@ -88,7 +89,7 @@ function writeWord(file: string, slot: number, word: Buffer): void {
   }
 }
 
-function main(): void {
+async function main(): Promise<void> {
   const began = Date.now()
   const dir = mkdtempSync(join(tmpdir(), 'procslot-bench-'))
   const idFile = join(dir, 'process-id')
@@ -102,7 +103,7 @@ function main(): void {
 
   try {
     // 1. getProcessId(file) once cached: a look-up in the facade, vs the empty napi call.
-    progress('1/4 getProcessId (cached) vs binding.noop()')
+    progress('1/9 getProcessId (cached) vs binding.noop()')
     if (getProcessId(idFile) < 0) throw new Error(`getProcessId(${idFile}) failed`)
     const c1 = compare(
       { name: 'getProcessId(file), cached', fn: () => getProcessId(idFile), batch: 1000 },
@@ -113,7 +114,7 @@ function main(): void {
 
     // 2. The whole life of a table on an existing file. Nothing else has the file open in this process,
     // so every open is a fresh native open and every close drops it.
-    progress('2/4 cold cycle vs fs.openSync + fs.closeSync')
+    progress('2/9 cold cycle vs fs.openSync + fs.closeSync')
     SlotTable.open(cycleFile).close()
     const c2 = compare(
       {
@@ -131,7 +132,7 @@ function main(): void {
     results.push(result(2, 'cold cycle (fresh table)', c2, 'median ≤ 10 µs', (c) => c.ours.median <= 10_000))
 
     // 3. A snapshot of 1024 slots (every slot's word and lock probed) vs reading the same 8 KiB file.
-    progress(`3/4 snapshot() of ${BIG} slots vs fs.readFileSync`)
+    progress(`3/9 snapshot() of ${BIG} slots vs fs.readFileSync`)
     const snapTable = SlotTable.open(snapFile, { slots: BIG })
     open.push(snapTable)
     if (snapTable.snapshot().length !== BIG) throw new Error(`${snapFile} should have ${BIG} slots`)
@@ -146,7 +147,7 @@ function main(): void {
     // 4. acquire() on a fresh table whose slots 0..1022 name dead holders, none of them locked.
     // Baseline: the same acquire() on a fresh 1024-slot table whose slots are all free (zero words), with
     // the same untimed open before and release + close after: what the dead holders add to an acquire.
-    progress(`4/4 acquire() past ${BIG - 1} dead holders vs acquire() on a free table`)
+    progress(`4/9 acquire() past ${BIG - 1} dead holders vs acquire() on a free table`)
     const pids = deadPids()
     if (pids.length === 0) throw new Error('found no dead PID to fill the table with')
     const words = Array.from({ length: BIG - 1 }, (_, i) => deadWord(pids[i % pids.length]!))
@@ -193,6 +194,11 @@ function main(): void {
     after.close()
     if (stillDead !== BIG - 1) throw new Error(`${deadFile}: ${stillDead} dead holders after the run, expected ${BIG - 1}`)
     results.push(result(4, `acquire(), ${BIG - 1} dead holders`, c4, 'median ≤ 1 ms', (c) => c.ours.median <= 1_000_000))
+
+    let id = 5
+    for (const m of await managerCases(dir, progress)) {
+      results.push(result(id++, m.name, m.comparison, m.aim, () => m.met === true))
+    }
   } finally {
     for (const t of open) t.close()
     releaseProcessId(idFile)
@@ -250,4 +256,7 @@ function main(): void {
   )
 }
 
-main()
+main().catch((err: unknown) => {
+  console.error(err)
+  process.exitCode = 1
+})
