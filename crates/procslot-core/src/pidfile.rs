@@ -271,20 +271,11 @@ impl PidFileStore {
   /// # Errors
   /// The directory could not be read.
   pub fn list(&self) -> Result<Vec<PidFileEntry>> {
-    let rd = std::fs::read_dir(&self.dir)
-      .map_err(|e| Error::pid_io(&self.dir, "list the PID directory", &e))?;
     let pid_max = sys::pid_max();
     let mut out = Vec::new();
-    for entry in rd {
-      let entry = entry.map_err(|e| Error::pid_io(&self.dir, "list the PID directory", &e))?;
-      let name = entry.file_name();
-      let Some(target_id) = name.to_str().and_then(|n| n.strip_suffix(".pid")) else {
-        continue;
-      };
-      if validate_target_id(target_id).is_err() {
-        continue;
-      }
-      if let Some(found) = inspect_path(&entry.path(), target_id, self.euid, pid_max)? {
+    for target_id in self.target_names()? {
+      let path = self.dir.join(format!("{target_id}.pid"));
+      if let Some(found) = inspect_path(&path, &target_id, self.euid, pid_max)? {
         out.push(found);
       }
     }
