@@ -2,30 +2,11 @@
 
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use procslot_core::{PidFileStatus, PidFileStore};
 
-struct TempDir(PathBuf);
-
-impl TempDir {
-  fn new() -> Self {
-    static N: AtomicUsize = AtomicUsize::new(0);
-    let dir = std::env::temp_dir().join(format!(
-      "procslot-pidfile-test-{}-{}",
-      std::process::id(),
-      N.fetch_add(1, Ordering::SeqCst)
-    ));
-    TempDir(dir)
-  }
-}
-
-impl Drop for TempDir {
-  fn drop(&mut self) {
-    let _ = fs::remove_dir_all(&self.0);
-  }
-}
+mod common;
+use common::TempDir;
 
 #[test]
 fn writes_are_standard_pid_files_with_mode_0644_and_no_temporary_left() {

@@ -10,29 +10,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use procslot_core::{Holder, Locking, OpenOptions, SlotFile};
 
-struct TempDir(PathBuf);
-
-impl TempDir {
-  fn new() -> Self {
-    static N: AtomicUsize = AtomicUsize::new(0);
-    let dir = std::env::temp_dir().join(format!(
-      "procslot-core-test-{}-{}",
-      std::process::id(),
-      N.fetch_add(1, Ordering::SeqCst)
-    ));
-    fs::create_dir_all(&dir).unwrap();
-    TempDir(dir)
-  }
-  fn join(&self, name: &str) -> PathBuf {
-    self.0.join(name)
-  }
-}
-
-impl Drop for TempDir {
-  fn drop(&mut self) {
-    let _ = fs::remove_dir_all(&self.0);
-  }
-}
+mod common;
+use common::TempDir;
 
 fn opts(slots: usize) -> OpenOptions {
   OpenOptions {

@@ -1,0 +1,32 @@
+//! What the integration tests share: a temporary directory removed when dropped.
+
+use std::fs;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// A fresh directory under the system's temporary directory (created empty), removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+  pub fn new() -> Self {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let dir = std::env::temp_dir().join(format!(
+      "procslot-core-test-{}-{}",
+      std::process::id(),
+      N.fetch_add(1, Ordering::SeqCst)
+    ));
+    fs::create_dir_all(&dir).unwrap();
+    TempDir(dir)
+  }
+
+  #[allow(dead_code)] // used by some test files only
+  pub fn join(&self, name: &str) -> PathBuf {
+    self.0.join(name)
+  }
+}
+
+impl Drop for TempDir {
+  fn drop(&mut self) {
+    let _ = fs::remove_dir_all(&self.0);
+  }
+}
