@@ -7,6 +7,7 @@ import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
 
 import { FuseProcessManager, InvalidTargetIdError, SpawnError, type Logger } from '../index.js'
+import { NativePidFileStore } from '../binding.js'
 import { deadline, inCI, isRoot, tempDir } from './helpers.ts'
 
 const DAEMON = fileURLToPath(new URL('./fixtures/daemon.cjs', import.meta.url))
@@ -442,4 +443,19 @@ fuseTest('the manager never kills its daemons when it is dropped: they outlive i
   t.true(alive(report.pid!))
   t.true(mounted(mountPath))
   t.true(box.bindfs().isRunning('t1'))
+})
+
+fuseTest('a target held busy by another open of its lock rejects spawn with a SpawnError (locked) after startTimeoutMs', async (t) => {
+  const box = sandbox(t)
+  const manager = box.node(['stay'], { startTimeoutMs: 200 })
+  // Another open of the PID directory's lock file holds the target, as another manager process would.
+  const held = NativePidFileStore.open(box.pidDir).tryLock('busy')
+  t.truthy(held)
+  const err = await t.throwsAsync(manager.spawn('busy', box.mnt('busy')), { instanceOf: SpawnError })
+  t.is(err?.reason, 'locked')
+  t.is(err?.code, 'ESPAWN')
+  held!.release()
+  const info = await manager.spawn('busy', box.mnt('busy'))
+  t.true(manager.isRunning('busy'))
+  t.is(info.targetId, 'busy')
 })

@@ -492,29 +492,28 @@ export class FuseProcessManager extends EventEmitter<ManagerEvents> {
 
   async #lock(targetId: string, timeoutMs: number, lockedError: (why: string) => Error): Promise<NativeTargetLock> {
     const native = this.#store.native
-    const now = native.tryLock(targetId)
+    let now: NativeTargetLock | null
+    try {
+      now = native.tryLock(targetId)
+    } catch (err) {
+      throw nativeError(err, { targetId })
+    }
     if (now) return now
     this.#log.debug({ targetId }, 'target busy in another process; waiting for its lock')
-    const waiting = native.lock(targetId)
+    const waiting = native.lock(targetId).catch((err: unknown) => {
+      throw nativeError(err, { targetId })
+    })
     let timer: NodeJS.Timeout | undefined
     const timedOut = new Promise<'timeout'>((res) => {
-      timer = setTimeout(() => res('timeout'), timeoutMs)
+      timer = setTimeout(res, timeoutMs, 'timeout')
     })
-    try {
-      const got = await Promise.race([waiting, timedOut])
-      if (got === 'timeout') {
-        // The waiting thread still gets the lock some day: let it go at once then.
-        waiting.then((l) => l.release(), () => {})
-        throw lockedError(`busy in another process for more than ${timeoutMs} ms`)
-      }
-      return got
-    } catch (err) {
-      throw err instanceof Error && 'code' in err && (err as { code: unknown }).code !== undefined
-        ? nativeError(err, { targetId })
-        : err
-    } finally {
-      clearTimeout(timer)
+    const got = await Promise.race([waiting, timedOut]).finally(() => clearTimeout(timer))
+    if (got === 'timeout') {
+      // The waiting thread still gets the lock some day: let it go at once then.
+      waiting.then((l) => l.release(), () => {})
+      throw lockedError(`busy in another process for more than ${timeoutMs} ms`)
     }
+    return got
   }
 
   async #spawnLocked(
