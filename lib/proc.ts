@@ -6,47 +6,23 @@
  */
 import { readFileSync } from 'node:fs'
 
-/**
- * Clock ticks per second of `/proc/<pid>/stat` times. The kernel exports them in USER_HZ, which is 100 on
- * every Linux architecture Node runs on (`getconf CLK_TCK`); reading it would need a native call.
- */
-const TICKS_PER_SECOND = 100
-
-let bootTime: number | null | undefined
-
-/** The boot time in seconds since the epoch (`btime` of `/proc/stat`), or `null`. */
-function btime(): number | null {
-  if (bootTime === undefined) {
-    try {
-      const match = /^btime (\d+)$/m.exec(readFileSync('/proc/stat', 'utf8'))
-      bootTime = match ? Number(match[1]) : null
-    } catch {
-      bootTime = null
-    }
-  }
-  return bootTime
-}
+import { processIdentity } from './native'
 
 /**
- * A process's start: field 22 of `/proc/<pid>/stat` (clock ticks since boot), with the low 32 bits as a
- * slot's start tag, and the wall-clock time it stands for.
+ * A process's start, from the Rust core's reading of `/proc/<pid>/stat`: its raw start time (clock ticks
+ * since boot), the low 32 bits of it as a slot's start tag, and the wall-clock time it stands for.
  */
 export function processStart(pid: number): { ticks: bigint; tag: number; date: Date | null } | null {
-  if (!Number.isSafeInteger(pid) || pid <= 0) return null
-  let stat: string
+  if (!Number.isSafeInteger(pid) || pid <= 0 || pid > 0xffffffff) return null
+  let id: ReturnType<typeof processIdentity>
   try {
-    stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+    id = processIdentity(pid)
   } catch {
-    return null
+    return null // /proc unreadable here
   }
-  // The command name (field 2) is in parentheses and may contain anything, ')' and spaces included.
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
-  const raw = fields[19] // field 22 overall: fields 3.. start at index 0
-  if (raw === undefined || !/^\d+$/.test(raw)) return null
-  const ticks = BigInt(raw)
-  const boot = btime()
-  const date = boot === null ? null : new Date(boot * 1000 + Number((ticks * 1000n) / BigInt(TICKS_PER_SECOND)))
-  return { ticks, tag: Number(ticks & 0xffffffffn), date }
+  if (id === null) return null
+  const ticks = BigInt(id.startTicks)
+  return { ticks, tag: Number(ticks & 0xffffffffn), date: new Date(id.startTimeMs) }
 }
 
 /** A process's command line (`/proc/<pid>/cmdline`, arguments joined by spaces), or `null`. */
