@@ -270,10 +270,6 @@ impl NativeProcess {
   /// did.
   #[napi(ts_return_type = "Promise<boolean>")]
   pub fn wait_exit<'env>(&self, env: &'env Env, timeout_ms: u32) -> Result<Object<'env>> {
-    if !self.handle.is_alive() {
-      // Settled at once, without a thread.
-      return on_thread(env, || Ok(true));
-    }
     let handle = self.handle.clone();
     on_thread(env, move || {
       Ok(handle.wait_exit(Duration::from_millis(timeout_ms as u64)))
@@ -350,15 +346,4 @@ pub fn is_mount_point(path: String) -> Result<bool> {
 #[napi]
 pub fn unmount_lazy(path: String) -> Result<bool> {
   procslot_core::unmount_lazy(Path::new(&path)).map_err(map_error)
-}
-
-#[napi]
-pub fn validate_target_id(target_id: String) -> Result<()> {
-  procslot_core::validate_target_id(&target_id).map_err(map_error)
-}
-
-#[napi]
-pub fn pid_max() -> u32 {
-  use procslot_core::Probe;
-  procslot_core::SystemProbe.pid_max()
 }
