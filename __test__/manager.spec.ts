@@ -1,7 +1,7 @@
 import test from 'ava'
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
-import { chownSync, existsSync, mkdirSync, readFileSync, readdirSync, statSync, utimesSync, watch, writeFileSync } from 'node:fs'
+import { chownSync, closeSync, existsSync, fstatSync, openSync, readSync, mkdirSync, readFileSync, readdirSync, statSync, utimesSync, watch, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
@@ -97,6 +97,28 @@ function processesWith(needle: string): number[] {
     } catch {}
   }
   return out
+}
+
+/** Resolves once `file` ends with `suffix`; the file is created empty first, then watched (not polled). */
+function logEndsWith(file: string, suffix: string): Promise<void> {
+  writeFileSync(file, '')
+  return new Promise((resolve) => {
+    const check = () => {
+      const fd = openSync(file, 'r')
+      try {
+        const size = fstatSync(fd).size
+        const end = Buffer.alloc(Math.min(size, suffix.length))
+        readSync(fd, end, 0, end.length, size - end.length)
+        if (end.toString() !== suffix) return
+      } finally {
+        closeSync(fd)
+      }
+      watcher.close()
+      resolve()
+    }
+    const watcher = watch(file, check)
+    check()
+  })
 }
 
 /** A process the manager must never signal; `signals()` reports what it received. */
@@ -195,12 +217,15 @@ fuseTest('a process that ignores SIGTERM is SIGKILLed after timeoutMs', async (t
   const manager = new FuseProcessManager({
     pidDir: box.pidDir,
     command: 'sh',
-    args: () => ['-c', 'trap "" TERM; exec sleep 600'],
+    args: () => ['-c', 'trap "" TERM; echo trapped; exec sleep 600'],
     ready: 'alive',
     settleMs: 100,
   })
   t.teardown(() => manager.cleanupAll({ force: true }))
+  // Staying up for settleMs does not mean the shell has set its trap yet: wait until it says so.
+  const trapped = logEndsWith(join(box.pidDir, 'stubborn.log'), 'trapped\n')
   const { pid } = await manager.spawn('stubborn', box.mnt('stubborn'))
+  await deadline(trapped, 20_000, 'the shell to ignore SIGTERM')
   const kills: Array<{ signal: string | null }> = []
   manager.on('kill', (e) => kills.push(e))
   const started = Date.now()
@@ -224,17 +249,7 @@ fuseTest('a daemon that writes megabytes to stdout keeps running (its output goe
   const box = sandbox(t)
   const manager = box.node(['chatty', '8'])
   const logFile = join(box.pidDir, 'chatty.log')
-  writeFileSync(logFile, '')
-  const done = new Promise<void>((resolve) => {
-    const check = () => {
-      if (readFileSync(logFile, 'utf8').endsWith('done\n')) {
-        watcher.close()
-        resolve()
-      }
-    }
-    const watcher = watch(logFile, check)
-    check()
-  })
+  const done = logEndsWith(logFile, 'done\n')
   const { pid } = await manager.spawn('chatty', box.mnt('chatty'))
   await deadline(done, 30_000, 'the daemon to write 8 MiB')
   t.true(statSync(logFile).size >= 8 * 1024 * 1024)
@@ -244,7 +259,8 @@ fuseTest('a daemon that writes megabytes to stdout keeps running (its output goe
 
 fuseTest('a daemon that exits at once rejects spawn with a SpawnError carrying the log’s tail, leaving nothing behind', async (t) => {
   const box = sandbox(t)
-  const manager = box.node(['fail'])
+  // A long settle time: spawn must reject on the exit itself, however slowly node starts on a busy machine.
+  const manager = box.node(['fail'], { settleMs: 60_000 })
   const err = await t.throwsAsync(manager.spawn('broken', box.mnt('broken')), { instanceOf: SpawnError })
   t.is(err?.code, 'ESPAWN')
   t.is(err?.reason, 'exited')
