@@ -15,10 +15,15 @@
 
 use std::fs::{DirBuilder, File, OpenOptions};
 use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::UNIX_EPOCH;
+
+use nix::errno::Errno;
+use nix::fcntl::OFlag;
+use nix::sys::stat::Mode;
 
 use crate::error::{Error, Result};
 use crate::process::{identity, Identity};
@@ -250,7 +255,14 @@ impl PidFileStore {
   /// [`Error::InvalidTargetId`]; the operating system's error (other than "no such file").
   pub fn inspect(&self, target_id: &str) -> Result<Option<PidFileEntry>> {
     let path = self.path_for(target_id)?;
-    inspect_path(&path, target_id, self.euid, sys::pid_max())
+    inspect_at(
+      nix::fcntl::AT_FDCWD,
+      &path,
+      &path,
+      target_id,
+      self.euid,
+      sys::pid_max(),
+    )
   }
 
   /// Deletes the target's PID file; whether there was one.
@@ -272,10 +284,10 @@ impl PidFileStore {
   /// The directory could not be read.
   pub fn list(&self) -> Result<Vec<PidFileEntry>> {
     let pid_max = sys::pid_max();
+    let (dir, names) = self.scan()?;
     let mut out = Vec::new();
-    for target_id in self.target_names()? {
-      let path = self.dir.join(format!("{target_id}.pid"));
-      if let Some(found) = inspect_path(&path, &target_id, self.euid, pid_max)? {
+    for target_id in names {
+      if let Some(found) = self.inspect_in(&dir, &target_id, pid_max)? {
         out.push(found);
       }
     }
@@ -290,7 +302,8 @@ impl PidFileStore {
   /// # Errors
   /// The directory could not be read.
   pub fn load(&self) -> Result<Vec<Loaded>> {
-    let names = self.target_names()?;
+    let (dir, names) = self.scan()?;
+    let dir = &dir;
     let threads = std::thread::available_parallelism()
       .map_or(1, |n| n.get())
       .clamp(1, 4)
@@ -304,8 +317,7 @@ impl PidFileStore {
           scope.spawn(move || {
             let mut out = Vec::with_capacity(part.len());
             for target_id in part {
-              let path = self.dir.join(format!("{target_id}.pid"));
-              let Some(entry) = inspect_path(&path, target_id, self.euid, pid_max)? else {
+              let Some(entry) = self.inspect_in(dir, target_id, pid_max)? else {
                 continue;
               };
               let id = match entry.pid() {
@@ -331,8 +343,11 @@ impl PidFileStore {
     Ok(out)
   }
 
-  /// The target IDs of the directory's PID files (`<valid target ID>.pid`), unsorted.
-  fn target_names(&self) -> Result<Vec<String>> {
+  /// The directory, open (files are opened relative to it: no path walk per file), and the target IDs
+  /// of its PID files (`<valid target ID>.pid`), unsorted.
+  fn scan(&self) -> Result<(File, Vec<String>)> {
+    let dir =
+      File::open(&self.dir).map_err(|e| Error::pid_io(&self.dir, "open the PID directory", &e))?;
     let rd = std::fs::read_dir(&self.dir)
       .map_err(|e| Error::pid_io(&self.dir, "list the PID directory", &e))?;
     let mut names = Vec::new();
@@ -345,7 +360,20 @@ impl PidFileStore {
         }
       }
     }
-    Ok(names)
+    Ok((dir, names))
+  }
+
+  /// The PID file of `target_id` (a name from [`scan`](Self::scan)), opened relative to `dir`.
+  fn inspect_in(&self, dir: &File, target_id: &str, pid_max: u32) -> Result<Option<PidFileEntry>> {
+    let name = format!("{target_id}.pid");
+    inspect_at(
+      dir.as_fd(),
+      Path::new(&name),
+      &self.dir.join(&name),
+      target_id,
+      self.euid,
+      pid_max,
+    )
   }
 
   /// Takes the target's cross-process lock without waiting: `Ok(None)` when another open holds it.
@@ -374,7 +402,11 @@ impl PidFileStore {
 }
 
 /// Reads and judges one PID file; `Ok(None)` when it does not exist.
-fn inspect_path(
+/// Reads and judges one PID file: `name` is opened relative to `dir` (or is `path` itself, with
+/// `AT_FDCWD`); `path` is what gets reported.
+fn inspect_at(
+  dir: BorrowedFd<'_>,
+  name: &Path,
   path: &Path,
   target_id: &str,
   euid: u32,
@@ -389,21 +421,22 @@ fn inspect_path(
     mode: meta.map_or(0, |m| m.mode() & 0o7777),
   };
   // O_NOFOLLOW: a symbolic link is refused, not followed; O_NONBLOCK: a FIFO never blocks the open.
-  let file = OpenOptions::new()
-    .read(true)
-    .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC | libc::O_NOCTTY)
-    .open(path);
-  let mut file = match file {
-    Ok(f) => f,
-    Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-    Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+  let flags =
+    OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC | OFlag::O_NOCTTY;
+  let mut file = match nix::fcntl::openat(dir, name, flags, Mode::empty()) {
+    Ok(fd) => File::from(fd),
+    Err(Errno::ENOENT) => return Ok(None),
+    Err(Errno::ELOOP) => {
       let meta = std::fs::symlink_metadata(path).ok();
       return Ok(Some(entry(
         PidFileStatus::Untrusted("a symbolic link".to_owned()),
         meta.as_ref(),
       )));
     }
-    Err(e) => return Err(Error::pid_io(path, "open the PID file", &e)),
+    Err(e) => {
+      let e = io::Error::from_raw_os_error(e as i32);
+      return Err(Error::pid_io(path, "open the PID file", &e));
+    }
   };
   let meta = file
     .metadata()
@@ -431,6 +464,11 @@ fn inspect_path(
   while len < buf.len() {
     match file.read(&mut buf[len..]) {
       Ok(0) => break,
+      // A read that reached the size just seen is the whole file: no second read to learn it ended.
+      Ok(n) if (len + n) as u64 >= meta.len() => {
+        len += n;
+        break;
+      }
       Ok(n) => len += n,
       Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
       Err(e) => return Err(Error::pid_io(path, "read the PID file", &e)),

@@ -4,7 +4,7 @@
 
 use std::ffi::CString;
 use std::fs::File;
-use std::io;
+use std::io::{self, Read};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
@@ -20,14 +20,26 @@ const PID_MAX_LIMIT: u32 = 4_194_304;
 /// # Errors
 /// `/proc` unreadable for another reason, or a line that does not parse.
 pub fn proc_stat(pid: u32) -> io::Result<Option<ProcStat>> {
-  let text = match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-    Ok(text) => text,
-    Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT) | Some(libc::ESRCH)) => {
-      return Ok(None)
-    }
+  let gone = |e: &io::Error| matches!(e.raw_os_error(), Some(libc::ENOENT) | Some(libc::ESRCH));
+  let mut file = match File::open(format!("/proc/{pid}/stat")) {
+    Ok(f) => f,
+    Err(e) if gone(&e) => return Ok(None),
     Err(e) => return Err(e),
   };
-  parse_stat(&text)
+  // The line is generated whole and a few hundred bytes long: one read with room for it takes it all
+  // (std's read_to_string would add a stat and several small reads).
+  let mut buf = [0u8; 2048];
+  let len = loop {
+    match file.read(&mut buf) {
+      Ok(n) => break n,
+      Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+      Err(e) if gone(&e) => return Ok(None),
+      Err(e) => return Err(e),
+    }
+  };
+  Some(&buf[..len])
+    .filter(|_| len < buf.len())
+    .and_then(parse_stat)
     .map(Some)
     .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "unparsable /proc/<pid>/stat"))
 }
@@ -35,8 +47,10 @@ pub fn proc_stat(pid: u32) -> io::Result<Option<ProcStat>> {
 /// Parses a `/proc/<pid>/stat` line. The command name (field 2) may hold spaces and parentheses, so the
 /// fields are counted from the last `)`: field 3 is the state, field 22 the start time in clock ticks
 /// since boot.
-pub(crate) fn parse_stat(text: &str) -> Option<ProcStat> {
-  let rest = &text[text.rfind(')')? + 1..];
+pub(crate) fn parse_stat(text: &[u8]) -> Option<ProcStat> {
+  // The command name is whatever bytes the process chose (not always UTF-8); what follows it is ASCII.
+  let close = text.iter().rposition(|&b| b == b')')?;
+  let rest = std::str::from_utf8(&text[close + 1..]).ok()?;
   let mut fields = rest.split_ascii_whitespace();
   let state = fields.next()?;
   let start_time = fields.nth(18)?.parse().ok()?;
@@ -291,12 +305,44 @@ mod tests {
   fn parses_a_stat_line_with_a_hostile_command_name() {
     let line =
       "1234 (a) b) (c) S 1 1234 1234 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 1000 200";
-    let st = parse_stat(line).unwrap();
+    let st = parse_stat(line.as_bytes()).unwrap();
     assert!(!st.zombie);
     assert_eq!(st.start_time, 987_654);
     let zombie = "99 (x) Z 1 99 99 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 42 0 0";
-    assert!(parse_stat(zombie).unwrap().zombie);
-    assert!(parse_stat("garbage").is_none());
+    assert!(parse_stat(zombie.as_bytes()).unwrap().zombie);
+    assert!(parse_stat(b"garbage").is_none());
+    let not_utf8 = b"7 (\xff\xfe)) S 1 7 7 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 55 0 0";
+    assert_eq!(parse_stat(not_utf8).unwrap().start_time, 55);
+  }
+
+  #[test]
+  fn reads_a_process_whose_name_is_not_utf8() {
+    use std::io::BufRead;
+    use std::process::{Command, Stdio};
+    // Only a process itself may rename itself: the shell writes its own comm, says so, and waits.
+    let mut child = Command::new("sh")
+      .args([
+        "-c",
+        r#"printf '\377\376)x' > /proc/$$/comm && echo renamed && read x"#,
+      ])
+      .stdin(Stdio::piped())
+      .stdout(Stdio::piped())
+      .spawn()
+      .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+      .read_line(&mut line)
+      .unwrap();
+    assert_eq!(line, "renamed\n");
+    let pid = child.id();
+    let comm = std::fs::read(format!("/proc/{pid}/comm")).unwrap();
+    let st = proc_stat(pid);
+    drop(child.stdin.take());
+    child.wait().unwrap();
+    assert_eq!(comm, b"\xff\xfe)x\n");
+    let st = st.unwrap().unwrap();
+    assert!(!st.zombie);
+    assert!(st.start_time > 0);
   }
 
   #[test]
