@@ -287,17 +287,34 @@ export class FuseProcessManager extends EventEmitter<ManagerEvents> {
     this.#startTimeoutMs = positive('startTimeoutMs', options.startTimeoutMs, 10_000)
     this.#settleMs = positive('settleMs', options.settleMs, 250)
 
-    const entries = this.#store.native.load()
-    this.#log.info({ pidDir: this.pidDir, files: entries.length }, 'loading PID files')
-    let loaded = 0
+    const { runningIds, runningPids, runningStartTicks, runningStartTimeMs, others } = this.#store.native.load()
+    this.#log.info({ pidDir: this.pidDir, files: runningIds.length + others.length }, 'loading PID files')
+    // Files naming a live process that started before them (judged natively): adopted as they come.
+    for (let i = 0; i < runningIds.length; i++) {
+      const targetId = runningIds[i]!
+      const pid = runningPids[i]!
+      this.#tracked.set(targetId, {
+        targetId,
+        pid,
+        proc: new Proc(pid, runningStartTicks[i]!, runningStartTimeMs[i]!),
+        mountPath: null,
+        envKeys: [],
+        loadedFromDisk: true,
+        child: null,
+        killing: false,
+        exitReported: false,
+      })
+    }
+    let loaded = runningIds.length
     let cleaned = 0
     const untrusted: UntrustedPidFile[] = []
-    for (const loadedEntry of entries) {
-      const entry = toPidFileInfo(loadedEntry.entry)
+    // The rest (stale, reused, invalid, untrusted) one by one, with the same rules as later look-ups.
+    for (const other of others) {
+      const entry = toPidFileInfo(other.entry)
       const seen: Seen | null =
-        loadedEntry.startTicks == null
+        other.startTicks == null
           ? null
-          : { startTicks: loadedEntry.startTicks, startTimeMs: loadedEntry.startTimeMs!, zombie: loadedEntry.zombie }
+          : { startTicks: other.startTicks, startTimeMs: other.startTimeMs!, zombie: other.zombie }
       const outcome = this.#adopt(entry, false, seen)
       if (outcome === 'adopted') loaded++
       else if (outcome === 'cleaned') cleaned++

@@ -61,6 +61,18 @@ pub struct NativeLoadedEntry {
   pub zombie: bool,
 }
 
+/// A PID directory as loaded: running processes as columns (index `i` of each is one file), the rest
+/// whole. Both parts are sorted by target ID.
+#[napi(object)]
+pub struct NativeLoad {
+  pub running_ids: Vec<String>,
+  pub running_pids: Vec<u32>,
+  pub running_start_ticks: Vec<f64>,
+  pub running_start_time_ms: Vec<f64>,
+  /// Files that are invalid or untrusted, or name no process, a zombie or a reused PID.
+  pub others: Vec<NativeLoadedEntry>,
+}
+
 /// A directory of PID files.
 #[napi]
 pub struct NativePidFileStore {
@@ -122,20 +134,38 @@ impl NativePidFileStore {
   }
 
   /// Every PID file with the identity of the process each valid one names (looked up in parallel).
+  /// Every PID file with the process it names, split for a cheap crossing into JavaScript: files naming
+  /// a live process that started before the file was written (the common case, thousands of them) come
+  /// as columns; every other file comes whole, with its identity.
   #[napi]
-  pub fn load(&self) -> Result<Vec<NativeLoadedEntry>> {
+  pub fn load(&self) -> Result<NativeLoad> {
     let loaded = self.store.load().map_err(map_error)?;
-    Ok(
-      loaded
-        .into_iter()
-        .map(|(entry, id)| NativeLoadedEntry {
+    let mut out = NativeLoad {
+      running_ids: Vec::new(),
+      running_pids: Vec::new(),
+      running_start_ticks: Vec::new(),
+      running_start_time_ms: Vec::new(),
+      others: Vec::new(),
+    };
+    for (entry, id) in loaded {
+      match (entry.pid(), id) {
+        (Some(pid), Some(id))
+          if !id.zombie && !procslot_core::started_after(id.start_time_ms, entry.mtime_ms) =>
+        {
+          out.running_ids.push(entry.target_id);
+          out.running_pids.push(pid);
+          out.running_start_ticks.push(id.start_time as f64);
+          out.running_start_time_ms.push(id.start_time_ms);
+        }
+        (_, id) => out.others.push(NativeLoadedEntry {
           start_ticks: id.map(|i| i.start_time as f64),
           start_time_ms: id.map(|i| i.start_time_ms),
           zombie: id.is_some_and(|i| i.zombie),
           entry: entry.into(),
-        })
-        .collect(),
-    )
+        }),
+      }
+    }
+    Ok(out)
   }
 
   /// The target's cross-process lock if it is free now, else `null`.
