@@ -62,9 +62,15 @@ export interface AcquireOptions {
   readonly preferred?: number
 }
 
-/** Slots for a new file: `os.availableParallelism()`, within the file-size limit. */
+let cpus = 0
+
+/**
+ * Slots for a new file: `os.availableParallelism()`, within the file-size limit. Asked once per process:
+ * it is a system call, and every open needs the figure although only a new file uses it.
+ */
 function defaultSlots(): number {
-  return Math.min(availableParallelism(), MAX_SLOTS)
+  if (cpus === 0) cpus = Math.min(availableParallelism(), MAX_SLOTS)
+  return cpus
 }
 
 function checkInteger(name: string, value: unknown, min: number, max: number): number {
