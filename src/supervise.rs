@@ -122,9 +122,27 @@ impl NativePidFileStore {
     )
   }
 
+  /// Deletes the target's PID file and its mount-path file; whether there was a PID file.
   #[napi]
   pub fn delete(&self, target_id: String) -> Result<bool> {
     self.store.delete(&target_id).map_err(map_error)
+  }
+
+  /// Records the absolute path the target's daemon mounted (`.<targetId>.mount`).
+  #[napi]
+  pub fn write_mount_path(&self, target_id: String, mount_path: String) -> Result<()> {
+    self
+      .store
+      .write_mount_path(&target_id, Path::new(&mount_path))
+      .map_err(map_error)
+  }
+
+  /// The mount path recorded for the target; `null` when none is, or it cannot be trusted (or is not
+  /// UTF-8, which no JavaScript caller could have written).
+  #[napi]
+  pub fn read_mount_path(&self, target_id: String) -> Result<Option<String>> {
+    let path = self.store.read_mount_path(&target_id).map_err(map_error)?;
+    Ok(path.and_then(|p| p.into_os_string().into_string().ok()))
   }
 
   #[napi]

@@ -10,12 +10,16 @@
 //! - A PID file not owned by us (or root), writable by others, a symbolic link, or not a regular file is
 //!   untrusted: reported, never adopted, signalled or deleted by the manager. A world-writable directory
 //!   without the sticky bit (anyone could swap PID files) is refused.
+//! - Beside a PID file, `.<targetId>.mount` may hold the absolute path the target's daemon mounted (its
+//!   bytes, nothing else), so that a manager that adopts the daemon later can unmount what it leaves. It
+//!   is written, trusted and deleted as the PID file is; a file that fails the checks reads as unknown.
 //! - [`TargetLock`] serializes work on one target across processes: a byte-range lock in
 //!   `<dir>/.procslot.lock` at an offset derived from the target ID.
 
 use std::fs::{DirBuilder, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, BorrowedFd};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -34,6 +38,9 @@ pub const MAX_TARGET_ID_LEN: usize = 200;
 
 /// The most bytes a PID file may hold: ten digits and a newline, with room to spare.
 const MAX_PID_FILE_BYTES: usize = 32;
+
+/// The most bytes a mount-path file may hold (Linux's `PATH_MAX`).
+const MAX_MOUNT_PATH_BYTES: usize = 4096;
 
 /// The name of the lock file in a PID directory (hidden: never a target's PID file).
 pub const LOCK_FILE_NAME: &str = ".procslot.lock";
@@ -216,29 +223,71 @@ impl PidFileStore {
         sys::pid_max()
       )));
     }
-    let tmp = self.dir.join(format!(
-      ".{target_id}.pid.{}.{}.tmp",
-      std::process::id(),
-      TMP_COUNTER.fetch_add(1, Ordering::Relaxed)
-    ));
-    let result = (|| {
-      let mut f = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o644)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(&tmp)?;
-      // The umask may have taken bits away; a PID file is readable by all.
-      f.set_permissions(std::fs::Permissions::from_mode(0o644))?;
-      f.write_all(format!("{pid}\n").as_bytes())?;
-      f.sync_all()?;
-      std::fs::rename(&tmp, &path)
-    })();
-    if let Err(e) = result {
-      let _ = std::fs::remove_file(&tmp);
-      return Err(Error::pid_io(&path, "write the PID file", &e));
+    write_atomic(
+      &self.dir,
+      &path,
+      format!("{pid}\n").as_bytes(),
+      "write the PID file",
+    )
+  }
+
+  /// Records the absolute path the target's daemon mounted, beside its PID file (`.<targetId>.mount`),
+  /// atomically as [`write`](Self::write). Write it before the PID file: a PID file then always has it.
+  ///
+  /// # Errors
+  /// [`Error::InvalidTargetId`]; `EINVAL` for a path that is not absolute, holds a NUL byte or is longer
+  /// than 4096 bytes; the operating system's error.
+  pub fn write_mount_path(&self, target_id: &str, mount_path: &Path) -> Result<()> {
+    let path = self.mount_path_file(target_id)?;
+    let bytes = mount_path.as_os_str().as_bytes();
+    if !mount_path.is_absolute() || bytes.contains(&0) || bytes.len() > MAX_MOUNT_PATH_BYTES {
+      return Err(Error::InvalidArgument(format!(
+        "mount path {mount_path:?} must be absolute, without NUL bytes, at most {MAX_MOUNT_PATH_BYTES} bytes"
+      )));
     }
-    Ok(())
+    write_atomic(&self.dir, &path, bytes, "write the mount-path file")
+  }
+
+  /// The mount path recorded for the target, `Ok(None)` when there is none or it cannot be trusted (the
+  /// PID file's rules: owned by us or root, not writable by others, a regular file, not a link) or is
+  /// not a plain absolute path.
+  ///
+  /// # Errors
+  /// [`Error::InvalidTargetId`]; the operating system's error (other than "no such file").
+  pub fn read_mount_path(&self, target_id: &str) -> Result<Option<PathBuf>> {
+    let path = self.mount_path_file(target_id)?;
+    let flags =
+      OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC | OFlag::O_NOCTTY;
+    let mut file = match nix::fcntl::openat(nix::fcntl::AT_FDCWD, &path, flags, Mode::empty()) {
+      Ok(fd) => File::from(fd),
+      Err(Errno::ENOENT | Errno::ELOOP) => return Ok(None),
+      Err(e) => {
+        let e = io::Error::from_raw_os_error(e as i32);
+        return Err(Error::pid_io(&path, "open the mount-path file", &e));
+      }
+    };
+    let meta = file
+      .metadata()
+      .map_err(|e| Error::pid_io(&path, "read the mount-path file", &e))?;
+    if distrust(&meta, self.euid).is_some() || meta.len() > MAX_MOUNT_PATH_BYTES as u64 {
+      return Ok(None);
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    (&mut file)
+      .take(MAX_MOUNT_PATH_BYTES as u64 + 1)
+      .read_to_end(&mut bytes)
+      .map_err(|e| Error::pid_io(&path, "read the mount-path file", &e))?;
+    let mount_path = PathBuf::from(std::ffi::OsString::from_vec(bytes));
+    let plain = mount_path.is_absolute()
+      && mount_path.as_os_str().len() <= MAX_MOUNT_PATH_BYTES
+      && !mount_path.as_os_str().as_bytes().contains(&0);
+    Ok(plain.then_some(mount_path))
+  }
+
+  /// `<dir>/.<targetId>.mount`.
+  fn mount_path_file(&self, target_id: &str) -> Result<PathBuf> {
+    validate_target_id(target_id)?;
+    Ok(self.dir.join(format!(".{target_id}.mount")))
   }
 
   /// The PID in the target's file: `Ok(None)` when there is no file, or it is invalid or untrusted.
@@ -265,12 +314,18 @@ impl PidFileStore {
     )
   }
 
-  /// Deletes the target's PID file; whether there was one.
+  /// Deletes the target's PID file and its mount-path file; whether there was a PID file.
   ///
   /// # Errors
   /// [`Error::InvalidTargetId`]; the operating system's error.
   pub fn delete(&self, target_id: &str) -> Result<bool> {
     let path = self.path_for(target_id)?;
+    let mount = self.mount_path_file(target_id)?;
+    match std::fs::remove_file(&mount) {
+      Ok(()) => {}
+      Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+      Err(e) => return Err(Error::pid_io(&mount, "delete the mount-path file", &e)),
+    }
     match std::fs::remove_file(&path) {
       Ok(()) => Ok(true),
       Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
@@ -441,21 +496,7 @@ fn inspect_at(
   let meta = file
     .metadata()
     .map_err(|e| Error::pid_io(path, "read the PID file", &e))?;
-  let distrust = if !meta.is_file() {
-    Some("not a regular file".to_owned())
-  } else if meta.uid() != euid && meta.uid() != 0 {
-    Some(format!(
-      "owned by uid {}, not by us (uid {euid}) or root",
-      meta.uid()
-    ))
-  } else if meta.mode() & 0o002 != 0 {
-    Some(format!(
-      "writable by others (mode {:o})",
-      meta.mode() & 0o7777
-    ))
-  } else {
-    None
-  };
+  let distrust = distrust(&meta, euid);
   if let Some(why) = distrust {
     return Ok(Some(entry(PidFileStatus::Untrusted(why), Some(&meta))));
   }
@@ -483,6 +524,58 @@ fn inspect_at(
     }
   };
   Ok(Some(entry(status, Some(&meta))))
+}
+
+/// Why a file with this metadata cannot be trusted, if it cannot: not a regular file, owned by someone
+/// other than us or root, or writable by others.
+fn distrust(meta: &std::fs::Metadata, euid: u32) -> Option<String> {
+  if !meta.is_file() {
+    Some("not a regular file".to_owned())
+  } else if meta.uid() != euid && meta.uid() != 0 {
+    Some(format!(
+      "owned by uid {}, not by us (uid {euid}) or root",
+      meta.uid()
+    ))
+  } else if meta.mode() & 0o002 != 0 {
+    Some(format!(
+      "writable by others (mode {:o})",
+      meta.mode() & 0o7777
+    ))
+  } else {
+    None
+  }
+}
+
+/// Writes `bytes` to `path` (in `dir`) atomically: a temporary file in the same directory, mode 0644,
+/// flushed to disk, renamed over `path`.
+fn write_atomic(dir: &Path, path: &Path, bytes: &[u8], what: &str) -> Result<()> {
+  let name = path
+    .file_name()
+    .map_or_else(Default::default, |n| n.to_string_lossy());
+  let tmp = dir.join(format!(
+    ".{}.{}.{}.tmp",
+    name.trim_start_matches('.'),
+    std::process::id(),
+    TMP_COUNTER.fetch_add(1, Ordering::Relaxed)
+  ));
+  let result = (|| {
+    let mut f = OpenOptions::new()
+      .write(true)
+      .create_new(true)
+      .mode(0o644)
+      .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+      .open(&tmp)?;
+    // The umask may have taken bits away; the file is readable by all.
+    f.set_permissions(std::fs::Permissions::from_mode(0o644))?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)
+  })();
+  if let Err(e) = result {
+    let _ = std::fs::remove_file(&tmp);
+    return Err(Error::pid_io(path, what, &e));
+  }
+  Ok(())
 }
 
 fn mtime_ms(meta: &std::fs::Metadata) -> f64 {

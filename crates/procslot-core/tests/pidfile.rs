@@ -116,3 +116,48 @@ fn the_target_lock_excludes_another_open_until_released() {
     "the lock file is not a PID file"
   );
 }
+
+#[test]
+fn a_mount_path_is_kept_beside_the_pid_file_trusted_as_it_is_and_deleted_with_it() {
+  use std::path::Path;
+  let tmp = TempDir::new();
+  let store = PidFileStore::open(&tmp.0).unwrap();
+  assert_eq!(store.read_mount_path("t1").unwrap(), None);
+  let mnt = Path::new("/mnt/with space/and\nnewline");
+  store.write_mount_path("t1", mnt).unwrap();
+  store.write("t1", 4242).unwrap();
+  let file = tmp.0.join(".t1.mount");
+  assert_eq!(fs::read(&file).unwrap(), mnt.as_os_str().as_encoded_bytes());
+  assert_eq!(fs::metadata(&file).unwrap().mode() & 0o777, 0o644);
+  assert_eq!(store.read_mount_path("t1").unwrap().as_deref(), Some(mnt));
+  // It is no PID file of its own.
+  assert_eq!(store.list().unwrap().len(), 1);
+
+  // Only absolute, plain paths are written; invalid target IDs never become paths.
+  assert!(store
+    .write_mount_path("t2", Path::new("relative/mnt"))
+    .is_err());
+  assert!(store.write_mount_path("../t2", Path::new("/mnt")).is_err());
+  assert!(store.read_mount_path("a/b").is_err());
+  assert!(!tmp.0.join(".t2.mount").exists());
+
+  // What fails the PID file's trust rules, or is not a plain absolute path, reads as unknown.
+  fs::set_permissions(&file, fs::Permissions::from_mode(0o666)).unwrap();
+  assert_eq!(store.read_mount_path("t1").unwrap(), None);
+  fs::set_permissions(&file, fs::Permissions::from_mode(0o644)).unwrap();
+  fs::write(tmp.0.join(".t3.mount"), "relative/mnt").unwrap();
+  assert_eq!(store.read_mount_path("t3").unwrap(), None);
+  fs::write(tmp.0.join(".t4.mount"), "/mnt/a\0b").unwrap();
+  assert_eq!(store.read_mount_path("t4").unwrap(), None);
+  std::os::unix::fs::symlink(&file, tmp.0.join(".t5.mount")).unwrap();
+  assert_eq!(store.read_mount_path("t5").unwrap(), None);
+  if nix::unistd::geteuid().is_root() {
+    fs::write(tmp.0.join(".t6.mount"), "/mnt/x").unwrap();
+    std::os::unix::fs::chown(tmp.0.join(".t6.mount"), Some(65534), None).unwrap();
+    assert_eq!(store.read_mount_path("t6").unwrap(), None);
+  }
+
+  assert!(store.delete("t1").unwrap());
+  assert!(!file.exists());
+  assert_eq!(store.read_mount_path("t1").unwrap(), None);
+}
