@@ -7,7 +7,7 @@ import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
 
 import { FuseProcessManager, InvalidTargetIdError, SpawnError, type Logger } from '../index.js'
-import { NativePidFileStore } from '../binding.js'
+import { NativePidFileStore, openProcess } from '../binding.js'
 import { deadline, inCI, isRoot, tempDir } from './helpers.ts'
 
 const DAEMON = fileURLToPath(new URL('./fixtures/daemon.cjs', import.meta.url))
@@ -325,12 +325,61 @@ fuseTest('a restarted manager adopts what the old one spawned, can kill it, and 
   t.is(manager.cleaned, 1)
   t.false(existsSync(join(box.pidDir, 'dead.pid')))
   const info = manager.getProcessInfo('t1')
-  t.like(info, { pid: first.pid, loadedFromDisk: true, alive: true, mountPath: null, pidFileExists: true })
+  t.like(info, { pid: first.pid, loadedFromDisk: true, alive: true, mountPath, pidFileExists: true })
   t.deepEqual([...manager.processes.keys()], ['t1'])
   t.true(await manager.kill('t1'))
   t.false(alive(first.pid!))
   t.false(mounted(mountPath), 'bindfs unmounts on SIGTERM')
   t.false(existsSync(join(box.pidDir, 't1.pid')))
+})
+
+fuseTest('after a restart, what dead daemons left mounted is unmounted: one that died with no manager, one SIGKILLed by kill', async (t) => {
+  const box = sandbox(t)
+  const [mnt1, mnt2] = [box.mnt('t1'), box.mnt('t2')]
+  const first = await managerProcess({ pidDir: box.pidDir, src: box.src, mountPath: mnt1, targetId: 't1' })
+  const second = await managerProcess({ pidDir: box.pidDir, src: box.src, mountPath: mnt2, targetId: 't2' })
+  t.is(first.code, 0, first.error)
+  t.is(second.code, 0, second.error)
+  t.true(existsSync(join(box.pidDir, '.t2.mount')), 'the spawner records the mount path beside the PID file')
+  // t2's daemon dies while no manager runs, leaving its mount stale.
+  const dying = openProcess(second.pid!)!
+  process.kill(second.pid!, 'SIGKILL')
+  t.true(await deadline(dying.waitExit(20_000), 20_000, 't2 to die'))
+  t.true(mounted(mnt2), 'a SIGKILLed FUSE daemon leaves its mount behind')
+
+  const manager = box.bindfs()
+  t.is(manager.loaded, 1)
+  t.is(manager.cleaned, 1)
+  t.false(mounted(mnt2), 'the stale mount went with the stale PID file')
+  t.false(existsSync(join(box.pidDir, 't2.pid')))
+  t.false(existsSync(join(box.pidDir, '.t2.mount')))
+
+  t.is(manager.getProcessInfo('t1')?.mountPath, mnt1)
+  t.true(await manager.kill('t1', { force: true }))
+  t.false(alive(first.pid!))
+  t.false(mounted(mnt1), 'SIGKILL leaves a stale mount; kill unmounts it')
+  t.deepEqual(readdirSync(box.pidDir).filter((name) => name.startsWith('.t') || name.endsWith('.pid')), [])
+})
+
+fuseTest('a live mount at a dead daemon’s recorded path belongs to someone else and is left alone', async (t) => {
+  const box = sandbox(t)
+  const mountPath = box.mnt('t1')
+  // A PID file and mount path as a spawner would leave them, naming a process that is now gone...
+  const gone = spawnSync('true').pid!
+  mkdirSync(box.pidDir, { recursive: true })
+  writeFileSync(join(box.pidDir, '.t1.mount'), mountPath)
+  writeFileSync(join(box.pidDir, 't1.pid'), `${gone}\n`)
+  // ...while another bindfs, not the manager's, serves that path.
+  mkdirSync(mountPath, { recursive: true })
+  const other = spawn('bindfs', ['-f', box.src, mountPath], { stdio: 'ignore' })
+  t.teardown(() => other.kill('SIGKILL'))
+  const serving = openProcess(other.pid!)!
+  t.is(await deadline(serving.waitMount(mountPath, 20_000), 20_000, 'the other bindfs to mount'), 'mounted')
+  const manager = box.bindfs()
+  t.is(manager.cleaned, 1)
+  t.true(mounted(mountPath))
+  t.is(readFileSync(join(mountPath, 'hello.txt'), 'utf8'), 'hello through FUSE\n')
+  t.false(existsSync(join(box.pidDir, '.t1.mount')))
 })
 
 fuseTest('isRunning finds a live process through its PID file and loads it', async (t) => {

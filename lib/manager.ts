@@ -77,7 +77,10 @@ export interface KillOptions {
 export interface ProcessInfo {
   readonly targetId: string
   readonly pid: number
-  /** Where it mounts; `null` for a process loaded from a PID file (its mount point is not recorded). */
+  /**
+   * Where it mounts (absolute). For a process loaded from a PID file, the path its spawner recorded
+   * beside it (`.<targetId>.mount`); `null` when none was (a PID file written by another tool).
+   */
   readonly mountPath: string | null
   /** When the process started. */
   readonly startTime: Date
@@ -185,7 +188,11 @@ interface Tracked {
   readonly targetId: string
   readonly pid: number
   readonly proc: Proc
-  readonly mountPath: string | null
+  /**
+   * Where it mounts; `null` when unknown; `undefined` for a daemon loaded from a PID file until its
+   * recorded mount path (`.<targetId>.mount`) is first needed (loading 10,000 files reads none of them).
+   */
+  mountPath: string | null | undefined
   readonly envKeys: readonly string[]
   readonly loadedFromDisk: boolean
   readonly child: ChildProcess | null
@@ -297,7 +304,7 @@ export class FuseProcessManager extends EventEmitter<ManagerEvents> {
         targetId,
         pid,
         proc: new Proc(pid, runningStartTicks[i]!, runningStartTimeMs[i]!),
-        mountPath: null,
+        mountPath: undefined,
         envKeys: [],
         loadedFromDisk: true,
         child: null,
@@ -461,7 +468,7 @@ export class FuseProcessManager extends EventEmitter<ManagerEvents> {
         pid: t.pid,
         alive: t.proc.isAlive(),
         uptimeSeconds: Math.max(0, (now - t.proc.startTimeMs) / 1000),
-        mountPath: t.mountPath,
+        mountPath: this.#mountOf(t),
         pidFile,
         pidFileExists: existsSync(pidFile),
       }
@@ -626,6 +633,8 @@ export class FuseProcessManager extends EventEmitter<ManagerEvents> {
       return fail('timeout', `did not mount ${mountPath} within ${this.#startTimeoutMs} ms`)
     }
     try {
+      // The mount path first: a PID file written by us then always has it, for whoever adopts the daemon.
+      this.#store.native.writeMountPath(targetId, mountPath)
       this.#store.write(targetId, pid)
     } catch (err) {
       proc.signalGroup(SIG.SIGKILL)
@@ -731,7 +740,7 @@ export class FuseProcessManager extends EventEmitter<ManagerEvents> {
           targetId: entry.targetId,
           pid: entry.pid,
           proc: new Proc(entry.pid, seen.startTicks, seen.startTimeMs),
-          mountPath: null,
+          mountPath: undefined,
           envKeys: [],
           loadedFromDisk: true,
           child: null,
@@ -748,6 +757,9 @@ export class FuseProcessManager extends EventEmitter<ManagerEvents> {
       // Under the lock, the file must still be the one judged (another manager may have just rewritten it).
       const now = this.#store.inspect(entry.targetId)
       if (now === null || now.pid !== entry.pid || now.mtime.getTime() !== entry.mtime.getTime()) return 'busy'
+      // Its daemon is gone: what it left mounted (as its spawner recorded) goes with the file.
+      const mountPath = this.#recordedMount(entry.targetId)
+      if (mountPath !== null) this.#unmountStale(entry.targetId, mountPath)
       this.#store.delete(entry.targetId)
     } finally {
       lock.release()
@@ -760,9 +772,34 @@ export class FuseProcessManager extends EventEmitter<ManagerEvents> {
   /** Forgets a dead process: unmounts what it left mounted, deletes its PID file if it still names it. */
   #forget(t: Tracked, why: string): void {
     if (this.#tracked.get(t.targetId) === t) this.#tracked.delete(t.targetId)
-    if (t.mountPath !== null) this.#unmount(t.targetId, t.mountPath)
+    const mountPath = this.#mountOf(t)
+    if (mountPath !== null) this.#unmountStale(t.targetId, mountPath)
     if (this.#store.read(t.targetId) === t.pid) this.#store.delete(t.targetId)
     this.#log.debug({ targetId: t.targetId, pid: t.pid, why }, 'forgot process')
+  }
+
+  /** Where a tracked daemon mounts: known since its spawn, or read once from what its spawner recorded. */
+  #mountOf(t: Tracked): string | null {
+    if (t.mountPath === undefined) t.mountPath = this.#recordedMount(t.targetId)
+    return t.mountPath
+  }
+
+  /** The mount path recorded beside a target's PID file, `null` when none can be trusted or read. */
+  #recordedMount(targetId: string): string | null {
+    try {
+      return this.#store.native.readMountPath(targetId)
+    } catch (err) {
+      this.#log.warn({ targetId, err: (err as Error).message }, 'could not read the recorded mount path')
+      return null
+    }
+  }
+
+  /**
+   * Unmounts what a dead daemon left at `mountPath`: only a stale mount ("Transport endpoint is not
+   * connected"); a live one belongs to some other daemon now.
+   */
+  #unmountStale(targetId: string, mountPath: string): void {
+    if (isMountPoint(mountPath) && isStaleMount(mountPath)) this.#unmount(targetId, mountPath)
   }
 
   #unmount(targetId: string, mountPath: string): void {
@@ -788,7 +825,7 @@ export class FuseProcessManager extends EventEmitter<ManagerEvents> {
     return {
       targetId: t.targetId,
       pid: t.pid,
-      mountPath: t.mountPath,
+      mountPath: this.#mountOf(t),
       startTime: new Date(t.proc.startTimeMs),
       envKeys: t.envKeys,
       status: alive ? 'running' : 'exited',

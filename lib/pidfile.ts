@@ -138,7 +138,8 @@ export class PidFileStore {
   }
 
   /**
-   * Deletes the target's PID file; whether there was one.
+   * Deletes the target's PID file, and the mount path a manager recorded beside it
+   * (`.<targetId>.mount`); whether there was a PID file.
    * @throws {InvalidTargetIdError}
    */
   delete(targetId: string): boolean {
