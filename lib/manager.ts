@@ -298,19 +298,7 @@ export class FuseProcessManager extends EventEmitter<ManagerEvents> {
     this.#log.info({ pidDir: this.pidDir, files: runningIds.length + others.length }, 'loading PID files')
     // Files naming a live process that started before them (judged natively): adopted as they come.
     for (let i = 0; i < runningIds.length; i++) {
-      const targetId = runningIds[i]!
-      const pid = runningPids[i]!
-      this.#tracked.set(targetId, {
-        targetId,
-        pid,
-        proc: new Proc(pid, runningStartTicks[i]!, runningStartTimeMs[i]!),
-        mountPath: undefined,
-        envKeys: [],
-        loadedFromDisk: true,
-        child: null,
-        killing: false,
-        exitReported: false,
-      })
+      this.#trackLoaded(runningIds[i]!, runningPids[i]!, runningStartTicks[i]!, runningStartTimeMs[i]!)
     }
     let loaded = runningIds.length
     let cleaned = 0
@@ -736,17 +724,7 @@ export class FuseProcessManager extends EventEmitter<ManagerEvents> {
       } else if (startedAfter(seen.startTimeMs, entry.mtime.getTime())) {
         reason = `PID ${entry.pid} was reused: its process started after the PID file was written`
       } else {
-        this.#tracked.set(entry.targetId, {
-          targetId: entry.targetId,
-          pid: entry.pid,
-          proc: new Proc(entry.pid, seen.startTicks, seen.startTimeMs),
-          mountPath: undefined,
-          envKeys: [],
-          loadedFromDisk: true,
-          child: null,
-          killing: false,
-          exitReported: false,
-        })
+        this.#trackLoaded(entry.targetId, entry.pid, seen.startTicks, seen.startTimeMs)
         this.#log.debug({ targetId: entry.targetId, pid: entry.pid }, 'loaded existing process')
         return 'adopted'
       }
@@ -767,6 +745,21 @@ export class FuseProcessManager extends EventEmitter<ManagerEvents> {
     this.#log.info({ targetId: entry.targetId, pid: entry.pid, reason }, 'cleaned up stale PID file')
     if (emitStale) this.emit('stale', { targetId: entry.targetId, pid: entry.pid, path: entry.path, reason })
     return 'cleaned'
+  }
+
+  /** Tracks a live process found through its PID file (its mount path is read when first needed). */
+  #trackLoaded(targetId: string, pid: number, startTicks: number, startTimeMs: number): void {
+    this.#tracked.set(targetId, {
+      targetId,
+      pid,
+      proc: new Proc(pid, startTicks, startTimeMs),
+      mountPath: undefined,
+      envKeys: [],
+      loadedFromDisk: true,
+      child: null,
+      killing: false,
+      exitReported: false,
+    })
   }
 
   /** Forgets a dead process: unmounts what it left mounted, deletes its PID file if it still names it. */
