@@ -256,10 +256,8 @@ impl PidFileStore {
   /// [`Error::InvalidTargetId`]; the operating system's error (other than "no such file").
   pub fn read_mount_path(&self, target_id: &str) -> Result<Option<PathBuf>> {
     let path = self.mount_path_file(target_id)?;
-    let flags =
-      OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC | OFlag::O_NOCTTY;
-    let mut file = match nix::fcntl::openat(nix::fcntl::AT_FDCWD, &path, flags, Mode::empty()) {
-      Ok(fd) => File::from(fd),
+    let mut file = match open_no_follow(nix::fcntl::AT_FDCWD, &path) {
+      Ok(f) => f,
       Err(Errno::ENOENT | Errno::ELOOP) => return Ok(None),
       Err(e) => {
         let e = io::Error::from_raw_os_error(e as i32);
@@ -456,9 +454,8 @@ impl PidFileStore {
   }
 }
 
-/// Reads and judges one PID file; `Ok(None)` when it does not exist.
-/// Reads and judges one PID file: `name` is opened relative to `dir` (or is `path` itself, with
-/// `AT_FDCWD`); `path` is what gets reported.
+/// Reads and judges one PID file, `Ok(None)` when it does not exist: `name` is opened relative to `dir`
+/// (or is `path` itself, with `AT_FDCWD`); `path` is what gets reported.
 fn inspect_at(
   dir: BorrowedFd<'_>,
   name: &Path,
@@ -475,11 +472,8 @@ fn inspect_at(
     uid: meta.map_or(0, |m| m.uid()),
     mode: meta.map_or(0, |m| m.mode() & 0o7777),
   };
-  // O_NOFOLLOW: a symbolic link is refused, not followed; O_NONBLOCK: a FIFO never blocks the open.
-  let flags =
-    OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC | OFlag::O_NOCTTY;
-  let mut file = match nix::fcntl::openat(dir, name, flags, Mode::empty()) {
-    Ok(fd) => File::from(fd),
+  let mut file = match open_no_follow(dir, name) {
+    Ok(f) => f,
     Err(Errno::ENOENT) => return Ok(None),
     Err(Errno::ELOOP) => {
       let meta = std::fs::symlink_metadata(path).ok();
@@ -496,8 +490,7 @@ fn inspect_at(
   let meta = file
     .metadata()
     .map_err(|e| Error::pid_io(path, "read the PID file", &e))?;
-  let distrust = distrust(&meta, euid);
-  if let Some(why) = distrust {
+  if let Some(why) = distrust(&meta, euid) {
     return Ok(Some(entry(PidFileStatus::Untrusted(why), Some(&meta))));
   }
   let mut buf = [0u8; MAX_PID_FILE_BYTES + 1];
@@ -524,6 +517,14 @@ fn inspect_at(
     }
   };
   Ok(Some(entry(status, Some(&meta))))
+}
+
+/// Opens a file for reading as PID files are: a symbolic link is refused with `ELOOP`, not followed
+/// (`O_NOFOLLOW`), and a FIFO never blocks the open (`O_NONBLOCK`).
+fn open_no_follow(dir: BorrowedFd<'_>, name: &Path) -> nix::Result<File> {
+  let flags =
+    OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC | OFlag::O_NOCTTY;
+  nix::fcntl::openat(dir, name, flags, Mode::empty()).map(File::from)
 }
 
 /// Why a file with this metadata cannot be trusted, if it cannot: not a regular file, owned by someone
