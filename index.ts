@@ -40,6 +40,8 @@ export type { EtcdErrorCode } from './lib/errors'
 export {
   InvalidTargetIdError,
   PidFileError,
+  ProcessError,
+  ProcslotError,
   SlotFileError,
   SlotsExhaustedError,
   SpawnError,

@@ -8,7 +8,7 @@ import { join } from 'node:path'
 import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
 
-import { EtcdError, EtcdSlotTable, SlotsExhaustedError, newMultiProcessClient } from '../index.js'
+import { EtcdError, EtcdSlotTable, ProcslotError, SlotsExhaustedError, newMultiProcessClient } from '../index.js'
 import { EtcdCluster, etcdInstalled, freePort } from './fixtures/etcd-server.ts'
 import { deadline, inCI, tempDir } from './helpers.ts'
 
@@ -145,12 +145,15 @@ async function claims(holders: Holder[]): Promise<Map<number, number[]>> {
 test('options are checked with clear argument errors', async (t) => {
   const ok = { endpoints: 'http://127.0.0.1:1', prefix: '/p', slots: 4 }
   const cases: Array<[Record<string, unknown>, string]> = [
-    [{ ...ok, endpoints: [] }, 'ERR_INVALID_ARG_TYPE'],
+    [{ ...ok, endpoints: [] }, 'ERR_INVALID_ARG_VALUE'],
     [{ ...ok, endpoints: 7 }, 'ERR_INVALID_ARG_TYPE'],
-    [{ ...ok, prefix: '' }, 'ERR_INVALID_ARG_TYPE'],
-    [{ ...ok, prefix: '/' }, 'ERR_INVALID_ARG_TYPE'],
+    [{ ...ok, endpoints: ['a', ''] }, 'ERR_INVALID_ARG_VALUE'],
+    [{ ...ok, prefix: '' }, 'ERR_INVALID_ARG_VALUE'],
+    [{ ...ok, prefix: '/' }, 'ERR_INVALID_ARG_VALUE'],
+    [{ ...ok, prefix: 5 }, 'ERR_INVALID_ARG_TYPE'],
     [{ ...ok, slots: 0 }, 'ERR_OUT_OF_RANGE'],
-    [{ ...ok, slots: 1.5 }, 'ERR_INVALID_ARG_TYPE'],
+    [{ ...ok, slots: 1.5 }, 'ERR_OUT_OF_RANGE'],
+    [{ ...ok, slots: '4' }, 'ERR_INVALID_ARG_TYPE'],
     [{ ...ok, ttlSeconds: 0 }, 'ERR_OUT_OF_RANGE'],
     [{ ...ok, ttlSeconds: 2, marginMs: 1500 }, 'ERR_OUT_OF_RANGE'],
     [{ ...ok, auth: 'x' }, 'ERR_INVALID_ARG_TYPE'],
@@ -168,6 +171,7 @@ etcdTest('an unreachable etcd is an EtcdError EETCDUNAVAILABLE, within the call 
     { instanceOf: EtcdError, code: 'EETCDUNAVAILABLE' },
   )
   t.regex(err!.message, new RegExp(`127\\.0\\.0\\.1:${port}.*unreachable`))
+  t.true(err instanceof ProcslotError)
   t.deepEqual(err!.endpoints, [`127.0.0.1:${port}`])
 })
 

@@ -17,6 +17,16 @@ import type * as Etcd3 from 'etcd3'
 import { MultiProcessClient } from './client'
 import { DEFAULT_SLOTS_FILE } from './slots'
 import { EtcdError, SlotsExhaustedError, type EtcdErrorCode } from './errors'
+import {
+  checkFunction,
+  checkInteger,
+  checkMs,
+  checkObject,
+  checkSignal,
+  checkString,
+  invalidType,
+  invalidValue,
+} from './validate'
 
 /** The most slots an etcd table may have (a range read lists them all). */
 const MAX_ETCD_SLOTS = 65_536
@@ -111,34 +121,7 @@ export interface EtcdSlotTableEvents {
 }
 
 // ---------------------------------------------------------------------------------------------------
-// Validation (Node's argument error codes)
-
-function argError<E extends TypeError | RangeError>(error: E, code: string): E {
-  return Object.assign(error, { code })
-}
-
-function describe(value: unknown): string {
-  if (typeof value === 'number' || typeof value === 'boolean') return String(value)
-  if (typeof value === 'string') return JSON.stringify(value)
-  return value === null ? 'null' : typeof value
-}
-
-function checkInt(name: string, value: unknown, min: number, max: number): number {
-  if (typeof value !== 'number' || !Number.isInteger(value)) {
-    throw argError(new TypeError(`${name} must be an integer, got ${describe(value)}`), 'ERR_INVALID_ARG_TYPE')
-  }
-  if (value < min || value > max) {
-    throw argError(new RangeError(`${name} must be in ${min}..${max}, got ${value}`), 'ERR_OUT_OF_RANGE')
-  }
-  return value
-}
-
-function checkObject(name: string, value: unknown): Record<string, unknown> {
-  if (typeof value !== 'object' || value === null) {
-    throw argError(new TypeError(`${name} must be an object, got ${describe(value)}`), 'ERR_INVALID_ARG_TYPE')
-  }
-  return value as Record<string, unknown>
-}
+// Validation (lib/validate.ts: Node's argument error codes)
 
 interface Settings {
   readonly endpoints: readonly string[]
@@ -150,34 +133,25 @@ interface Settings {
 }
 
 function checkOptions(options: unknown, where = 'options'): Settings {
-  const o = checkObject(where, options)
+  const o = checkObject<Record<string, unknown>>(where, options)
   const list = typeof o.endpoints === 'string' ? [o.endpoints] : o.endpoints
-  if (!Array.isArray(list) || list.length === 0 || !list.every((e) => typeof e === 'string' && e.length > 0)) {
-    throw argError(
-      new TypeError(`${where}.endpoints must be a non-empty string or array of strings, got ${describe(o.endpoints)}`),
-      'ERR_INVALID_ARG_TYPE',
-    )
-  }
-  if (typeof o.prefix !== 'string' || o.prefix.replace(/\/+$/, '').length === 0 || o.prefix.includes('\0')) {
-    throw argError(
-      new TypeError(`${where}.prefix must be a non-empty string without NUL bytes, got ${describe(o.prefix)}`),
-      'ERR_INVALID_ARG_TYPE',
-    )
-  }
-  const slots = checkInt(`${where}.slots`, o.slots, 1, MAX_ETCD_SLOTS)
-  const ttlSeconds = o.ttlSeconds === undefined ? 10 : checkInt(`${where}.ttlSeconds`, o.ttlSeconds, 1, 86_400)
+  if (!Array.isArray(list)) throw invalidType(`${where}.endpoints`, 'a string or an array of strings', o.endpoints)
+  if (list.length === 0) throw invalidValue(`${where}.endpoints`, list, 'must name at least one endpoint')
+  list.forEach((e, i) => checkString(`${where}.endpoints[${i}]`, e))
+  const prefix = checkString(`${where}.prefix`, o.prefix).replace(/\/+$/, '')
+  if (prefix.length === 0) throw invalidValue(`${where}.prefix`, o.prefix, 'must have more than slashes')
+  const slots = checkInteger(`${where}.slots`, o.slots, 1, MAX_ETCD_SLOTS)
+  const ttlSeconds = o.ttlSeconds === undefined ? 10 : checkInteger(`${where}.ttlSeconds`, o.ttlSeconds, 1, 86_400)
   const ttlMs = ttlSeconds * 1000
   const marginMs =
-    o.marginMs === undefined
-      ? Math.max(500, ttlMs / 5)
-      : checkInt(`${where}.marginMs`, o.marginMs, 1, Math.floor(ttlMs / 2))
-  const callTimeoutMs = o.callTimeoutMs === undefined ? 5000 : checkInt(`${where}.callTimeoutMs`, o.callTimeoutMs, 1, 600_000)
+    o.marginMs === undefined ? Math.max(500, ttlMs / 5) : checkInteger(`${where}.marginMs`, o.marginMs, 1, Math.floor(ttlMs / 2))
+  const callTimeoutMs = o.callTimeoutMs === undefined ? 5000 : checkInteger(`${where}.callTimeoutMs`, o.callTimeoutMs, 1, 600_000)
   for (const key of ['credentials', 'auth', 'grpcOptions'] as const) {
     if (o[key] !== undefined) checkObject(`${where}.${key}`, o[key])
   }
   return {
     endpoints: Object.freeze([...(list as string[])]),
-    prefix: o.prefix.replace(/\/+$/, ''),
+    prefix,
     slots,
     ttlSeconds,
     marginMs: Math.min(marginMs, ttlMs / 2),
@@ -617,13 +591,8 @@ export class EtcdSlotTable extends EventEmitter<EtcdSlotTableEvents> {
   waitForSlot(options: EtcdWaitOptions = {}): Promise<number> {
     const preferred = this.#preferred(options)
     const timeoutMs =
-      options.timeoutMs === undefined || options.timeoutMs === Infinity
-        ? Infinity
-        : checkInt('options.timeoutMs', options.timeoutMs, 0, 2 ** 31 - 1)
-    const signal = options.signal
-    if (signal !== undefined && !(signal instanceof AbortSignal)) {
-      throw argError(new TypeError('options.signal must be an AbortSignal'), 'ERR_INVALID_ARG_TYPE')
-    }
+      options.timeoutMs === undefined || options.timeoutMs === Infinity ? Infinity : checkMs('options.timeoutMs', options.timeoutMs)
+    const signal = options.signal === undefined ? undefined : checkSignal('options.signal', options.signal)
     return this.#serial(async () => {
       const held = this.held
       if (held >= 0) return held
@@ -778,7 +747,7 @@ export class EtcdSlotTable extends EventEmitter<EtcdSlotTableEvents> {
     checkObject('options', options)
     return options.preferred === undefined
       ? undefined
-      : checkInt('options.preferred', options.preferred, 0, Number.MAX_SAFE_INTEGER)
+      : checkInteger('options.preferred', options.preferred, 0, Number.MAX_SAFE_INTEGER)
   }
 
   /** Runs `fn` after every earlier call of this table: one acquire, release or snapshot at a time. */
@@ -1003,17 +972,13 @@ export async function newEtcdMultiProcessClient(dataDir: string, config: EtcdCli
   const given = config.concurrency as Record<string, unknown>
   for (const field of ['processId', 'processCount'] as const) {
     if (given[field] !== undefined) {
-      throw argError(
-        new TypeError(`config.concurrency.${field} cannot be given with config.concurrency.etcd: the ID comes from etcd`),
-        'ERR_INVALID_ARG_VALUE',
-      )
+      throw invalidValue(`config.concurrency.${field}`, given[field], 'cannot be given with config.concurrency.etcd (the ID comes from etcd)')
     }
   }
-  const etcd = checkObject('config.concurrency.etcd', given.etcd) as unknown as EtcdConcurrencyOptions
-  if (etcd.onLost !== undefined && typeof etcd.onLost !== 'function') {
-    throw argError(new TypeError('config.concurrency.etcd.onLost must be a function'), 'ERR_INVALID_ARG_TYPE')
-  }
-  const waitMs = etcd.waitMs === undefined ? 0 : checkInt('config.concurrency.etcd.waitMs', etcd.waitMs, 0, 2 ** 31 - 1)
+  const etcd = checkObject<EtcdConcurrencyOptions>('config.concurrency.etcd', given.etcd)
+  if (etcd.onLost !== undefined) checkFunction('config.concurrency.etcd.onLost', etcd.onLost)
+  if (etcd.signal !== undefined) checkSignal('config.concurrency.etcd.signal', etcd.signal)
+  const waitMs = etcd.waitMs === undefined ? 0 : checkMs('config.concurrency.etcd.waitMs', etcd.waitMs)
   checkOptions(etcd, 'config.concurrency.etcd')
 
   const table = await EtcdSlotTable.open(etcd)
