@@ -268,7 +268,7 @@ etcdSerial("a SIGKILLed holder's slot is free within its TTL: a waiter takes it"
 })
 
 etcdSerial('a holder SIGSTOPped past its TTL stopped using the ID before another took it, and reports lost on resume', async (t) => {
-  const options = { endpoints: shared!.endpoint, prefix: prefix(), slots: 1, ttlSeconds: 2 }
+  const options = { endpoints: shared!.endpoint, prefix: prefix(), slots: 1, ttlSeconds: 3 }
   const [sleeper, other] = await Promise.all([Holder.start(options), Holder.start(options)])
   try {
     t.is((await sleeper.ask('acquire')).slot, 0)
@@ -347,6 +347,36 @@ etcdSerial('etcd restarted while holders run: they keep their slots or report lo
       if (held === -1) t.truthy(h.messages.find((m) => m.event === 'lost') ?? (await h.waitFor((m) => m.event === 'lost', 'lost')))
     }
     t.log(`${claimed.size - 1} of 3 holders kept their slots across the restart`)
+  } finally {
+    await stopAll(t, holders)
+    await cluster.stop()
+  }
+})
+
+etcdSerial('etcd down past the TTL: every holder reports lost on its own clock and claims nothing after', async (t) => {
+  const cluster = await EtcdCluster.start(join(tmp.dir, 'down'), 1)
+  const options = { endpoints: cluster.endpoint, prefix: prefix(), slots: 2, ttlSeconds: 2 }
+  const holders = await Promise.all(Array.from({ length: 2 }, () => Holder.start(options)))
+  try {
+    for (const h of holders) await h.ask('acquire')
+    await Promise.all(holders.map((h) => h.ask('use')))
+    const member = cluster.members[0]!
+    const downAt = process.hrtime.bigint()
+    await member.kill()
+    // No etcd to answer: each holder gives its slot up by its clock, TTL - margin after its last ack.
+    const lost = await Promise.all(holders.map((h) => h.waitFor((m) => m.event === 'lost', 'the loss with etcd down')))
+    for (const l of lost) {
+      t.is(l.code, 'ELEASELOST')
+      t.true(BigInt(l.at as string) > downAt)
+    }
+    await member.start()
+    const claimed = await claims(holders)
+    t.is(claimed.size, 0, 'no holder claims a slot after its loss')
+    for (const h of holders) t.like(await h.ask('release'), { released: false, usesAfterLoss: 0 })
+    // Once etcd is back the fleet allocates again (the old keys go when their restored leases expire).
+    const newcomer = await Holder.start(options)
+    holders.push(newcomer)
+    t.is(typeof (await newcomer.ask('wait 30000', 40_000)).slot, 'number')
   } finally {
     await stopAll(t, holders)
     await cluster.stop()

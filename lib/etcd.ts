@@ -856,7 +856,12 @@ export class EtcdSlotTable extends EventEmitter<EtcdSlotTableEvents> {
       )
       if (res.succeeded) return { slot: candidate, revision: res.header.revision }
       const taken = new Set<number>()
-      for (const kv of res.responses[0]?.response_range?.kvs ?? []) taken.add(this.#slotOf(kv.key))
+      for (const kv of res.responses[0]?.response_range?.kvs ?? []) {
+        const slot = this.#slotOf(kv.key)
+        // Ours already: a transaction whose answer was lost and was tried again on another endpoint.
+        if (slot >= 0 && kv.lease === lease.id) return { slot, revision: kv.create_revision }
+        taken.add(slot)
+      }
       let next = -1
       if (preferred !== undefined && preferred < this.size && !taken.has(preferred)) next = preferred
       else for (let i = 0; i < this.size && next < 0; i++) if (!taken.has(i)) next = i
