@@ -296,6 +296,23 @@ etcdSerial('a holder SIGSTOPped past its TTL stopped using the ID before another
   }
 })
 
+etcdTest('a pending wait does not hold up snapshot(); close() ends it with ECLOSED', async (t) => {
+  const etcd = { endpoints: shared!.endpoint, prefix: prefix(), slots: 1 }
+  const holder = await EtcdSlotTable.open(etcd)
+  const waiter = await EtcdSlotTable.open(etcd)
+  try {
+    await holder.acquire()
+    const waiting = waiter.waitForSlot()
+    const snap = await deadline(waiter.snapshot(), 10_000, 'a snapshot during a wait')
+    t.like(snap[0], { alive: true, self: false })
+    void waiter.close()
+    await t.throwsAsync(waiting, { instanceOf: EtcdError, code: 'ECLOSED' })
+    await t.throwsAsync(waiter.snapshot(), { code: 'ECLOSED' })
+  } finally {
+    await Promise.all([holder.close(), waiter.close()])
+  }
+})
+
 etcdTest('a lease revoked behind the holder is reported lost at its next keep-alive', async (t) => {
   const p = prefix()
   const a = await EtcdSlotTable.open({ endpoints: shared!.endpoint, prefix: p, slots: 2, ttlSeconds: 2 })

@@ -402,6 +402,8 @@ class HeldLease {
       ;(stream as unknown as EventEmitter).removeAllListeners('data')
       stream.on('error', () => {})
       stream.end()
+      // A gRPC call object: cancel it too, so a stream stuck on a dead connection does not linger.
+      ;(stream as unknown as { cancel?: () => void }).cancel?.()
     }
   }
 
@@ -609,6 +611,8 @@ export class EtcdSlotTable extends EventEmitter<EtcdSlotTableEvents> {
       signal?.addEventListener('abort', onAbort, { once: true })
       const timer = timeoutMs === Infinity ? null : setTimeout(() => stop!(this.#exhausted()), timeoutMs)
       this.#waits.add(stop!)
+      // Closed while the lease was being granted: close() found no wait to end yet.
+      if (this.#closing) stop!(this.#closedError())
       try {
         for (;;) {
           const seen = deletes
@@ -675,9 +679,12 @@ export class EtcdSlotTable extends EventEmitter<EtcdSlotTableEvents> {
     return this.#serial(() => this.#release())
   }
 
-  /** Every slot `0..size-1` with its holder (one range read). */
+  /** Every slot `0..size-1` with its holder (one range read; it does not wait for a pending wait). */
   snapshot(): Promise<EtcdSlotInfo[]> {
-    return this.#serial(async () => {
+    if (this.#closing) {
+      return Promise.reject(this.#closedError())
+    }
+    return (async () => {
       const mine = this.#hold && this.#hold.lease.check() ? this.#hold : null
       const res = await this.#call('reading the slots', () => this.#client.kv.range(this.#range()))
       const slots: EtcdSlotInfo[] = Array.from({ length: this.size }, (_, slot) => ({
@@ -710,7 +717,7 @@ export class EtcdSlotTable extends EventEmitter<EtcdSlotTableEvents> {
         }
       }
       return slots
-    })
+    })()
   }
 
   /**
@@ -719,9 +726,6 @@ export class EtcdSlotTable extends EventEmitter<EtcdSlotTableEvents> {
    */
   close(): Promise<void> {
     if (this.#closing) return this.#closing
-    for (const stop of this.#waits) {
-      stop(new EtcdError(`etcd slots ${this.prefix}: the table was closed`, this.#details('ECLOSED')))
-    }
     const queue = this.#queue
     this.#closing = (async () => {
       await queue.catch(() => {})
@@ -733,7 +737,12 @@ export class EtcdSlotTable extends EventEmitter<EtcdSlotTableEvents> {
         this.#client.close()
       }
     })()
+    for (const stop of this.#waits) stop(this.#closedError())
     return this.#closing
+  }
+
+  #closedError(): EtcdError {
+    return new EtcdError(`etcd slots ${this.prefix}: the table was closed`, this.#details('ECLOSED'))
   }
 
   /** Calls {@link EtcdSlotTable.close}, for `await using table = await EtcdSlotTable.open(...)`. */
@@ -753,7 +762,7 @@ export class EtcdSlotTable extends EventEmitter<EtcdSlotTableEvents> {
   /** Runs `fn` after every earlier call of this table: one acquire, release or snapshot at a time. */
   #serial<T>(fn: () => Promise<T>): Promise<T> {
     if (this.#closing) {
-      return Promise.reject(new EtcdError(`etcd slots ${this.prefix}: the table is closed`, this.#details('ECLOSED')))
+      return Promise.reject(this.#closedError())
     }
     const run = this.#queue.then(fn, fn)
     this.#queue = run.catch(() => {})
