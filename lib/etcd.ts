@@ -63,8 +63,9 @@ export interface EtcdSlotTableOptions {
    */
   readonly marginMs?: number
   /**
-   * The deadline of each call to etcd (connect, grant, transaction, revoke), in milliseconds; an endpoint
-   * that does not answer in time counts as unreachable (`EETCDUNAVAILABLE`).
+   * How long one call to etcd (connect, grant, transaction, revoke) may keep trying, in milliseconds: a
+   * call that fails for a transient reason (an endpoint down, no leader during an election) is tried again
+   * on the next endpoint until this time has passed, then it rejects with `EETCDUNAVAILABLE`.
    *
    * @default 5000
    */
@@ -205,16 +206,22 @@ type Policy = { execute<T>(fn: (context: { attempt: number; signal: AbortSignal 
 
 function newClient(lib: Etcd3Module, settings: Settings, options: Record<string, unknown>): Client {
   const never = new AbortController().signal
-  // No per-host circuit breaker (the default one shuts a restarted endpoint out for 5 s); a failed call
-  // is tried once more on each other endpoint. Our own deadlines decide when to give up.
+  // No per-host circuit breaker (the default one shuts a restarted endpoint out for 5 s). A call that
+  // fails for a transient reason (unreachable, no leader during an election, a deadline) is tried again on
+  // the next endpoint, after a pause growing from 50 ms to 1 s, until callTimeoutMs has passed since its
+  // first try. Transactions are safe to repeat: a claim finds its own key (see #claim).
   const host: Policy = { execute: async (fn) => fn({ attempt: 0, signal: never }) }
   const global: Policy = {
     async execute(fn) {
+      const start = performance.now()
       for (let attempt = 0; ; attempt++) {
         try {
           return await fn({ attempt, signal: never })
         } catch (err) {
-          if (attempt + 1 >= settings.endpoints.length || !lib.isRecoverableError(err as Error)) throw err
+          const pause = Math.min(1000, 50 * 2 ** attempt)
+          const budget = settings.callTimeoutMs - (performance.now() - start)
+          if (!lib.isRecoverableError(err as Error) || pause >= budget) throw err
+          await new Promise((resolve) => setTimeout(resolve, pause))
         }
       }
     },
@@ -451,6 +458,7 @@ interface HolderRecord {
  */
 export class EtcdSlotTable extends EventEmitter<EtcdSlotTableEvents> {
   readonly #settings: Settings
+  readonly #lib: Etcd3Module
   readonly #client: Client
   readonly #record: () => HolderRecord
   #hold: Hold | null = null
@@ -459,9 +467,10 @@ export class EtcdSlotTable extends EventEmitter<EtcdSlotTableEvents> {
   #closing: Promise<void> | null = null
   readonly #waits = new Set<(err: Error) => void>()
 
-  private constructor(settings: Settings, client: Client) {
+  private constructor(settings: Settings, lib: Etcd3Module, client: Client) {
     super()
     this.#settings = settings
+    this.#lib = lib
     this.#client = client
     const host = hostname()
     this.#record = () => ({ host, pid: process.pid, since: new Date().toISOString() })
@@ -480,7 +489,7 @@ export class EtcdSlotTable extends EventEmitter<EtcdSlotTableEvents> {
     const settings = checkOptions(options)
     const lib = await loadEtcd3(settings)
     const client = newClient(lib, settings, options as unknown as Record<string, unknown>)
-    const table = new EtcdSlotTable(settings, client)
+    const table = new EtcdSlotTable(settings, lib, client)
     try {
       await client.kv.range({ key: Buffer.from(`${settings.prefix}/`), count_only: true })
     } catch (err) {
@@ -777,14 +786,7 @@ export class EtcdSlotTable extends EventEmitter<EtcdSlotTableEvents> {
     if (err instanceof EtcdError || err instanceof SlotsExhaustedError) return err
     const e = err as Error
     const where = `etcd at ${this.endpoints.join(', ')}`
-    const recoverable =
-      e instanceof Error &&
-      (e.name === 'GRPCUnavailableError' ||
-        e.name === 'GRPCDeadlineExceededError' ||
-        e.name === 'GRPCCancelledError' ||
-        e.name === 'GRPCConnectFailedError' ||
-        /unavailable|deadline|connect|ECONNREFUSED|No connection/i.test(e.message))
-    if (recoverable) {
+    if (e instanceof Error && this.#lib.isRecoverableError(e)) {
       return new EtcdError(`${where} is unreachable (${doing}): ${e.message}`, { ...this.#details('EETCDUNAVAILABLE'), cause: err })
     }
     return new EtcdError(`${where} refused ${doing}: ${e instanceof Error ? e.message : String(err)}`, {
@@ -923,7 +925,7 @@ export class EtcdSlotTable extends EventEmitter<EtcdSlotTableEvents> {
     try {
       await this.#client.leaseClient.leaseRevoke({ ID: lease.id })
     } catch (err) {
-      if ((err as Error)?.name === 'EtcdLeaseInvalidError') return
+      if (err instanceof this.#lib.EtcdLeaseInvalidError) return
       throw this.#error(err, 'revoking a lease')
     }
   }
