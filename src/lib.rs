@@ -5,6 +5,7 @@
 
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 pub mod supervise;
 
@@ -32,10 +33,34 @@ fn closed(path: &str) -> napi::Error<String> {
 #[napi]
 pub fn noop() {}
 
+fn open_options(
+  slots: Option<u32>,
+  default_slots: u32,
+  timeout_ms: Option<u32>,
+  private_dir: bool,
+) -> OpenOptions {
+  OpenOptions {
+    slots: slots.map(|n| n as usize),
+    default_slots: default_slots as usize,
+    timeout: timeout_ms.map_or(procslot_core::DEFAULT_TIMEOUT, |ms| {
+      Duration::from_millis(ms.into())
+    }),
+    private_dir,
+    ..OpenOptions::default()
+  }
+}
+
 /// This process's slot in `path` (claiming one if needed), or -1 when the table is full or on any error.
 #[napi]
-pub fn get_process_id(path: String, default_slots: u32) -> i32 {
-  match procslot_core::get_process_id(Path::new(&path), default_slots as usize) {
+pub fn get_process_id(
+  path: String,
+  default_slots: u32,
+  slots: Option<u32>,
+  timeout_ms: Option<u32>,
+  private_dir: bool,
+) -> i32 {
+  let options = open_options(slots, default_slots, timeout_ms, private_dir);
+  match procslot_core::get_process_id(Path::new(&path), &options) {
     Ok(Some(slot)) => slot as i32,
     _ => -1,
   }
@@ -47,16 +72,23 @@ pub fn release_process_id(path: String) -> bool {
   procslot_core::release_process_id(Path::new(&path))
 }
 
-/// An open slot file.
+/// An open slot file. Dropping it (its JavaScript object collected) frees nothing: a held slot is pinned
+/// by the core until it is released, this table is closed after taking it, or the process ends.
 #[napi]
 pub struct NativeSlotTable {
   path: String,
   file: Option<Arc<SlotFile>>,
+  /// The slot this table took (not one the process held before), which `close` gives back.
+  took: Option<usize>,
 }
 
 impl NativeSlotTable {
   fn file(&self) -> Result<&SlotFile> {
     self.file.as_deref().ok_or_else(|| closed(&self.path))
+  }
+
+  fn file_arc(&self) -> Result<&Arc<SlotFile>> {
+    self.file.as_ref().ok_or_else(|| closed(&self.path))
   }
 }
 
@@ -70,19 +102,32 @@ impl NativeSlotTable {
     default_slots: u32,
     mode: u32,
     allow_foreign_owner: bool,
+    timeout_ms: Option<u32>,
+    private_dir: bool,
   ) -> Result<Self> {
     let options = OpenOptions {
-      slots: slots.map(|n| n as usize),
-      default_slots: default_slots as usize,
       mode,
       allow_foreign_owner,
-      ..OpenOptions::default()
+      ..open_options(slots, default_slots, timeout_ms, private_dir)
     };
     let file = SlotFile::open(Path::new(&path), &options).map_err(map_error)?;
     Ok(NativeSlotTable {
       path: file.path().to_string_lossy().into_owned(),
       file: Some(file),
+      took: None,
     })
+  }
+
+  /// Whether the path now names another file or nothing (one `lstat`).
+  #[napi(getter)]
+  pub fn replaced(&self) -> Result<bool> {
+    Ok(self.file_arc()?.replaced())
+  }
+
+  /// Whether the file was already seen replaced (no system call).
+  #[napi(getter)]
+  pub fn replaced_seen(&self) -> Result<bool> {
+    Ok(self.file_arc()?.replaced_seen())
   }
 
   /// The absolute path.
@@ -111,18 +156,30 @@ impl NativeSlotTable {
 
   /// Claims a slot; -1 when full.
   #[napi]
-  pub fn acquire(&self, preferred: Option<u32>) -> Result<i32> {
-    let slot = self
-      .file()?
-      .acquire(preferred.map(|p| p as usize))
+  pub fn acquire(&mut self, preferred: Option<u32>) -> Result<i32> {
+    let claim = self
+      .file_arc()?
+      .claim(preferred.map(|p| p as usize))
       .map_err(map_error)?;
-    Ok(slot.map_or(-1, |s| s as i32))
+    Ok(match claim {
+      Some((slot, took)) => {
+        if took {
+          self.took = Some(slot);
+        }
+        slot as i32
+      }
+      None => -1,
+    })
   }
 
   /// Frees this process's slot (only `slot`, if given).
   #[napi]
-  pub fn release(&self, slot: Option<u32>) -> Result<bool> {
-    Ok(self.file()?.release(slot.map(|s| s as usize)))
+  pub fn release(&mut self, slot: Option<u32>) -> Result<bool> {
+    let freed = self.file()?.release(slot.map(|s| s as usize));
+    if freed {
+      self.took = None;
+    }
+    Ok(freed)
   }
 
   /// Frees every dead holder's slot; how many.
@@ -146,9 +203,20 @@ impl NativeSlotTable {
     Ok(Uint32Array::new(flat))
   }
 
-  /// Drops this table's reference; the last one in the process frees the slot. Idempotent.
+  /// Closes this table without giving back the slot it took: the slot stays held (pinned by the core)
+  /// until it is released by another handle or the process ends. Idempotent.
+  #[napi]
+  pub fn detach(&mut self) {
+    self.took = None;
+    self.file = None;
+  }
+
+  /// Closes this table: gives back the slot it took (if this process still holds that one), then drops
+  /// its reference. Idempotent.
   #[napi]
   pub fn close(&mut self) {
-    self.file = None;
+    if let (Some(file), Some(slot)) = (self.file.take(), self.took.take()) {
+      file.release(Some(slot));
+    }
   }
 }
