@@ -120,17 +120,17 @@ export interface GetProcessIdOptions {
 }
 
 /**
- * This process's IDs by slot-file path, so that a repeated {@link getProcessId} costs a map look-up:
- * absolute paths in `memo`, relative ones in `relativeMemo` under the working directory they were
- * resolved in (`process.cwd()` is a cached string in Node.js: no system call). Cleared by every release
- * and close in this process.
+ * This process's IDs by slot-file path as given, so that a repeated {@link getProcessId} costs a map
+ * look-up. A relative path is remembered with the working directory it was resolved in, `memoCwd`
+ * (`process.cwd()` is a cached string in Node.js, no system call): when the directory changes, the
+ * memo is dropped. Cleared by every release and close in this process.
  */
 const memo = new Map<string, number>()
-let relativeMemo: { cwd: string; ids: Map<string, number> } | null = null
+let memoCwd: string | null = null
 
 function forget(): void {
   memo.clear()
-  relativeMemo = null
+  memoCwd = null
 }
 
 /** @internal Forgets the memoized IDs (a slot was released or taken elsewhere in this process). */
@@ -167,16 +167,9 @@ export function warnReplaced(path: string): void {
  * @default slotsFile {@link DEFAULT_SLOTS_FILE}
  */
 export function getProcessId(slotsFile: string = DEFAULT_SLOTS_FILE, options?: GetProcessIdOptions): number {
+  if (memoCwd !== null && memoCwd !== process.cwd()) forget()
   const cached = memo.get(slotsFile)
   if (cached !== undefined) return cached
-  let relative: Map<string, number> | undefined
-  if (typeof slotsFile === 'string' && !isAbsolute(slotsFile)) {
-    const cwd = process.cwd()
-    if (relativeMemo === null || relativeMemo.cwd !== cwd) relativeMemo = { cwd, ids: new Map() }
-    relative = relativeMemo.ids
-    const known = relative.get(slotsFile)
-    if (known !== undefined) return known
-  }
   let id: number
   try {
     const slots = options?.slots === undefined ? undefined : checkInteger('slots', options.slots, 1, MAX_SLOTS)
@@ -185,7 +178,10 @@ export function getProcessId(slotsFile: string = DEFAULT_SLOTS_FILE, options?: G
   } catch {
     return -1
   }
-  if (id >= 0) (relative ?? memo).set(slotsFile, id)
+  if (id >= 0) {
+    if (!isAbsolute(slotsFile)) memoCwd = process.cwd()
+    memo.set(slotsFile, id)
+  }
   return id
 }
 

@@ -93,9 +93,12 @@ pub enum Locking {
   Off,
 }
 
-/// How many holders' slots [`SlotFile::acquire`] probes in ascending order before it tries the free
-/// words first.
-pub const PROBE_BUDGET: usize = 4;
+/// Above this many holders (non-zero words) a table is crowded: [`SlotFile::acquire`] tries the free
+/// words first instead of probing holders' locks in ascending order.
+pub const CROWDED: usize = 64;
+
+/// How old an open must be before `acquire` checks again that the path still names the file.
+const RECHECK_AFTER: Duration = Duration::from_secs(1);
 
 /// How long opening and growing wait for another process's growth lock by default.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(5000);
@@ -204,6 +207,7 @@ pub struct SlotFile {
   replaced: AtomicBool,
   me: Holder,
   timeout: Duration,
+  opened: Instant,
   inner: Mutex<Inner>,
 }
 
@@ -228,11 +232,17 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 fn me() -> Holder {
-  static ME: OnceLock<u32> = OnceLock::new();
-  Holder {
-    pid: std::process::id(),
-    tag: *ME.get_or_init(self_start_tag),
+  // Per process: a forked child (whose memory starts as a copy of ours) reads it afresh.
+  static ME: Mutex<Holder> = Mutex::new(Holder { pid: 0, tag: 0 });
+  let pid = std::process::id();
+  let mut me = lock(&ME);
+  if me.pid != pid {
+    *me = Holder {
+      pid,
+      tag: self_start_tag(),
+    };
   }
+  *me
 }
 
 fn offset(slot: usize) -> u64 {
@@ -321,6 +331,7 @@ impl SlotFile {
       replaced: AtomicBool::new(false),
       me: me(),
       timeout: options.timeout,
+      opened: Instant::now(),
       inner: Mutex::new(Inner {
         map,
         held: None,
@@ -469,12 +480,11 @@ impl SlotFile {
   /// Claims a slot for this process: its own slot if it holds one already, else `preferred` if free, else
   /// the lowest slot with no live holder. `Ok(None)` when every slot is held by a live process.
   ///
-  /// In a crowded table the free words come first: once [`PROBE_BUDGET`] slots with a holder have
-  /// turned out to be held by live processes, the remaining slots whose word is 0 (free, most probably)
-  /// are tried before the remaining holders' slots. Probing a holder's lock is a system call that walks
-  /// the file's whole lock list, so without this, finding the one free slot of a table of a thousand live
-  /// holders would cost a thousand such walks. In a table with few live holders ahead of the first free
-  /// slot (every fleet of a few processes), the order is exactly "the lowest slot with no live holder".
+  /// In a crowded table (more than [`CROWDED`] words name a holder) the free words come first: the
+  /// slots whose word is 0 (free, most probably) are tried before the holders' slots. Probing a holder's
+  /// lock is a system call that walks the file's whole lock list, so in a table of a thousand live
+  /// holders an ascending scan would cost a thousand such walks to find the one free slot; with few
+  /// holders a probe is cheap, and the order is exactly "the lowest slot with no live holder".
   ///
   /// The slot is held until [`SlotFile::release`] or the end of the process: dropping every handle to
   /// this file does not free it.
@@ -501,7 +511,11 @@ impl SlotFile {
       inner.held = Some(slot);
       inner.pin = Some(Arc::clone(self));
       drop(inner);
-      self.replaced();
+      // A file opened by its path a moment ago is the file the path names: look again only on a table
+      // that has been open a while (one lstat).
+      if self.opened.elapsed() >= RECHECK_AFTER {
+        self.replaced();
+      }
       return Ok(Some((slot, true)));
     }
     Ok(None)
@@ -516,24 +530,21 @@ impl SlotFile {
         return Ok(Some(p));
       }
     }
-    let mut budget = PROBE_BUDGET;
-    let mut cut = n;
-    for slot in (0..n).filter(|&i| Some(i) != first) {
-      if map.load(slot) != 0 {
-        if budget == 0 {
-          cut = cut.min(slot);
-          continue;
+    let rest = move |i: &usize| Some(*i) != first;
+    let crowded = (0..n).filter(|&i| map.load(i) != 0).nth(CROWDED).is_some();
+    if crowded {
+      let free = (0..n).filter(rest).filter(|&i| map.load(i) == 0);
+      let taken = (0..n).filter(rest).filter(|&i| map.load(i) != 0);
+      for slot in free.chain(taken) {
+        if self.try_claim(map, slot)? {
+          return Ok(Some(slot));
         }
-        budget -= 1;
       }
-      if self.try_claim(map, slot)? {
-        return Ok(Some(slot));
-      }
-    }
-    // The holders' slots skipped once the budget ran out.
-    for slot in (cut..n).filter(|&i| Some(i) != first && map.load(i) != 0) {
-      if self.try_claim(map, slot)? {
-        return Ok(Some(slot));
+    } else {
+      for slot in (0..n).filter(rest) {
+        if self.try_claim(map, slot)? {
+          return Ok(Some(slot));
+        }
       }
     }
     Ok(None)

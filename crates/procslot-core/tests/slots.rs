@@ -543,3 +543,31 @@ fn the_private_directory_is_created_0700_and_refused_when_unsafe() {
     "EUNSAFE"
   );
 }
+
+#[test]
+fn a_crowded_table_tries_free_words_before_probing_holders() {
+  let dir = TempDir::new();
+  let path = dir.join("slots");
+  fs::write(&path, [0u8; 8 * 72]).unwrap();
+  let me = std::process::id();
+  let leases: Vec<File> = (0..69).map(|i| foreign_lease(&path, i)).collect();
+  for i in 0..70 {
+    // 69 live holders, then slot 69: a word with no lock behind it (a dead holder).
+    write_word(&path, i, Holder { pid: me, tag: 1 });
+  }
+  let f = SlotFile::open(&path, &opts(72)).unwrap();
+  assert_eq!(
+    f.acquire(None).unwrap(),
+    Some(70),
+    "crowded: a free word first"
+  );
+  assert!(f.release(None));
+  let _rest = [foreign_lease(&path, 70), foreign_lease(&path, 71)];
+  drop(leases);
+  assert_eq!(
+    f.acquire(None).unwrap(),
+    Some(0),
+    "no free word left: the lowest dead holder's slot"
+  );
+  assert!(f.release(None));
+}
