@@ -7,6 +7,7 @@ import { isAbsolute, join } from 'node:path'
 
 import { SlotFileError, SlotsExhaustedError, slotFileError } from './errors'
 import * as native from './native'
+import { checkBoolean, checkInteger, checkMs, checkString } from './validate'
 
 /**
  * The slot file used when none is named: `worker-slots` in the per-user directory
@@ -91,24 +92,8 @@ function defaultSlots(): number {
   return cpus
 }
 
-function checkInteger(name: string, value: unknown, min: number, max: number): number {
-  if (typeof value !== 'number' || !Number.isInteger(value)) {
-    throw new TypeError(`${name} must be an integer, got ${typeof value === 'number' ? value : typeof value}`)
-  }
-  if (value < min || value > max) {
-    throw new RangeError(`${name} must be between ${min} and ${max}, got ${value}`)
-  }
-  return value
-}
-
 function checkPath(path: unknown): string {
-  if (typeof path !== 'string' || path.length === 0) {
-    throw new TypeError(`the slot file path must be a non-empty string, got ${JSON.stringify(path)}`)
-  }
-  if (path.includes('\0')) {
-    throw new TypeError('the slot file path must not contain NUL bytes')
-  }
-  return path
+  return checkString('the slot file path', path)
 }
 
 /** Options of {@link getProcessId}. */
@@ -173,7 +158,7 @@ export function getProcessId(slotsFile: string = DEFAULT_SLOTS_FILE, options?: G
   let id: number
   try {
     const slots = options?.slots === undefined ? undefined : checkInteger('slots', options.slots, 1, MAX_SLOTS)
-    const timeoutMs = options?.timeoutMs === undefined ? undefined : checkTimeout(options.timeoutMs)
+    const timeoutMs = options?.timeoutMs === undefined ? undefined : checkMs('timeoutMs', options.timeoutMs)
     id = native.getProcessId(checkPath(slotsFile), defaultSlots(), slots, timeoutMs, slotsFile === DEFAULT_SLOTS_FILE)
   } catch {
     return -1
@@ -183,10 +168,6 @@ export function getProcessId(slotsFile: string = DEFAULT_SLOTS_FILE, options?: G
     memo.set(slotsFile, id)
   }
   return id
-}
-
-function checkTimeout(ms: unknown, name = 'timeoutMs'): number {
-  return checkInteger(name, ms, 0, 0xffffffff)
 }
 
 /**
@@ -241,20 +222,18 @@ export class SlotTable {
     checkPath(path)
     const slots = options.slots === undefined ? undefined : checkInteger('slots', options.slots, 1, MAX_SLOTS)
     const mode = checkInteger('mode', options.mode ?? 0o600, 0, 0o777)
-    const timeoutMs = options.timeoutMs === undefined ? undefined : checkTimeout(options.timeoutMs)
-    const allowForeignOwner = options.allowForeignOwner ?? false
-    if (typeof allowForeignOwner !== 'boolean') throw new TypeError('allowForeignOwner must be a boolean')
+    const timeoutMs = options.timeoutMs === undefined ? undefined : checkMs('timeoutMs', options.timeoutMs)
+    const allowForeignOwner = checkBoolean('allowForeignOwner', options.allowForeignOwner ?? false)
     try {
       return new SlotTable(
-        native.NativeSlotTable.open(
-          path,
+        native.NativeSlotTable.open(path, {
           slots,
-          defaultSlots(),
+          defaultSlots: defaultSlots(),
           mode,
           allowForeignOwner,
           timeoutMs,
-          path === DEFAULT_SLOTS_FILE,
-        ),
+          privateDir: path === DEFAULT_SLOTS_FILE,
+        }),
       )
     } catch (err) {
       throw slotFileError(err, path)

@@ -7,26 +7,22 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+mod error;
 pub mod supervise;
 
 use napi::bindgen_prelude::Uint32Array;
+use napi::Env;
 use napi_derive::napi;
 use procslot_core::{OpenOptions, SlotFile};
 
-/// A result whose error carries one of the core's stable codes as its JavaScript `code`.
-pub(crate) type Result<T> = napi::Result<T, String>;
+pub(crate) use error::to_js;
 
-/// The one place where core errors become JavaScript errors: the stable code becomes `error.code`, the
-/// message names the path and the reason.
-pub(crate) fn map_error(err: procslot_core::Error) -> napi::Error<String> {
-  napi::Error::new(err.code().to_owned(), err.to_string())
-}
+/// A result whose error is a JavaScript error carrying the core's error as data (see [`error`]).
+pub(crate) type Result<T> = napi::Result<T>;
 
-fn closed(path: &str) -> napi::Error<String> {
-  napi::Error::new(
-    "ECLOSED".to_owned(),
-    format!("slot file {path}: this table is closed"),
-  )
+fn closed(env: &Env, path: &str) -> napi::Error {
+  let err = procslot_core::Error::slot_file("ECLOSED", Path::new(path), "this table is closed");
+  to_js(env, err)
 }
 
 /// Does nothing: the baseline of the benchmarks' "empty napi call".
@@ -72,6 +68,23 @@ pub fn release_process_id(path: String) -> bool {
   procslot_core::release_process_id(Path::new(&path))
 }
 
+/// How to open a slot file (the facade has checked every field).
+#[napi(object)]
+pub struct NativeOpenOptions {
+  /// The fleet size: grow to it, and a new file gets exactly this many.
+  pub slots: Option<u32>,
+  /// The count of a new file when `slots` is not given.
+  pub default_slots: u32,
+  /// Permission bits of a file this call creates.
+  pub mode: u32,
+  /// Accept another user's file.
+  pub allow_foreign_owner: bool,
+  /// The longest wait for the growth lock.
+  pub timeout_ms: Option<u32>,
+  /// The file's directory is the private per-user default directory.
+  pub private_dir: bool,
+}
+
 /// An open slot file. Dropping it (its JavaScript object collected) frees nothing: a held slot is pinned
 /// by the core until it is released, this table is closed after taking it, or the process ends.
 #[napi]
@@ -83,12 +96,12 @@ pub struct NativeSlotTable {
 }
 
 impl NativeSlotTable {
-  fn file(&self) -> Result<&SlotFile> {
-    self.file.as_deref().ok_or_else(|| closed(&self.path))
+  fn file(&self, env: &Env) -> Result<&SlotFile> {
+    self.file.as_deref().ok_or_else(|| closed(env, &self.path))
   }
 
-  fn file_arc(&self) -> Result<&Arc<SlotFile>> {
-    self.file.as_ref().ok_or_else(|| closed(&self.path))
+  fn file_arc(&self, env: &Env) -> Result<&Arc<SlotFile>> {
+    self.file.as_ref().ok_or_else(|| closed(env, &self.path))
   }
 }
 
@@ -96,21 +109,18 @@ impl NativeSlotTable {
 impl NativeSlotTable {
   /// Opens (or joins this process's open of) the slot file at `path`.
   #[napi(factory)]
-  pub fn open(
-    path: String,
-    slots: Option<u32>,
-    default_slots: u32,
-    mode: u32,
-    allow_foreign_owner: bool,
-    timeout_ms: Option<u32>,
-    private_dir: bool,
-  ) -> Result<Self> {
+  pub fn open(env: &Env, path: String, options: NativeOpenOptions) -> Result<Self> {
     let options = OpenOptions {
-      mode,
-      allow_foreign_owner,
-      ..open_options(slots, default_slots, timeout_ms, private_dir)
+      mode: options.mode,
+      allow_foreign_owner: options.allow_foreign_owner,
+      ..open_options(
+        options.slots,
+        options.default_slots,
+        options.timeout_ms,
+        options.private_dir,
+      )
     };
-    let file = SlotFile::open(Path::new(&path), &options).map_err(map_error)?;
+    let file = SlotFile::open(Path::new(&path), &options).map_err(|e| to_js(env, e))?;
     Ok(NativeSlotTable {
       path: file.path().to_string_lossy().into_owned(),
       file: Some(file),
@@ -120,14 +130,14 @@ impl NativeSlotTable {
 
   /// Whether the path now names another file or nothing (one `lstat`).
   #[napi(getter)]
-  pub fn replaced(&self) -> Result<bool> {
-    Ok(self.file_arc()?.replaced())
+  pub fn replaced(&self, env: &Env) -> Result<bool> {
+    Ok(self.file(env)?.replaced())
   }
 
   /// Whether the file was already seen replaced (no system call).
   #[napi(getter)]
-  pub fn replaced_seen(&self) -> Result<bool> {
-    Ok(self.file_arc()?.replaced_seen())
+  pub fn replaced_seen(&self, env: &Env) -> Result<bool> {
+    Ok(self.file(env)?.replaced_seen())
   }
 
   /// The absolute path.
@@ -138,29 +148,29 @@ impl NativeSlotTable {
 
   /// The slot count, re-read from the file.
   #[napi(getter)]
-  pub fn size(&self) -> Result<u32> {
-    Ok(self.file()?.size().map_err(map_error)? as u32)
+  pub fn size(&self, env: &Env) -> Result<u32> {
+    Ok(self.file(env)?.size().map_err(|e| to_js(env, e))? as u32)
   }
 
   /// Whether liveness is decided by locks.
   #[napi(getter)]
-  pub fn uses_locks(&self) -> Result<bool> {
-    Ok(self.file()?.uses_locks())
+  pub fn uses_locks(&self, env: &Env) -> Result<bool> {
+    Ok(self.file(env)?.uses_locks())
   }
 
   /// This process's slot, or -1.
   #[napi]
-  pub fn held(&self) -> Result<i32> {
-    Ok(self.file()?.held().map_or(-1, |s| s as i32))
+  pub fn held(&self, env: &Env) -> Result<i32> {
+    Ok(self.file(env)?.held().map_or(-1, |s| s as i32))
   }
 
   /// Claims a slot; -1 when full.
   #[napi]
-  pub fn acquire(&mut self, preferred: Option<u32>) -> Result<i32> {
+  pub fn acquire(&mut self, env: &Env, preferred: Option<u32>) -> Result<i32> {
     let claim = self
-      .file_arc()?
+      .file_arc(env)?
       .claim(preferred.map(|p| p as usize))
-      .map_err(map_error)?;
+      .map_err(|e| to_js(env, e))?;
     Ok(match claim {
       Some((slot, took)) => {
         if took {
@@ -174,8 +184,8 @@ impl NativeSlotTable {
 
   /// Frees this process's slot (only `slot`, if given).
   #[napi]
-  pub fn release(&mut self, slot: Option<u32>) -> Result<bool> {
-    let freed = self.file()?.release(slot.map(|s| s as usize));
+  pub fn release(&mut self, env: &Env, slot: Option<u32>) -> Result<bool> {
+    let freed = self.file(env)?.release(slot.map(|s| s as usize));
     if freed {
       self.took = None;
     }
@@ -184,16 +194,16 @@ impl NativeSlotTable {
 
   /// Frees every dead holder's slot; how many.
   #[napi]
-  pub fn reclaim(&self) -> Result<u32> {
-    Ok(self.file()?.reclaim().map_err(map_error)? as u32)
+  pub fn reclaim(&self, env: &Env) -> Result<u32> {
+    Ok(self.file(env)?.reclaim().map_err(|e| to_js(env, e))? as u32)
   }
 
   /// Every slot and its holder, flat: three numbers per slot — PID, start tag, flags (1: alive, 2: this
   /// process). One typed array instead of an object per slot: creating objects through napi costs far
   /// more than building them in JavaScript.
   #[napi]
-  pub fn snapshot(&self) -> Result<Uint32Array> {
-    let slots = self.file()?.snapshot().map_err(map_error)?;
+  pub fn snapshot(&self, env: &Env) -> Result<Uint32Array> {
+    let slots = self.file(env)?.snapshot().map_err(|e| to_js(env, e))?;
     let mut flat = Vec::with_capacity(slots.len() * 3);
     for s in slots {
       flat.push(s.holder.pid);
