@@ -316,6 +316,43 @@ etcdTest('a pending wait does not hold up snapshot(); close() ends it with ECLOS
   }
 })
 
+etcdTest('garbage collection of an unreferenced table never gives its slot back', async (t) => {
+  const etcd = { endpoints: shared!.endpoint, prefix: prefix(), slots: 1, ttlSeconds: 2 }
+  const index = fileURLToPath(new URL('../index.js', import.meta.url))
+  // A holder that keeps no reference to its table, then collects garbage until a FinalizationRegistry
+  // would have seen the table go.
+  const script = `
+    const { EtcdSlotTable } = require(${JSON.stringify(index)})
+    const collected = new FinalizationRegistry(() => process.stdout.write('collected\\n'))
+    ;(async () => {
+      const slot = await (async () => {
+        const table = await EtcdSlotTable.open(${JSON.stringify(etcd)})
+        collected.register(table, 'table')
+        return table.acquire()
+      })()
+      for (let i = 0; i < 10; i++) { globalThis.gc(); await new Promise((r) => setImmediate(r)) }
+      process.stdout.write(JSON.stringify({ slot }) + '\\n')
+    })()`
+  const child = spawn(process.execPath, ['--expose-gc', '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] })
+  let output = ''
+  const said = new Promise<void>((resolve) =>
+    child.stdout!.on('data', (d: Buffer) => {
+      output += d.toString()
+      if (output.includes('{"slot"')) resolve()
+    }),
+  )
+  const waiter = await EtcdSlotTable.open(etcd)
+  try {
+    await deadline(said, 30_000, 'the holder to acquire and collect garbage')
+    t.false(output.includes('collected'), 'the table is still reachable: its keep-alive holds it')
+    // Past two TTLs the slot is still held: the waiter times out.
+    await t.throwsAsync(waiter.waitForSlot({ timeoutMs: 5000 }), { instanceOf: SlotsExhaustedError })
+  } finally {
+    child.kill('SIGKILL')
+    await waiter.close()
+  }
+})
+
 etcdTest('a lease revoked behind the holder is reported lost at its next keep-alive', async (t) => {
   const p = prefix()
   const a = await EtcdSlotTable.open({ endpoints: shared!.endpoint, prefix: p, slots: 2, ttlSeconds: 2 })
