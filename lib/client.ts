@@ -16,7 +16,7 @@ import {
   type PartialConfig,
 } from './config'
 import { DEFAULT_SLOTS_FILE, SlotTable } from './slots'
-import { isEtcdConfig, newEtcdMultiProcessClient, type EtcdClientConfig } from './etcd'
+import { isEtcdConfig, newEtcdMultiProcessClient, type EtcdClientConfig } from './etcd/client'
 import { checkObject, checkString } from './validate'
 
 /**
