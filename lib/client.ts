@@ -66,7 +66,7 @@ function releaseLease({ table, slot }: Lease): void {
 }
 
 /**
- * A slot held some other way than through a slot file (an etcd lease, lib/etcd.ts): the client calls
+ * A slot held some other way than through a slot file (an etcd lease, lib/etcd/): the client calls
  * `release()` when it closes.
  */
 interface ExternalLease {
@@ -224,7 +224,7 @@ export function newMultiProcessClient(
   dataDir: string,
   config: PartialConfig | EtcdClientConfig = {},
 ): MultiProcessClient | Promise<MultiProcessClient> {
-  // Across hosts: the ID comes from etcd (lib/etcd.ts), asynchronously; every error rejects.
+  // Across hosts: the ID comes from etcd (lib/etcd/client.ts), asynchronously; every error rejects.
   if (isEtcdConfig(config)) return (async () => newEtcdMultiProcessClient(checkDataDir(dataDir), config))()
   const dir = checkDataDir(dataDir)
   checkObject('config', config)
