@@ -28,6 +28,8 @@ export type {
 export {
   InvalidTargetIdError,
   PidFileError,
+  ProcessError,
+  ProcslotError,
   SlotFileError,
   SlotsExhaustedError,
   SpawnError,

@@ -8,13 +8,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use napi::bindgen_prelude::{Env, Object};
+use napi::Status;
 use napi_derive::napi;
 use procslot_core::{
   Fingerprint, Identity, MountFound, MountId, MountWait, PidFileEntry, PidFileStatus, PidFileStore,
   ProcessHandle, Signalled, SpawnRecord, TargetLock, Verdict,
 };
 
-use crate::{map_error, Result};
+use crate::{to_js, Result};
 
 /// One PID file as found on disk.
 #[napi(object)]
@@ -195,8 +196,8 @@ pub struct NativePidFileStore {
 impl NativePidFileStore {
   /// Opens (creating) the PID directory.
   #[napi(factory)]
-  pub fn open(dir: String) -> Result<Self> {
-    let store = PidFileStore::open(Path::new(&dir)).map_err(map_error)?;
+  pub fn open(env: &Env, dir: String) -> Result<Self> {
+    let store = PidFileStore::open(Path::new(&dir)).map_err(|e| to_js(env, e))?;
     Ok(NativePidFileStore {
       store: Arc::new(store),
     })
@@ -208,71 +209,77 @@ impl NativePidFileStore {
   }
 
   #[napi]
-  pub fn path_for(&self, target_id: String) -> Result<String> {
-    let p = self.store.path_for(&target_id).map_err(map_error)?;
+  pub fn path_for(&self, env: &Env, target_id: String) -> Result<String> {
+    let p = self.store.path_for(&target_id).map_err(|e| to_js(env, e))?;
     Ok(p.to_string_lossy().into_owned())
   }
 
   #[napi]
-  pub fn write(&self, target_id: String, pid: u32) -> Result<()> {
-    self.store.write(&target_id, pid).map_err(map_error)
+  pub fn write(&self, env: &Env, target_id: String, pid: u32) -> Result<()> {
+    self.store.write(&target_id, pid).map_err(|e| to_js(env, e))
   }
 
   #[napi]
-  pub fn read(&self, target_id: String) -> Result<Option<u32>> {
-    self.store.read(&target_id).map_err(map_error)
+  pub fn read(&self, env: &Env, target_id: String) -> Result<Option<u32>> {
+    self.store.read(&target_id).map_err(|e| to_js(env, e))
   }
 
   #[napi]
-  pub fn inspect(&self, target_id: String) -> Result<Option<NativePidFileEntry>> {
+  pub fn inspect(&self, env: &Env, target_id: String) -> Result<Option<NativePidFileEntry>> {
     Ok(
       self
         .store
         .inspect(&target_id)
-        .map_err(map_error)?
+        .map_err(|e| to_js(env, e))?
         .map(Into::into),
     )
   }
 
   /// Deletes the target's PID file and its mount-path file; whether there was a PID file.
   #[napi]
-  pub fn delete(&self, target_id: String) -> Result<bool> {
-    self.store.delete(&target_id).map_err(map_error)
+  pub fn delete(&self, env: &Env, target_id: String) -> Result<bool> {
+    self.store.delete(&target_id).map_err(|e| to_js(env, e))
   }
 
   /// Writes the target's spawn record (`.<targetId>.record`) atomically.
   #[napi]
-  pub fn write_record(&self, target_id: String, record: NativeRecord) -> Result<()> {
+  pub fn write_record(&self, env: &Env, target_id: String, record: NativeRecord) -> Result<()> {
     self
       .store
       .write_record(&target_id, &record.into())
-      .map_err(map_error)
+      .map_err(|e| to_js(env, e))
   }
 
   /// The target's spawn record; `null` when there is none or it cannot be trusted or parsed.
   #[napi]
-  pub fn read_record(&self, target_id: String) -> Result<Option<NativeRecord>> {
-    let r = self.store.read_record(&target_id).map_err(map_error)?;
+  pub fn read_record(&self, env: &Env, target_id: String) -> Result<Option<NativeRecord>> {
+    let r = self
+      .store
+      .read_record(&target_id)
+      .map_err(|e| to_js(env, e))?;
     Ok(r.map(Into::into))
   }
 
   /// Deletes the target's spawn record alone; whether there was one.
   #[napi]
-  pub fn delete_record(&self, target_id: String) -> Result<bool> {
-    self.store.delete_record(&target_id).map_err(map_error)
+  pub fn delete_record(&self, env: &Env, target_id: String) -> Result<bool> {
+    self
+      .store
+      .delete_record(&target_id)
+      .map_err(|e| to_js(env, e))
   }
 
   /// The target's PID file, judged; `null` when there is none.
   #[napi]
-  pub fn judge(&self, target_id: String) -> Result<Option<NativeVerdict>> {
-    let v = self.store.judge(&target_id).map_err(map_error)?;
+  pub fn judge(&self, env: &Env, target_id: String) -> Result<Option<NativeVerdict>> {
+    let v = self.store.judge(&target_id).map_err(|e| to_js(env, e))?;
     Ok(v.map(Into::into))
   }
 
   /// The target's PID file judged, its spawn record and the record's process.
   #[napi]
-  pub fn state(&self, target_id: String) -> Result<NativeTargetState> {
-    let st = self.store.state(&target_id).map_err(map_error)?;
+  pub fn state(&self, env: &Env, target_id: String) -> Result<NativeTargetState> {
+    let st = self.store.state(&target_id).map_err(|e| to_js(env, e))?;
     Ok(NativeTargetState {
       verdict: st.verdict.map(Into::into),
       record: st.record.map(Into::into),
@@ -282,13 +289,13 @@ impl NativePidFileStore {
 
   /// Deletes temporary files of writes that never finished; how many.
   #[napi]
-  pub fn sweep_temp_files(&self) -> Result<u32> {
-    Ok(self.store.sweep_temp_files().map_err(map_error)? as u32)
+  pub fn sweep_temp_files(&self, env: &Env) -> Result<u32> {
+    Ok(self.store.sweep_temp_files().map_err(|e| to_js(env, e))? as u32)
   }
 
   #[napi]
-  pub fn list(&self) -> Result<Vec<NativePidFileEntry>> {
-    let entries = self.store.list().map_err(map_error)?;
+  pub fn list(&self, env: &Env) -> Result<Vec<NativePidFileEntry>> {
+    let entries = self.store.list().map_err(|e| to_js(env, e))?;
     Ok(entries.into_iter().map(Into::into).collect())
   }
 
@@ -296,8 +303,8 @@ impl NativePidFileStore {
   /// running (the common case, thousands of them) come as columns, every other file whole; then the
   /// spawn records without a PID file and the abandoned temporary files.
   #[napi]
-  pub fn load(&self) -> Result<NativeLoad> {
-    let (verdicts, leftovers) = self.store.load().map_err(map_error)?;
+  pub fn load(&self, env: &Env) -> Result<NativeLoad> {
+    let (verdicts, leftovers) = self.store.load().map_err(|e| to_js(env, e))?;
     let mut out = NativeLoad {
       running_ids: Vec::new(),
       running_pids: Vec::new(),
@@ -335,21 +342,20 @@ impl NativePidFileStore {
 
   /// The target's cross-process lock if it is free now, else `null`.
   #[napi]
-  pub fn try_lock(&self, target_id: String) -> Result<Option<NativeTargetLock>> {
-    let lock = self.store.try_lock(&target_id).map_err(map_error)?;
+  pub fn try_lock(&self, env: &Env, target_id: String) -> Result<Option<NativeTargetLock>> {
+    let lock = self.store.try_lock(&target_id).map_err(|e| to_js(env, e))?;
     Ok(lock.map(|l| NativeTargetLock { lock: Some(l) }))
   }
 
   /// Waits (on a thread of its own) for the target's cross-process lock.
   #[napi(ts_return_type = "Promise<NativeTargetLock>")]
   pub fn lock<'env>(&self, env: &'env Env, target_id: String) -> Result<Object<'env>> {
-    procslot_core::validate_target_id(&target_id).map_err(map_error)?;
+    procslot_core::validate_target_id(&target_id).map_err(|e| to_js(env, e))?;
     let store = self.store.clone();
     on_thread(env, move || {
       store
         .lock(&target_id)
         .map(|l| NativeTargetLock { lock: Some(l) })
-        .map_err(map_error)
     })
   }
 }
@@ -369,35 +375,34 @@ impl NativeTargetLock {
   }
 }
 
-/// Runs `work` on a new thread and settles a promise with its result.
+/// Runs `work` on a new thread and settles a promise with its result; a core error rejects it with the
+/// same JavaScript error a synchronous call would throw (built on the JavaScript thread, where it settles).
 fn on_thread<'env, T, F>(env: &'env Env, work: F) -> Result<Object<'env>>
 where
   T: napi::bindgen_prelude::ToNapiValue + Send + 'static,
-  F: FnOnce() -> Result<T> + Send + 'static,
+  F: FnOnce() -> procslot_core::Result<T> + Send + 'static,
 {
-  let (deferred, promise) = env
-    .create_deferred::<T, Box<dyn FnOnce(Env) -> napi::Result<T>>>()
-    .map_err(|e| napi::Error::new(String::from("EIO"), e.reason.clone()))?;
+  type Settle<T> = Box<dyn FnOnce(Env) -> napi::Result<T>>;
+  let (deferred, promise) = env.create_deferred::<T, Settle<T>>()?;
   std::thread::Builder::new()
     .name("procslot-wait".into())
-    .spawn(move || match work() {
-      Ok(v) => deferred.resolve(Box::new(move |_| Ok(v))),
-      // A rejection carries a `Status`, not our code: the code goes in front of the message as
-      // `[CODE] `, and the facade moves it back to `error.code`.
-      Err(e) => deferred.reject(napi::Error::new(
-        napi::Status::GenericFailure,
-        format!("[{}] {}", e.status, e.reason),
-      )),
+    .spawn(move || {
+      let result = work();
+      deferred.resolve(Box::new(move |env| result.map_err(|e| to_js(&env, e))))
     })
-    .map_err(|e| napi::Error::new(String::from("EAGAIN"), e.to_string()))?;
+    .map_err(|e| napi::Error::new(Status::GenericFailure, e.to_string()))?;
   Ok(promise)
 }
 
 /// A handle on the live process `pid` (with `expectedStart`, only that very process); `null` when it is
 /// gone, a zombie, or another process now has the PID.
 #[napi]
-pub fn open_process(pid: u32, expected_start: Option<f64>) -> Result<Option<NativeProcess>> {
-  let h = ProcessHandle::open(pid, expected_start.map(|s| s as u64)).map_err(map_error)?;
+pub fn open_process(
+  env: &Env,
+  pid: u32,
+  expected_start: Option<f64>,
+) -> Result<Option<NativeProcess>> {
+  let h = ProcessHandle::open(pid, expected_start.map(|s| s as u64)).map_err(|e| to_js(env, e))?;
   Ok(h.map(|handle| NativeProcess {
     pid: handle.pid(),
     start_time: handle.start_time(),
@@ -420,12 +425,14 @@ pub struct NativeProcess {
 }
 
 impl NativeProcess {
-  fn handle(&self) -> Result<&Arc<ProcessHandle>> {
+  fn handle(&self, env: &Env) -> Result<&Arc<ProcessHandle>> {
     self.handle.as_ref().ok_or_else(|| {
-      napi::Error::new(
-        "ECLOSED".to_owned(),
-        format!("process {}: this handle is closed", self.pid),
-      )
+      let err = procslot_core::Error::Process {
+        code: "ECLOSED".to_owned(),
+        pid: self.pid,
+        reason: "this handle is closed".to_owned(),
+      };
+      to_js(env, err)
     })
   }
 }
@@ -468,17 +475,20 @@ impl NativeProcess {
 
   /// Signals the process alone; whether it was still there.
   #[napi]
-  pub fn signal(&self, signal: i32) -> Result<bool> {
-    self.handle()?.signal(to_signal(signal)?).map_err(map_error)
+  pub fn signal(&self, env: &Env, signal: i32) -> Result<bool> {
+    self
+      .handle(env)?
+      .signal(to_signal(env, signal)?)
+      .map_err(|e| to_js(env, e))
   }
 
   /// Signals the process group it leads (else the process alone): `'group'`, `'process'` or `'gone'`.
   #[napi(ts_return_type = "'group' | 'process' | 'gone'")]
-  pub fn signal_group(&self, signal: i32) -> Result<String> {
+  pub fn signal_group(&self, env: &Env, signal: i32) -> Result<String> {
     let s = self
-      .handle()?
-      .signal_group(to_signal(signal)?)
-      .map_err(map_error)?;
+      .handle(env)?
+      .signal_group(to_signal(env, signal)?)
+      .map_err(|e| to_js(env, e))?;
     Ok(
       match s {
         Signalled::Group => "group",
@@ -493,7 +503,7 @@ impl NativeProcess {
   /// did.
   #[napi(ts_return_type = "Promise<boolean>")]
   pub fn wait_exit<'env>(&self, env: &'env Env, timeout_ms: u32) -> Result<Object<'env>> {
-    let handle = self.handle()?.clone();
+    let handle = self.handle(env)?.clone();
     on_thread(env, move || {
       Ok(handle.wait_exit(Duration::from_millis(timeout_ms as u64)))
     })
@@ -507,14 +517,13 @@ impl NativeProcess {
     path: String,
     timeout_ms: u32,
   ) -> Result<Object<'env>> {
-    let handle = self.handle()?.clone();
+    let handle = self.handle(env)?.clone();
     on_thread(env, move || {
       let r = procslot_core::wait_for_mount(
         Path::new(&path),
         &handle,
         Duration::from_millis(timeout_ms as u64),
-      )
-      .map_err(map_error)?;
+      )?;
       Ok(match r {
         MountWait::Mounted(found) => NativeMountWait {
           outcome: "mounted".to_owned(),
@@ -543,15 +552,13 @@ impl NativeProcess {
     grace_ms: u32,
     after_kill_ms: u32,
   ) -> Result<Object<'env>> {
-    let handle = self.handle()?.clone();
+    let handle = self.handle(env)?.clone();
     on_thread(env, move || {
-      let out = handle
-        .stop_group(
-          force,
-          Duration::from_millis(grace_ms as u64),
-          Duration::from_millis(after_kill_ms as u64),
-        )
-        .map_err(map_error)?;
+      let out = handle.stop_group(
+        force,
+        Duration::from_millis(grace_ms as u64),
+        Duration::from_millis(after_kill_ms as u64),
+      )?;
       Ok(NativeStopped {
         signal: out.signal.map(|s| s.as_str().to_owned()),
         gone: out.gone,
@@ -562,11 +569,15 @@ impl NativeProcess {
   /// Pins the PID file that names this process at the version a judgement read (`fingerprint` from a
   /// `NativeVerdict`), so that [`check`](Self::check) can tell cheaply whether it changed since.
   #[napi]
-  pub fn pin_pid_file(&mut self, path: String, fingerprint: String) -> Result<()> {
-    let c = std::ffi::CString::new(path)
-      .map_err(|_| napi::Error::new("EINVAL".to_owned(), "a path with a NUL byte".to_owned()))?;
-    let f = parse_fingerprint(&fingerprint)
-      .ok_or_else(|| napi::Error::new("EINVAL".to_owned(), "not a fingerprint".to_owned()))?;
+  pub fn pin_pid_file(&mut self, env: &Env, path: String, fingerprint: String) -> Result<()> {
+    let invalid = |what: &str| {
+      to_js(
+        env,
+        procslot_core::Error::InvalidArgument(format!("pinPidFile: {what}")),
+      )
+    };
+    let c = std::ffi::CString::new(path).map_err(|_| invalid("a path with a NUL byte"))?;
+    let f = parse_fingerprint(&fingerprint).ok_or_else(|| invalid("not a fingerprint"))?;
     self.pinned = Some((c, f));
     Ok(())
   }
@@ -625,9 +636,13 @@ pub struct NativeStopped {
   pub gone: bool,
 }
 
-fn to_signal(signal: i32) -> Result<procslot_core::Signal> {
-  procslot_core::Signal::try_from(signal)
-    .map_err(|_| napi::Error::new("EINVAL".to_owned(), format!("no signal number {signal}")))
+fn to_signal(env: &Env, signal: i32) -> Result<procslot_core::Signal> {
+  procslot_core::Signal::try_from(signal).map_err(|_| {
+    to_js(
+      env,
+      procslot_core::Error::InvalidArgument(format!("no signal number {signal}")),
+    )
+  })
 }
 
 /// Identity of a PID: start time (raw and wall clock) and whether it is a zombie; `null` when there is no
@@ -641,8 +656,8 @@ pub struct NativeIdentity {
 }
 
 #[napi]
-pub fn process_identity(pid: u32) -> Result<Option<NativeIdentity>> {
-  let id = procslot_core::identity(pid).map_err(map_error)?;
+pub fn process_identity(env: &Env, pid: u32) -> Result<Option<NativeIdentity>> {
+  let id = procslot_core::identity(pid).map_err(|e| to_js(env, e))?;
   Ok(id.map(|id| NativeIdentity {
     pid: id.pid,
     start_ticks: id.start_time as f64,
@@ -663,26 +678,26 @@ impl From<Identity> for NativeIdentity {
 }
 
 #[napi]
-pub fn is_mount_point(path: String) -> Result<bool> {
-  procslot_core::is_mount_point(Path::new(&path)).map_err(map_error)
+pub fn is_mount_point(env: &Env, path: String) -> Result<bool> {
+  procslot_core::is_mount_point(Path::new(&path)).map_err(|e| to_js(env, e))
 }
 
 /// The topmost mount at `path`, from the mount table (never a `stat`); `null` when it is not a mount
 /// point.
 #[napi]
-pub fn mount_at(path: String) -> Result<Option<NativeMount>> {
-  let m = procslot_core::mount_at(Path::new(&path)).map_err(map_error)?;
+pub fn mount_at(env: &Env, path: String) -> Result<Option<NativeMount>> {
+  let m = procslot_core::mount_at(Path::new(&path)).map_err(|e| to_js(env, e))?;
   Ok(m.map(Into::into))
 }
 
 /// Lazily unmounts `path` only if the topmost mount there is the one given (a dead daemon's).
 #[napi]
-pub fn unmount_if(path: String, mount_id: f64, mount_dev: String) -> Result<bool> {
+pub fn unmount_if(env: &Env, path: String, mount_id: f64, mount_dev: String) -> Result<bool> {
   let id = MountId {
     id: mount_id as u64,
     dev: mount_dev,
   };
-  procslot_core::unmount_if(Path::new(&path), &id).map_err(map_error)
+  procslot_core::unmount_if(Path::new(&path), &id).map_err(|e| to_js(env, e))
 }
 
 /// Prepares a mount point on a thread of its own (a hung mount may never answer): the mount already
@@ -690,18 +705,25 @@ pub fn unmount_if(path: String, mount_id: f64, mount_dev: String) -> Result<bool
 #[napi(ts_return_type = "Promise<NativeMount | null>")]
 pub fn prepare_mount_point(env: &Env, path: String) -> Result<Object<'_>> {
   on_thread(env, move || {
-    let m = procslot_core::prepare_mount_point(Path::new(&path)).map_err(map_error)?;
+    let m = procslot_core::prepare_mount_point(Path::new(&path))?;
     Ok(m.map(NativeMount::from))
   })
 }
 
 /// Refuses a directory other users can write to or that belongs to another user (`EUNSAFE`).
 #[napi]
-pub fn check_private_dir(path: String) -> Result<()> {
-  procslot_core::check_private_dir(Path::new(&path)).map_err(map_error)
+pub fn check_private_dir(env: &Env, path: String) -> Result<()> {
+  procslot_core::check_private_dir(Path::new(&path)).map_err(|e| to_js(env, e))
 }
 
 #[napi]
-pub fn unmount_lazy(path: String) -> Result<bool> {
-  procslot_core::unmount_lazy(Path::new(&path)).map_err(map_error)
+pub fn unmount_lazy(env: &Env, path: String) -> Result<bool> {
+  procslot_core::unmount_lazy(Path::new(&path)).map_err(|e| to_js(env, e))
+}
+
+/// Checks a target ID by the core's rule (1 to 200 characters of `[A-Za-z0-9._-]`, not starting with
+/// `.`): the one place the rule lives. Throws an `invalid-target-id` error.
+#[napi]
+pub fn validate_target_id(env: &Env, target_id: String) -> Result<()> {
+  procslot_core::validate_target_id(&target_id).map_err(|e| to_js(env, e))
 }

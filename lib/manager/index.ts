@@ -10,9 +10,10 @@ import { EventEmitter } from 'node:events'
 import { mkdirSync, unlinkSync } from 'node:fs'
 import { resolve } from 'node:path'
 
-import { SpawnError, TargetLockedError, nativeError } from '../errors'
+import { ProcslotError, SpawnError, TargetLockedError, nativeError } from '../errors'
 import { checkPrivateDir } from '../native'
 import { PidFileStore, checkTargetId } from '../pidfile'
+import { checkFunction, checkMs, checkObject, checkOneOf, checkString, optional } from '../validate'
 import { killLocked, AFTER_SIGKILL_MS } from './kill'
 import { TargetQueue } from './queue'
 import { spawnLocked, type SpawnSettings } from './spawn'
@@ -42,11 +43,7 @@ export { redactEnv } from './daemon-io'
 const SILENT: Logger = { debug() {}, info() {}, warn() {}, error() {} }
 
 function positive(name: string, value: number | undefined, fallback: number): number {
-  if (value === undefined) return fallback
-  if (!Number.isInteger(value) || value < 0 || value > 0x7fffffff) {
-    throw new RangeError(`${name} must be a non-negative integer of milliseconds, got ${String(value)}`)
-  }
-  return value
+  return optional(value, fallback, (v) => checkMs(name, v))
 }
 
 /** Refuses a directory other users can write to (`PidFileError` code `EUNSAFE`). */
@@ -107,16 +104,11 @@ export class FuseProcessManager extends EventEmitter<ManagerEvents> implements D
    */
   constructor(options: FuseProcessManagerOptions) {
     super()
-    if (options === null || typeof options !== 'object') throw new TypeError('options must be an object')
-    if (typeof options.command !== 'string' || options.command === '') {
-      throw new TypeError(`options.command must be a non-empty string, got ${String(options.command)}`)
-    }
-    if (options.args !== undefined && typeof options.args !== 'function') {
-      throw new TypeError('options.args must be a function ({ targetId, mountPath }) => string[]')
-    }
-    if (options.ready !== undefined && options.ready !== 'mount' && options.ready !== 'alive') {
-      throw new TypeError(`options.ready must be 'mount' or 'alive', got ${String(options.ready)}`)
-    }
+    checkObject('options', options)
+    checkString('options.command', options.command)
+    if (options.args !== undefined) checkFunction('options.args', options.args)
+    if (options.ready !== undefined) checkOneOf('options.ready', options.ready, ['mount', 'alive'])
+    if (options.logDir !== undefined) checkString('options.logDir', options.logDir)
     this.#store = new PidFileStore(options.pidDir)
     this.pidDir = options.pidDir
     checkPrivate(options.pidDir)
@@ -228,9 +220,7 @@ export class FuseProcessManager extends EventEmitter<ManagerEvents> implements D
     try {
       this.#open()
       checkTargetId(targetId)
-      if (typeof mountPath !== 'string' || mountPath === '') {
-        throw new TypeError(`mountPath must be a non-empty string, got ${String(mountPath)}`)
-      }
+      checkString('mountPath', mountPath)
     } catch (err) {
       return Promise.reject(err)
     }
@@ -382,7 +372,7 @@ export class FuseProcessManager extends EventEmitter<ManagerEvents> implements D
 
   #open(): void {
     if (this.#closed) {
-      throw Object.assign(new Error(`FuseProcessManager for ${this.pidDir} is closed`), { code: 'ECLOSED' })
+      throw new ProcslotError(`FuseProcessManager for ${this.pidDir} is closed`, { code: 'ECLOSED' })
     }
   }
 }

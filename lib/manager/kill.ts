@@ -4,6 +4,7 @@
  * a spawn that never finished (its manager died half-way).
  * @internal
  */
+import { ProcessError } from '../errors'
 import { openProcess, type NativeTargetState } from '../native'
 import { awaitNative } from './queue'
 import { Proc, type Tracker } from './tracking'
@@ -13,8 +14,9 @@ export const AFTER_SIGKILL_MS = 5000
 
 /** A process that outlived SIGKILL (code `ESURVIVED`). */
 function survived(targetId: string, pid: number): Error {
-  return Object.assign(new Error(`target ${targetId}: PID ${pid} or its process group survived SIGKILL for ${AFTER_SIGKILL_MS} ms`), {
+  return new ProcessError(`target ${targetId}: PID ${pid} or its process group survived SIGKILL for ${AFTER_SIGKILL_MS} ms`, {
     code: 'ESURVIVED',
+    pid,
   })
 }
 
