@@ -1,24 +1,25 @@
 import test from 'ava'
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
+import { spawn, spawnSync } from 'node:child_process'
 import { once } from 'node:events'
-import { chownSync, closeSync, existsSync, fstatSync, openSync, readSync, mkdirSync, readFileSync, readdirSync, statSync, utimesSync, watch, writeFileSync } from 'node:fs'
+import { chownSync, existsSync, mkdirSync, readFileSync, readdirSync, statSync, utimesSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { createInterface } from 'node:readline'
-import { fileURLToPath } from 'node:url'
 
 import { FuseProcessManager, InvalidTargetIdError, SpawnError, type Logger } from '../index.js'
 import { NativePidFileStore, openProcess } from '../binding.js'
-import { deadline, inCI, isRoot, tempDir } from './helpers.ts'
-
-const DAEMON = fileURLToPath(new URL('./fixtures/daemon.cjs', import.meta.url))
-const MANAGER = fileURLToPath(new URL('./fixtures/manager.cjs', import.meta.url))
-const VICTIM = fileURLToPath(new URL('./fixtures/victim.cjs', import.meta.url))
-
-const hasBindfs = spawnSync('bindfs', ['--version']).status === 0
-const hasFuse = existsSync('/dev/fuse')
-const fuseReady = hasBindfs && hasFuse && isRoot
-/** Real FUSE tests: run wherever bindfs, /dev/fuse and root are there; in CI their absence is a failure. */
-const fuseTest = fuseReady || inCI ? test : test.skip
+import { deadline, inCI, isRoot } from './helpers.ts'
+import {
+  alive,
+  fuseReady,
+  fuseTest,
+  hasBindfs,
+  hasFuse,
+  logEndsWith,
+  managerProcess,
+  mounted,
+  processesWith,
+  sandbox,
+  victim,
+} from './manager-helpers.ts'
 
 test('FUSE is available in CI (bindfs, /dev/fuse, root)', (t) => {
   if (!inCI && !fuseReady) {
@@ -29,127 +30,6 @@ test('FUSE is available in CI (bindfs, /dev/fuse, root)', (t) => {
   t.true(hasFuse, '/dev/fuse exists')
   t.true(isRoot, 'the tests run as root')
 })
-
-/** A sandbox: a PID directory, a bindfs source with one file, and a place for mount points. */
-function sandbox(t: { teardown: (fn: () => void | Promise<void>) => void }) {
-  const tmp = tempDir('procslot-mgr-')
-  const pidDir = join(tmp.dir, 'pids')
-  const src = join(tmp.dir, 'src')
-  mkdirSync(src)
-  writeFileSync(join(src, 'hello.txt'), 'hello through FUSE\n')
-  const managers: FuseProcessManager[] = []
-  const bindfs = (options: Partial<ConstructorParameters<typeof FuseProcessManager>[0]> = {}) => {
-    const m = new FuseProcessManager({
-      pidDir,
-      command: 'bindfs',
-      args: ({ mountPath }) => ['-f', src, mountPath],
-      startTimeoutMs: 20_000,
-      ...options,
-    })
-    managers.push(m)
-    return m
-  }
-  const node = (mode: string[], options: Partial<ConstructorParameters<typeof FuseProcessManager>[0]> = {}) => {
-    const m = new FuseProcessManager({
-      pidDir,
-      command: process.execPath,
-      args: () => [DAEMON, ...mode],
-      ready: 'alive',
-      settleMs: 100,
-      ...options,
-    })
-    managers.push(m)
-    return m
-  }
-  t.teardown(async () => {
-    for (const m of managers) await m.cleanupAll({ force: true }).catch(() => {})
-    // Anything still mounted under the sandbox (a test that failed half-way) goes before the files do.
-    for (const line of readFileSync('/proc/self/mountinfo', 'utf8').split('\n')) {
-      const point = line.split(' ')[4]
-      if (point?.startsWith(tmp.dir)) spawnSync('umount', ['-l', point])
-    }
-    tmp.cleanup()
-  })
-  return { dir: tmp.dir, pidDir, src, mnt: (name: string) => join(tmp.dir, 'mnt', name), bindfs, node }
-}
-
-function mounted(path: string): boolean {
-  return readFileSync('/proc/self/mountinfo', 'utf8')
-    .split('\n')
-    .some((line) => line.split(' ')[4] === path)
-}
-
-function alive(pid: number): boolean {
-  try {
-    return !/\) [ZX] /.test(readFileSync(`/proc/${pid}/stat`, 'utf8'))
-  } catch {
-    return false
-  }
-}
-
-/** Processes whose command line mentions `needle`. */
-function processesWith(needle: string): number[] {
-  const out: number[] = []
-  for (const name of readdirSync('/proc')) {
-    if (!/^\d+$/.test(name) || Number(name) === process.pid) continue
-    try {
-      if (readFileSync(`/proc/${name}/cmdline`, 'utf8').includes(needle) && alive(Number(name))) out.push(Number(name))
-    } catch {}
-  }
-  return out
-}
-
-/** Resolves once `file` ends with `suffix`; the file is created empty first, then watched (not polled). */
-function logEndsWith(file: string, suffix: string): Promise<void> {
-  writeFileSync(file, '')
-  return new Promise((resolve) => {
-    const check = () => {
-      const fd = openSync(file, 'r')
-      try {
-        const size = fstatSync(fd).size
-        const end = Buffer.alloc(Math.min(size, suffix.length))
-        readSync(fd, end, 0, end.length, size - end.length)
-        if (end.toString() !== suffix) return
-      } finally {
-        closeSync(fd)
-      }
-      watcher.close()
-      resolve()
-    }
-    const watcher = watch(file, check)
-    check()
-  })
-}
-
-/** A process the manager must never signal; `signals()` reports what it received. */
-async function victim(t: { teardown: (fn: () => void) => void }) {
-  const child = spawn(process.execPath, [VICTIM], { stdio: ['pipe', 'pipe', 'inherit'] })
-  t.teardown(() => child.kill('SIGKILL'))
-  const lines = createInterface({ input: child.stdout! })[Symbol.asyncIterator]()
-  const first = JSON.parse((await deadline(lines.next(), 20_000, 'the victim to start')).value) as { pid: number }
-  return {
-    pid: first.pid,
-    child,
-    async signals(): Promise<string[]> {
-      child.stdin!.write('signals\n')
-      const next = await deadline(lines.next(), 20_000, 'the victim to answer')
-      if (next.done) throw new Error('the victim died')
-      return (JSON.parse(next.value) as { received: string[] }).received
-    },
-  }
-}
-
-/** Runs the manager fixture in a process of its own; resolves with its report once it has exited. */
-async function managerProcess(args: object): Promise<{ pid?: number; error?: string; code: number | null }> {
-  const child: ChildProcess = spawn(process.execPath, [MANAGER, JSON.stringify(args)], {
-    stdio: ['ignore', 'pipe', 'inherit'],
-  })
-  let out = ''
-  child.stdout!.on('data', (d) => (out += d))
-  // 'close', not 'exit': its stdout may still hold the report when it has exited.
-  const [code] = (await deadline(once(child, 'close'), 40_000, 'the manager process')) as [number | null]
-  return { ...JSON.parse(out.trim() || '{}'), code }
-}
 
 fuseTest('spawn resolves once the bindfs mount is ready and writes a PID file holding the daemon’s PID', async (t) => {
   const box = sandbox(t)

@@ -14,7 +14,7 @@ import { ProcslotError, SpawnError, TargetLockedError, nativeError } from '../er
 import { checkPrivateDir } from '../native'
 import { PidFileStore, checkTargetId } from '../pidfile'
 import { checkFunction, checkMs, checkObject, checkOneOf, checkString, optional } from '../validate'
-import { killLocked, AFTER_SIGKILL_MS } from './kill'
+import { AFTER_SIGKILL_MS, killLocked, undoLocked } from './kill'
 import { TargetQueue } from './queue'
 import { spawnLocked, type SpawnSettings } from './spawn'
 import { Tracker, type StaleEvent } from './tracking'
@@ -167,10 +167,10 @@ export class FuseProcessManager extends EventEmitter<ManagerEvents> implements D
     for (const r of records) {
       void this.#queue
         .run(r.targetId, this.#settings.killTimeoutMs + AFTER_SIGKILL_MS, (why) => new TargetLockedError(r.targetId, why), () =>
-          killLocked(this.#tracker, r.targetId, false, this.#settings.killTimeoutMs),
+          undoLocked(this.#tracker, r.targetId, this.#settings.killTimeoutMs),
         )
         .then(
-          () => this.#log.info({ targetId: r.targetId, pid: r.record.pid }, 'undid a spawn that never finished'),
+          (undone) => undone && this.#log.info({ targetId: r.targetId, pid: r.record.pid }, 'undid a spawn that never finished'),
           (err: unknown) => {
             this.#log.error({ targetId: r.targetId, err: (err as Error).message }, 'could not undo a spawn that never finished')
             if (this.listenerCount('error') > 0) this.emit('error', err as Error)

@@ -60,6 +60,14 @@ export async function undoUnfinished(tr: Tracker, targetId: string, st: NativeTa
 }
 
 /**
+ * Undoes a spawn that never finished, if it is still unfinished now that the target's lock is held (the
+ * spawn may have been another manager's, alive and done by now: then nothing is touched).
+ */
+export async function undoLocked(tr: Tracker, targetId: string, timeoutMs: number): Promise<boolean> {
+  return undoUnfinished(tr, targetId, tr.native.state(targetId), timeoutMs)
+}
+
+/**
  * The body of `kill`, with the target's lock held. Resolves `true` once the daemon (if any) and its
  * group are gone and cleaned up; `false` for an untrusted PID file (left alone).
  */
