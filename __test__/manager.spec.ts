@@ -1,14 +1,15 @@
 import test from 'ava'
-import { spawn, spawnSync } from 'node:child_process'
+import { execFileSync, spawn, spawnSync } from 'node:child_process'
 import { once } from 'node:events'
-import { chownSync, existsSync, mkdirSync, readFileSync, readdirSync, statSync, utimesSync, writeFileSync } from 'node:fs'
+import { chmodSync, chownSync, existsSync, lstatSync, mkdirSync, readFileSync, readdirSync, statSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 
-import { FuseProcessManager, InvalidTargetIdError, SpawnError, type Logger } from '../index.js'
+import { FuseProcessManager, InvalidTargetIdError, PidFileError, SpawnError, type Logger } from '../index.js'
 import { NativePidFileStore, openProcess } from '../binding.js'
 import { deadline, inCI, isRoot } from './helpers.ts'
 import {
   alive,
+  daemonsWith,
   fuseReady,
   fuseTest,
   hasBindfs,
@@ -404,4 +405,93 @@ fuseTest('a target held busy by another open of its lock rejects spawn with a Sp
   const info = await box.node(['stay']).spawn('busy', box.mnt('busy'))
   t.true(manager.isRunning('busy'))
   t.is(info.targetId, 'busy')
+})
+
+fuseTest('as uid 65534 in a sticky world-writable directory: a planted log symlink and lock file change nothing, and the manager refuses the directory', async (t) => {
+  t.true(isRoot, 'another user needs root (CI runs as root)')
+  const box = sandbox(t)
+  chmodSync(box.dir, 0o711) // the other user may pass through, as through /tmp's parents
+  const shared = join(box.dir, 'shared')
+  mkdirSync(shared)
+  chmodSync(shared, 0o1777)
+  const outside = join(box.dir, 'outside.txt')
+  writeFileSync(outside, 'precious\n')
+  const plant = `ln -s ${outside} ${shared}/t.log && : > ${shared}/.procslot.lock && ln -s ${outside} ${shared}/t.pid`
+  execFileSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', 'sh', '-c', plant])
+  const err = t.throws(() => new FuseProcessManager({ pidDir: shared, command: 'sleep' }), { instanceOf: PidFileError, code: 'EUNSAFE' })
+  t.regex(err!.message, /writable by other users .*sticky/)
+  t.throws(() => new FuseProcessManager({ pidDir: box.pidDir, logDir: shared, command: 'sleep' }), {
+    instanceOf: PidFileError,
+    code: 'EUNSAFE',
+  })
+  t.is(readFileSync(outside, 'utf8'), 'precious\n')
+  t.is(lstatSync(join(shared, 't.log')).isSymbolicLink(), true)
+  t.is(statSync(join(shared, '.procslot.lock')).uid, 65534)
+  t.is(statSync(join(shared, '.procslot.lock')).size, 0)
+})
+
+fuseTest('log files are opened without following links, must be this user’s, and are created with mode 0600; a foreign lock file is refused', async (t) => {
+  t.true(isRoot, 'another user needs root (CI runs as root)')
+  const box = sandbox(t)
+  const manager = box.sleep()
+  const outside = join(box.dir, 'outside.txt')
+  writeFileSync(outside, 'precious\n')
+  symlinkSync(outside, join(box.pidDir, 'linked.log'))
+  const linked = await t.throwsAsync(manager.spawn('linked', box.mnt('linked')), { instanceOf: SpawnError })
+  t.is(linked!.reason, 'log')
+  t.regex(linked!.message, /symbolic link/)
+  writeFileSync(join(box.pidDir, 'theirs.log'), '')
+  chownSync(join(box.pidDir, 'theirs.log'), 65534, 65534)
+  const theirs = await t.throwsAsync(manager.spawn('theirs', box.mnt('theirs')), { instanceOf: SpawnError })
+  t.is(theirs!.reason, 'log')
+  t.is(readFileSync(outside, 'utf8'), 'precious\n')
+  t.deepEqual(daemonsWith(box.marker), [], 'nothing was started')
+  await manager.spawn('mine', box.mnt('mine'))
+  t.is(statSync(join(box.pidDir, 'mine.log')).mode & 0o777, 0o600)
+  chownSync(join(box.pidDir, '.procslot.lock'), 65534, 65534)
+  await t.throwsAsync(manager.spawn('other', box.mnt('other')), { instanceOf: PidFileError, code: 'EUNSAFE' })
+  chownSync(join(box.pidDir, '.procslot.lock'), 0, 0)
+})
+
+fuseTest('spawn of a running target at another mount path rejects with mount-path-differs', async (t) => {
+  const box = sandbox(t)
+  const manager = box.sleep()
+  const { pid } = await manager.spawn('t', box.mnt('a'))
+  const err = await t.throwsAsync(manager.spawn('t', box.mnt('b')), { instanceOf: SpawnError })
+  t.is(err!.reason, 'mount-path-differs')
+  t.regex(err!.message, new RegExp(`PID ${pid}`))
+  // Another manager (it knows the path from the spawn record) says the same.
+  const other = box.sleep()
+  await t.throwsAsync(other.spawn('t', box.mnt('b')), { instanceOf: SpawnError, message: /mount-path|not at/ })
+  t.is((await other.spawn('t', box.mnt('a'))).pid, pid)
+})
+
+fuseTest('close() frees the manager’s handles and leaves its daemons running; it is idempotent and later calls reject', async (t) => {
+  const box = sandbox(t)
+  const manager = box.sleep()
+  const { pid } = await manager.spawn('t', box.mnt('t'))
+  const fds = () => readdirSync('/proc/self/fd').length
+  const before = fds()
+  manager.close()
+  manager[Symbol.dispose]()
+  t.true(fds() < before, 'its pidfd was closed')
+  t.true(alive(pid), 'the daemon runs on')
+  await t.throwsAsync(manager.spawn('t', box.mnt('t')), { code: 'ECLOSED' })
+  await t.throwsAsync(manager.kill('t'), { code: 'ECLOSED' })
+  const next = box.sleep()
+  t.is(next.getProcessInfo('t')?.pid, pid, 'the next manager finds it')
+})
+
+fuseTest('load sweeps temporary files of interrupted writes and spawn records whose process is gone', async (t) => {
+  const box = sandbox(t)
+  mkdirSync(box.pidDir, { recursive: true })
+  const gone = spawnSync('true').pid!
+  const tmpFile = join(box.pidDir, `.t.pid.${gone}.3.tmp`)
+  writeFileSync(tmpFile, '123')
+  writeFileSync(join(box.pidDir, '.r.record'), `pid ${gone}\nstart 1\npath ${box.mnt('r')}\n`)
+  const manager = box.sleep()
+  t.false(existsSync(tmpFile))
+  // The record is undone under its target's lock, before any later call on that target.
+  t.true(await manager.kill('r'))
+  t.false(existsSync(join(box.pidDir, '.r.record')))
 })
