@@ -2,7 +2,7 @@
  * A daemon's input and output: its log file (opened safely), the environment as the log shows it
  * (secrets redacted), the tail of its log for errors, and starting it behind a gate so that its identity
  * is on disk before it runs a single instruction of its own.
- * @internal
+ * Internal to the manager (not exported by the package).
  */
 import { spawn as spawnChild, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'

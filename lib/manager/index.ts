@@ -4,7 +4,7 @@
  * `queue` (one call per target, under its lock), `tracking` (memory as a cache of the PID directory,
  * adoption), `spawn` (spawn to ready), `kill` (the whole process group), `daemon-io` (logs, the gate,
  * redaction).
- * @internal (re-exported by `index.ts`)
+ * Re-exported by the package's `index.ts`.
  */
 import { EventEmitter } from 'node:events'
 import { mkdirSync, unlinkSync } from 'node:fs'

@@ -2,7 +2,7 @@
  * Stopping daemons: the whole process group, SIGTERM then SIGKILL, resolved only when every member is
  * gone; then what the daemon left mounted (by identity) and its PID file and record. Also the undoing of
  * a spawn that never finished (its manager died half-way).
- * @internal
+ * Internal to the manager (not exported by the package).
  */
 import { ProcessError } from '../errors'
 import { openProcess, type NativeTargetState } from '../native'

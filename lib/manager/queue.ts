@@ -1,7 +1,7 @@
 /**
  * One call at a time per target: after the earlier calls of this manager for it (a promise chain), and
  * holding the target's lock in the PID directory (other managers, in this process or others).
- * @internal
+ * Internal to the manager (not exported by the package).
  */
 import { nativeError } from '../errors'
 import type { NativePidFileStore, NativeTargetLock } from '../native'

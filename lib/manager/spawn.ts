@@ -3,7 +3,7 @@
  * unfinished spawn left is cleaned), the mount point prepared off the JavaScript thread, the daemon
  * started behind a gate until its identity is recorded, then readiness waited for on the event itself,
  * the record completed with the mount it made, the PID file written.
- * @internal
+ * Internal to the manager (not exported by the package).
  */
 import { join } from 'node:path'
 

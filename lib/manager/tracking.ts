@@ -3,7 +3,7 @@
  * PID file again — one `lstat` when nothing changed since it was last judged — and follows it: a live
  * daemon another manager started is adopted, a dead one is marked exited, a stale file is dropped (under
  * the target's lock, never waiting for it).
- * @internal
+ * Internal to the manager (not exported by the package).
  */
 import type { ChildProcess } from 'node:child_process'
 import type { EventEmitter } from 'node:events'

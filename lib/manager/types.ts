@@ -1,6 +1,6 @@
 /**
  * The manager's public types: options, what it reports, its events.
- * @internal (re-exported by `./index`)
+ * Re-exported by `./index`.
  */
 
 /** Anything with pino- or console-style logging methods. Each is called as `(fields, message)`. */
