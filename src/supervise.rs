@@ -421,7 +421,7 @@ pub struct NativeProcess {
   start_time_ms: f64,
   /// `None` once closed: the pidfd is released (when no wait still uses it).
   handle: Option<Arc<ProcessHandle>>,
-  pinned: Option<(std::ffi::CString, Fingerprint)>,
+  pinned: Option<(Arc<PidFileStore>, std::ffi::CString, Fingerprint)>,
 }
 
 impl NativeProcess {
@@ -566,29 +566,38 @@ impl NativeProcess {
     })
   }
 
-  /// Pins the PID file that names this process at the version a judgement read (`fingerprint` from a
-  /// `NativeVerdict`), so that [`check`](Self::check) can tell cheaply whether it changed since.
+  /// Pins the target's PID file in `store` that names this process at the version a judgement read
+  /// (`fingerprint` from a `NativeVerdict`), so that [`check`](Self::check) can tell cheaply whether it
+  /// changed since.
   #[napi]
-  pub fn pin_pid_file(&mut self, env: &Env, path: String, fingerprint: String) -> Result<()> {
+  pub fn pin_pid_file(
+    &mut self,
+    env: &Env,
+    store: &NativePidFileStore,
+    target_id: String,
+    fingerprint: String,
+  ) -> Result<()> {
     let invalid = |what: &str| {
       to_js(
         env,
         procslot_core::Error::InvalidArgument(format!("pinPidFile: {what}")),
       )
     };
-    let c = std::ffi::CString::new(path).map_err(|_| invalid("a path with a NUL byte"))?;
+    procslot_core::validate_target_id(&target_id).map_err(|e| to_js(env, e))?;
+    let name = std::ffi::CString::new(format!("{target_id}.pid"))
+      .map_err(|_| invalid("a target ID with a NUL byte"))?;
     let f = parse_fingerprint(&fingerprint).ok_or_else(|| invalid("not a fingerprint"))?;
-    self.pinned = Some((c, f));
+    self.pinned = Some((store.store.clone(), name, f));
     Ok(())
   }
 
-  /// One look at the process and its pinned PID file (one `lstat` and one `poll`): 0 the file is the
+  /// One look at the process and its pinned PID file (one `fstatat` and one `poll`): 0 the file is the
   /// version pinned and the process alive; 1 the file is that version and the process is gone; 2 the
   /// file changed (or none was pinned): judge it again.
   #[napi]
   pub fn check(&self) -> u32 {
     match &self.pinned {
-      Some((path, f)) if Fingerprint::at(path).as_ref() == Some(f) => {
+      Some((store, name, f)) if store.fingerprint_of(name).as_ref() == Some(f) => {
         if self.is_alive() {
           0
         } else {

@@ -1,6 +1,6 @@
 /**
  * Tracking and adoption: memory as a cache of the PID directory. Every decision looks at the target's
- * PID file again — one `lstat` when nothing changed since it was last judged — and follows it: a live
+ * PID file again — one `fstatat` when nothing changed since it was last judged — and follows it: a live
  * daemon another manager started is adopted, a dead one is marked exited, a stale file is dropped (under
  * the target's lock, never waiting for it).
  * Internal to the manager (not exported by the package).
@@ -37,7 +37,7 @@ export interface MountRef {
  */
 export class Proc {
   #handle: NativeProcess | null | undefined
-  #pin: { path: string; fingerprint: string } | null = null
+  #pin: { store: NativePidFileStore; targetId: string; fingerprint: string } | null = null
 
   constructor(
     readonly pid: number,
@@ -52,15 +52,17 @@ export class Proc {
   get handle(): NativeProcess | null {
     if (this.#handle === undefined) {
       this.#handle = openProcess(this.pid, this.startTicks)
-      if (this.#handle !== null && this.#pin !== null) this.#handle.pinPidFile(this.#pin.path, this.#pin.fingerprint)
+      if (this.#handle !== null && this.#pin !== null) {
+        this.#handle.pinPidFile(this.#pin.store, this.#pin.targetId, this.#pin.fingerprint)
+      }
     }
     return this.#handle
   }
 
-  /** Remembers the version of the PID file that was judged to name this process. */
-  pin(path: string, fingerprint: string): void {
-    this.#pin = { path, fingerprint }
-    if (this.#handle) this.#handle.pinPidFile(path, fingerprint)
+  /** Remembers the version of the target's PID file that was judged to name this process. */
+  pin(store: NativePidFileStore, targetId: string, fingerprint: string): void {
+    this.#pin = { store, targetId, fingerprint }
+    if (this.#handle) this.#handle.pinPidFile(store, targetId, fingerprint)
   }
 
   /** 0: the PID file is as judged and the process alive; 1: as judged, the process gone; 2: judge again. */
@@ -196,7 +198,7 @@ export class Tracker {
     const v = this.judge(targetId)
     if (v !== null && v.judgement === 'running') {
       if (t !== undefined && t.pid === v.pid && t.proc.startTicks === v.startTicks && !t.exited) {
-        t.proc.pin(v.path, v.fingerprint)
+        t.proc.pin(this.native, v.targetId, v.fingerprint)
         if (t.proc.isAlive()) return t
         this.markExited(t, null, null)
         return undefined
@@ -234,7 +236,7 @@ export class Tracker {
       exitReported: false,
       exited: false,
     }
-    t.proc.pin(v.path, v.fingerprint)
+    t.proc.pin(this.native, v.targetId, v.fingerprint)
     this.#map.set(v.targetId, t)
     this.log.debug({ targetId: v.targetId, pid: v.pid }, 'adopted a running daemon through its PID file')
     return t
@@ -395,7 +397,7 @@ export class Tracker {
       throw nativeError(err, { targetId: t.targetId })
     }
     const v = this.judge(t.targetId)
-    if (v !== null && v.pid === t.pid) t.proc.pin(v.path, v.fingerprint)
+    if (v !== null && v.pid === t.pid) t.proc.pin(this.native, v.targetId, v.fingerprint)
   }
 }
 

@@ -3,8 +3,10 @@
 //!
 //! - Target IDs are checked before any path is built: 1 to 200 characters of `[A-Za-z0-9._-]`, not
 //!   starting with `.` — so no `..`, no `/`, no NUL, no hidden files.
-//! - Writes go to a temporary file in the same directory (mode 0644), are flushed to disk, then renamed
-//!   over the PID file: a reader sees the old content or the new one, never half of it.
+//! - Writes go to a temporary file in the same directory (mode 0644), then are renamed over the PID file:
+//!   a reader sees the old content or the new one, never half of it. They are not forced to disk
+//!   (`fsync`): a PID file names a process, and no process survives a power loss; a crash of the writer
+//!   leaves the file complete in the page cache all the same.
 //! - Reads take at most a few bytes and never fail on bad content: anything that is not a plain decimal
 //!   PID between 2 and the system's limit is reported as invalid, not acted on.
 //! - A PID file not owned by us (or root), writable by others, a symbolic link, or not a regular file is
@@ -154,24 +156,15 @@ impl Fingerprint {
     }
   }
 
-  /// The fingerprint of the file at `path` (not following a symbolic link), `None` when there is none.
-  /// One `lstat`.
-  pub fn at(path: &std::ffi::CStr) -> Option<Self> {
-    // SAFETY: `stat` is plain data; all-zero is valid.
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    // SAFETY: `path` is NUL-terminated and `st` writable for the duration of the call.
-    let rc = unsafe { libc::lstat(path.as_ptr(), &mut st) };
-    if rc != 0 {
-      return None;
-    }
-    #[allow(clippy::unnecessary_cast)]
-    Some(Fingerprint {
+  #[allow(clippy::unnecessary_cast)]
+  fn from_stat(st: &libc::stat) -> Self {
+    Fingerprint {
       dev: st.st_dev as u64,
       ino: st.st_ino as u64,
       size: st.st_size as u64,
       ctime_ns: st.st_ctime as i128 * 1_000_000_000 + st.st_ctime_nsec as i128,
       mtime_ns: st.st_mtime as i128 * 1_000_000_000 + st.st_mtime_nsec as i128,
-    })
+    }
   }
 }
 
@@ -287,6 +280,8 @@ pub struct Leftovers {
 #[derive(Debug)]
 pub struct PidFileStore {
   dir: PathBuf,
+  /// The directory, open: cheap `fstatat`s of its files (no path walk).
+  dir_fd: File,
   euid: u32,
 }
 
@@ -324,10 +319,31 @@ impl PidFileStore {
         ),
       });
     }
+    let dir_fd = File::open(dir).map_err(|e| Error::pid_io(dir, "open the PID directory", &e))?;
     Ok(PidFileStore {
       dir: dir.to_owned(),
+      dir_fd,
       euid: nix::unistd::geteuid().as_raw(),
     })
+  }
+
+  /// The fingerprint of the file `name` of the directory (not following a link), `None` when there is
+  /// none: one `fstatat` relative to the open directory. For [`Fingerprint`] comparisons on hot paths.
+  pub fn fingerprint_of(&self, name: &std::ffi::CStr) -> Option<Fingerprint> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: `stat` is plain data; all-zero is valid.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: the directory descriptor is open for the life of `self`, `name` is NUL-terminated and
+    // `st` writable for the duration of the call.
+    let rc = unsafe {
+      libc::fstatat(
+        self.dir_fd.as_raw_fd(),
+        name.as_ptr(),
+        &mut st,
+        libc::AT_SYMLINK_NOFOLLOW,
+      )
+    };
+    (rc == 0).then(|| Fingerprint::from_stat(&st))
   }
 
   /// The directory.
@@ -344,7 +360,7 @@ impl PidFileStore {
     Ok(self.dir.join(format!("{target_id}.pid")))
   }
 
-  /// Writes `pid` to the target's PID file atomically (temporary file, fsync, rename), mode 0644.
+  /// Writes `pid` to the target's PID file atomically (temporary file, rename), mode 0644.
   ///
   /// # Errors
   /// [`Error::InvalidTargetId`]; `EINVAL` for a PID that is never a daemon's; the operating system's
@@ -651,28 +667,54 @@ impl PidFileStore {
     )
   }
 
-  /// Takes the target's cross-process lock without waiting: `Ok(None)` when another open holds it.
+  /// Takes the target's lock without waiting: `Ok(None)` when another process, or another lock of this
+  /// process, holds it.
   ///
   /// # Errors
-  /// [`Error::InvalidTargetId`]; the lock file could not be opened.
+  /// [`Error::InvalidTargetId`]; the lock file could not be opened, or cannot be trusted (`EUNSAFE`).
   pub fn try_lock(&self, target_id: &str) -> Result<Option<TargetLock>> {
-    let lock = TargetLock::open(self, target_id)?;
-    match sys::try_lock(&lock.file, lock.offset, 1) {
-      Ok(LockOutcome::Acquired) | Ok(LockOutcome::Unsupported) => Ok(Some(lock)),
-      Ok(LockOutcome::Busy) => Ok(None),
-      Err(e) => Err(Error::pid_io(&self.dir.join(LOCK_FILE_NAME), "lock", &e)),
+    let (file, key) = lock_file(self, target_id)?;
+    {
+      let mut reg = registry();
+      if !reg.held.insert(key) {
+        return Ok(None);
+      }
+    }
+    match sys::try_lock(&file, key.2, 1) {
+      Ok(LockOutcome::Acquired) | Ok(LockOutcome::Unsupported) => {
+        Ok(Some(TargetLock { file, key }))
+      }
+      Ok(LockOutcome::Busy) => {
+        release_key(key);
+        Ok(None)
+      }
+      Err(e) => {
+        release_key(key);
+        Err(Error::pid_io(&self.dir.join(LOCK_FILE_NAME), "lock", &e))
+      }
     }
   }
 
-  /// Takes the target's cross-process lock, blocking until it is free. Run it off the JavaScript thread.
+  /// Takes the target's lock, blocking until it is free (in this process, then across processes). Run it
+  /// off the JavaScript thread.
   ///
   /// # Errors
-  /// [`Error::InvalidTargetId`]; the lock file could not be opened or locked.
+  /// [`Error::InvalidTargetId`]; the lock file could not be opened, trusted or locked.
   pub fn lock(&self, target_id: &str) -> Result<TargetLock> {
-    let lock = TargetLock::open(self, target_id)?;
-    sys::lock_wait(&lock.file, lock.offset, 1)
-      .map_err(|e| Error::pid_io(&self.dir.join(LOCK_FILE_NAME), "lock", &e))?;
-    Ok(lock)
+    let (file, key) = lock_file(self, target_id)?;
+    {
+      let mut reg = registry();
+      while !reg.held.insert(key) {
+        reg = FREED.wait(reg).unwrap_or_else(|p| p.into_inner());
+      }
+    }
+    match sys::lock_wait(&file, key.2, 1) {
+      Ok(_) => Ok(TargetLock { file, key }),
+      Err(e) => {
+        release_key(key);
+        Err(Error::pid_io(&self.dir.join(LOCK_FILE_NAME), "lock", &e))
+      }
+    }
   }
 }
 
@@ -903,7 +945,7 @@ fn distrust(meta: &std::fs::Metadata, euid: u32) -> Option<String> {
 }
 
 /// Writes `bytes` to `path` (in `dir`) atomically: a temporary file in the same directory, mode 0644,
-/// flushed to disk, renamed over `path`.
+/// renamed over `path` (not forced to disk: see the module's documentation).
 fn write_atomic(dir: &Path, path: &Path, bytes: &[u8], what: &str) -> Result<()> {
   let name = path
     .file_name()
@@ -924,7 +966,6 @@ fn write_atomic(dir: &Path, path: &Path, bytes: &[u8], what: &str) -> Result<()>
     // The umask may have taken bits away; the file is readable by all.
     f.set_permissions(std::fs::Permissions::from_mode(0o644))?;
     f.write_all(bytes)?;
-    f.sync_all()?;
     std::fs::rename(&tmp, path)
   })();
   if let Err(e) = result {
@@ -961,39 +1002,94 @@ pub struct TargetState {
   pub record_process: Option<Identity>,
 }
 
-/// A held per-target lock; dropping it releases it.
-#[derive(Debug)]
-pub struct TargetLock {
-  file: File,
-  offset: u64,
+/// The lock files this process has open — one descriptor per file, kept open for the life of the
+/// process: with `fcntl` record locks (macOS), closing any descriptor of a file drops every lock the
+/// process holds on it — and the target locks held through them, by (device, inode, offset). Locks of one
+/// process exclude each other here; the kernel excludes other processes.
+struct LockRegistry {
+  files: std::collections::HashMap<(u64, u64), std::sync::Arc<File>>,
+  held: std::collections::HashSet<LockKey>,
 }
 
-impl TargetLock {
-  fn open(store: &PidFileStore, target_id: &str) -> Result<Self> {
-    validate_target_id(target_id)?;
-    let path = store.dir.join(LOCK_FILE_NAME);
-    let file = OpenOptions::new()
-      .read(true)
-      .write(true)
-      .create(true)
-      .mode(0o644)
-      .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-      .open(&path)
-      .map_err(|e| Error::pid_io(&path, "open the lock file", &e))?;
-    let meta = file
-      .metadata()
-      .map_err(|e| Error::pid_io(&path, "read the lock file", &e))?;
-    if let Some(why) = distrust(&meta, store.euid) {
-      return Err(Error::PidFile {
-        code: "EUNSAFE".to_owned(),
-        path,
-        reason: format!("the lock file cannot be trusted: {why}"),
-      });
-    }
-    Ok(TargetLock {
-      file,
-      offset: lock_offset(target_id),
+/// (device, inode, offset) of a target's lock.
+type LockKey = (u64, u64, u64);
+
+static REGISTRY: std::sync::LazyLock<std::sync::Mutex<LockRegistry>> =
+  std::sync::LazyLock::new(|| {
+    std::sync::Mutex::new(LockRegistry {
+      files: Default::default(),
+      held: Default::default(),
     })
+  });
+static FREED: std::sync::Condvar = std::sync::Condvar::new();
+
+/// The registry, locked (a panic elsewhere never poisons it for good: its data stays consistent).
+fn registry() -> std::sync::MutexGuard<'static, LockRegistry> {
+  REGISTRY.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Marks a target's lock free in this process and wakes whoever waits for it.
+fn release_key(key: LockKey) {
+  registry().held.remove(&key);
+  FREED.notify_all();
+}
+
+/// The store's lock file (opened once per process, created if missing, never through a link, refused
+/// unless it is ours or root's and not writable by others) and the key of the target's lock in it.
+fn lock_file(store: &PidFileStore, target_id: &str) -> Result<(std::sync::Arc<File>, LockKey)> {
+  validate_target_id(target_id)?;
+  let path = store.dir.join(LOCK_FILE_NAME);
+  let offset = lock_offset(target_id);
+  let mut reg = registry();
+  let cached = std::fs::symlink_metadata(&path)
+    .ok()
+    .and_then(|m| reg.files.get(&(m.dev(), m.ino())).cloned());
+  let file = match cached {
+    Some(f) => f,
+    None => {
+      let f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .mode(0o644)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(&path)
+        .map_err(|e| Error::pid_io(&path, "open the lock file", &e))?;
+      let meta = f
+        .metadata()
+        .map_err(|e| Error::pid_io(&path, "read the lock file", &e))?;
+      reg
+        .files
+        .entry((meta.dev(), meta.ino()))
+        .or_insert_with(|| std::sync::Arc::new(f))
+        .clone()
+    }
+  };
+  drop(reg);
+  let meta = file
+    .metadata()
+    .map_err(|e| Error::pid_io(&path, "read the lock file", &e))?;
+  if let Some(why) = distrust(&meta, store.euid) {
+    return Err(Error::PidFile {
+      code: "EUNSAFE".to_owned(),
+      path,
+      reason: format!("the lock file cannot be trusted: {why}"),
+    });
+  }
+  Ok((file, (meta.dev(), meta.ino(), offset)))
+}
+
+/// A held per-target lock; dropping it releases it (the lock file stays open).
+#[derive(Debug)]
+pub struct TargetLock {
+  file: std::sync::Arc<File>,
+  key: LockKey,
+}
+
+impl Drop for TargetLock {
+  fn drop(&mut self) {
+    let _ = sys::unlock(&self.file, self.key.2, 1);
+    release_key(self.key);
   }
 }
 
