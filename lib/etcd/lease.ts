@@ -81,8 +81,11 @@ export class HeldLease {
   #lose(reason: string, cause?: unknown): void {
     if (this.#state !== 'held') return
     this.#state = 'lost'
-    this.#teardown()
-    this.#onLost(reason, cause)
+    try {
+      this.#teardown()
+    } finally {
+      this.#onLost(reason, cause)
+    }
   }
 
   #teardown(): void {

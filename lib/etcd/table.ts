@@ -479,12 +479,12 @@ export class EtcdSlotTable extends EventEmitter<EtcdSlotTableEvents> {
       ...this.#details('ELEASELOST', hold.slot),
       cause,
     })
+    // Let the slot go at once if etcd still has it (we no longer claim it either way).
+    void this.#revokeQuietly(hold.lease)
     const lost = this.#lost
     this.#lost = deferred()
     lost.resolve(err)
     this.emit('lost', err)
-    // Let the slot go at once if etcd still has it (we no longer claim it either way).
-    void this.#revokeQuietly(hold.lease)
   }
 
   async #release(): Promise<boolean> {
