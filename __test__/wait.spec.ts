@@ -86,7 +86,7 @@ test('a wait ended by its timeout does not keep the process alive', async (t) =>
   const child = spawn(process.execPath, ['-e', script], { stdio: ['ignore', 'pipe', 'inherit'] })
   let out = ''
   child.stdout.on('data', (d: Buffer) => (out += d))
-  const [code] = (await deadline(once(child, 'exit'), 20_000, 'the process to exit by itself')) as [number]
+  const [code] = (await deadline(once(child, 'close'), 20_000, 'the process to exit by itself')) as [number]
   t.is(code, 0)
   t.is(out.trim(), 'ESLOTSFULL')
 })
