@@ -354,7 +354,7 @@ export class SlotTable {
     // Taken just as the caller went away: not theirs any more.
     if (waited.slot >= 0 && waited.took) waiter.giveBack(waited.slot)
     if (signal?.aborted) throw signal.reason
-    if (this.#closed) return this.#call(() => -1)
+    if (this.#closed) throw this.#closedError()
     throw new SlotsExhaustedError(this.#path, this.size)
   }
 
@@ -423,10 +423,12 @@ export class SlotTable {
     this.close()
   }
 
+  #closedError(): SlotFileError {
+    return new SlotFileError(`slot file ${this.#path}: this table is closed`, { code: 'ECLOSED', path: this.#path })
+  }
+
   #call<T>(fn: (table: native.NativeSlotTable) => T): T {
-    if (this.#closed) {
-      throw new SlotFileError(`slot file ${this.#path}: this table is closed`, { code: 'ECLOSED', path: this.#path })
-    }
+    if (this.#closed) throw this.#closedError()
     try {
       return fn(this.#native)
     } catch (err) {
