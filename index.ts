@@ -7,9 +7,9 @@
 import './lib/platform'
 
 export { DEFAULT_SLOTS_FILE, MAX_SLOTS, SlotTable, getProcessId, releaseProcessId } from './lib/slots'
-export type { AcquireOptions, SlotInfo, SlotTableOptions } from './lib/slots'
+export type { AcquireOptions, GetProcessIdOptions, SlotInfo, SlotTableOptions, WaitForSlotOptions } from './lib/slots'
 export { acquireMultiProcessConfig, defaultConfig, multiProcessConfig } from './lib/config'
-export type { ConcurrencyConfig, Config, PartialConfig } from './lib/config'
+export type { AcquireConfigOptions, ConcurrencyConfig, Config, PartialConfig, WaitingConfig } from './lib/config'
 export { MultiProcessClient, newClient, newMultiProcessClient, newMultiProcessClientWithFile } from './lib/client'
 export type { FrozenConfig } from './lib/client'
 export { EtcdSlotTable } from './lib/etcd'

@@ -6,6 +6,7 @@
  * @internal
  */
 import { demoCommand } from './cli-demo'
+import { execCommand } from './cli-exec'
 import { pidsCommand } from './cli-pids'
 import { slotsCommand } from './cli-slots'
 import { CliFailure, type Command } from './cli-util'
@@ -15,6 +16,7 @@ const commands: Record<string, Command> = {
   slots: slotsCommand,
   pids: pidsCommand,
   demo: demoCommand,
+  exec: execCommand,
 }
 
 function usage(): string {
@@ -42,7 +44,7 @@ export async function main(argv: string[]): Promise<number> {
   const command = Object.hasOwn(commands, name) ? commands[name] : undefined
   try {
     if (command === undefined) throw new CliFailure(`unknown command "${name}"; try procslot --help`)
-    if (rest.some(isHelp)) {
+    if (rest.slice(0, rest.indexOf('--') >>> 0).some(isHelp)) {
       process.stdout.write(`usage: procslot ${command.usage}\n\n${command.summary}\n`)
       return 0
     }

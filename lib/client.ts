@@ -9,7 +9,10 @@ import { resolve } from 'node:path'
 import {
   checkConcurrency,
   checkCount,
+  checkSlots,
   checkSlotsFile,
+  checkWaiting,
+  type WaitingConfig,
   defaultConfig,
   type Config,
   type ConcurrencyConfig,
@@ -32,12 +35,47 @@ interface Lease {
   readonly slot: number
 }
 
-function acquireLease(slotsFile: string): Lease {
-  const table = SlotTable.open(slotsFile)
+/** Takes this process's slot of `slotsFile` for a client (waiting for one with `waiting`). */
+function acquireLease(slotsFile: string, slots: number | undefined): Lease
+function acquireLease(
+  slotsFile: string,
+  slots: number | undefined,
+  waiting: { timeoutMs: number | undefined; signal: AbortSignal | undefined },
+): Promise<Lease>
+function acquireLease(
+  slotsFile: string,
+  slots: number | undefined,
+  waiting?: { timeoutMs: number | undefined; signal: AbortSignal | undefined },
+): Lease | Promise<Lease> {
+  const table = SlotTable.open(slotsFile, slots === undefined ? {} : { slots })
+  const heldBefore = (() => {
+    try {
+      return table.held
+    } catch (err) {
+      table.close()
+      throw err
+    }
+  })()
+  if (waiting) {
+    return table.waitForSlot(waiting).then(
+      (slot) => recordLease(table, slot, heldBefore),
+      (err: unknown) => {
+        table.close()
+        throw err
+      },
+    )
+  }
   try {
+    return recordLease(table, table.acquire(), heldBefore)
+  } catch (err) {
+    table.close()
+    throw err
+  }
+}
+
+function recordLease(table: SlotTable, slot: number, heldBefore: number): Lease {
+  {
     const lease = leases.get(table.path)
-    const heldBefore = table.held
-    const slot = table.acquire()
     if (lease && lease.slot === slot) {
       lease.clients++
     } else {
@@ -46,9 +84,6 @@ function acquireLease(slotsFile: string): Lease {
       leases.set(table.path, { clients: 1, slot, owned: heldBefore === -1 })
     }
     return { table, slot }
-  } catch (err) {
-    table.close()
-    throw err
   }
 }
 
@@ -204,6 +239,11 @@ export function newClient(dataDir: string, config: Config = defaultConfig()): Mu
  * of the process, however it ends. If creating `dataDir` fails, the ID is released before the error is
  * thrown. The port of the Go helpers' `NewMultiProcessClient(dir)`.
  *
+ * Give the fleet size as `config.concurrency.slots`, so that a new slot file has exactly that many slots
+ * and `processCount` is the fleet. With `config.waitMs` or `config.signal`, a full table is waited on
+ * (off the JavaScript thread) until a slot frees, and the client comes as a Promise:
+ * `const client = await newMultiProcessClient(dir, { concurrency: { slotsFile, slots: 4 }, waitMs: 30_000 })`.
+ *
  * @param dataDir - the client's data directory, created if needed
  * @param config - a whole or partial config (`Partial<Config>` will do)
  * @throws {SlotsExhaustedError} (`ESLOTSFULL`) when every slot is held by a live process
@@ -211,7 +251,7 @@ export function newClient(dataDir: string, config: Config = defaultConfig()): Mu
  * @throws {TypeError | RangeError} for an invalid config or `dataDir`
  * @throws the `fs` error when `dataDir` cannot be created
  */
-export function newMultiProcessClient(dataDir: string, config?: PartialConfig): MultiProcessClient
+export function newMultiProcessClient(dataDir: string, config: WaitingConfig): Promise<MultiProcessClient>
 /**
  * Opens a client whose ID is a slot under an etcd prefix, unique across every host sharing the prefix
  * (see {@link EtcdSlotTable}): it resolves once the slot is held; `close()` releases it.
@@ -220,6 +260,7 @@ export function newMultiProcessClient(dataDir: string, config?: PartialConfig): 
  * @throws (rejects) {EtcdError} `EETCDUNAVAILABLE` and the other codes of {@link EtcdSlotTable.open}
  */
 export function newMultiProcessClient(dataDir: string, config: EtcdClientConfig): Promise<MultiProcessClient>
+export function newMultiProcessClient(dataDir: string, config?: PartialConfig): MultiProcessClient
 export function newMultiProcessClient(
   dataDir: string,
   config: PartialConfig | EtcdClientConfig = {},
@@ -228,24 +269,29 @@ export function newMultiProcessClient(
   if (isEtcdConfig(config)) return (async () => newEtcdMultiProcessClient(checkDataDir(dataDir), config))()
   const dir = checkDataDir(dataDir)
   checkObject('config', config)
-  const given = checkObject<Partial<ConcurrencyConfig>>('config.concurrency', config.concurrency ?? {})
+  const given = checkObject<NonNullable<PartialConfig['concurrency']>>('config.concurrency', config.concurrency ?? {})
   const slotsFile = checkSlotsFile(given.slotsFile ?? DEFAULT_SLOTS_FILE, 'config.concurrency.slotsFile')
+  const slots = checkSlots('config.concurrency.slots', given.slots)
+  const waiting = checkWaiting('config.', config)
 
   if (given.processCount !== undefined && checkCount('config.concurrency.processCount', given.processCount) > 1) {
     const concurrency = checkConcurrency({ processId: given.processId ?? 0, processCount: given.processCount, slotsFile })
     mkdirSync(dir, { recursive: true })
-    return MultiProcessClient.create(dir, concurrency, null)
+    const client = MultiProcessClient.create(dir, concurrency, null)
+    return waiting ? Promise.resolve(client) : client
   }
 
-  const lease = acquireLease(slotsFile)
-  try {
-    const concurrency = { processId: lease.slot, processCount: lease.table.size, slotsFile }
-    mkdirSync(dir, { recursive: true })
-    return MultiProcessClient.create(dir, concurrency, lease)
-  } catch (err) {
-    releaseLease(lease)
-    throw err
+  const open = (lease: Lease): MultiProcessClient => {
+    try {
+      const concurrency = { processId: lease.slot, processCount: lease.table.size, slotsFile }
+      mkdirSync(dir, { recursive: true })
+      return MultiProcessClient.create(dir, concurrency, lease)
+    } catch (err) {
+      releaseLease(lease)
+      throw err
+    }
   }
+  return waiting ? acquireLease(slotsFile, slots, waiting).then(open) : open(acquireLease(slotsFile, slots))
 }
 
 /**

@@ -377,7 +377,7 @@ impl NativeTargetLock {
 
 /// Runs `work` on a new thread and settles a promise with its result; a core error rejects it with the
 /// same JavaScript error a synchronous call would throw (built on the JavaScript thread, where it settles).
-fn on_thread<'env, T, F>(env: &'env Env, work: F) -> Result<Object<'env>>
+pub(crate) fn on_thread<'env, T, F>(env: &'env Env, work: F) -> Result<Object<'env>>
 where
   T: napi::bindgen_prelude::ToNapiValue + Send + 'static,
   F: FnOnce() -> procslot_core::Result<T> + Send + 'static,

@@ -3,6 +3,7 @@
 //! - [`slots`]: worker slots. Each process of a fleet takes a small reusable ID from a memory-mapped slot
 //!   file: one 8-byte word per slot, written with atomic compare-and-swap, and an exclusive byte-range lock
 //!   per slot as the lease, so a dead holder's slot comes back the moment the kernel drops its lock.
+//! - [`exec`]: `procslot exec` — take a slot, then become another program that inherits it.
 //! - [`liveness`]: the PID-based fallback that decides whether a holder is dead where a filesystem refuses
 //!   locks.
 //! - [`pidfile`]: standard PID files, written atomically, read strictly, judged for trust; a per-target
@@ -16,6 +17,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 pub mod error;
+pub mod exec;
 pub mod judge;
 pub mod liveness;
 pub mod mount;
@@ -39,6 +41,7 @@ pub use pidfile::{
 };
 pub use process::{identity, started_after, Identity, ProcessHandle, Signalled};
 pub use slots::{
-  ensure_private_dir, get_process_id, release_process_id, Holder, Locking, OpenOptions, SlotFile,
-  SlotInfo, DEFAULT_TIMEOUT, MAX_FILE_BYTES, MAX_SLOTS, SLOT_BYTES,
+  ensure_private_dir, get_process_id, release_process_id, Cancel, Holder, Locking, OpenOptions,
+  SlotFile, SlotInfo, Waited, CROWDED, DEFAULT_TIMEOUT, MAX_FILE_BYTES, MAX_SLOTS, SLOT_BYTES,
+  WAIT_POLL,
 };
