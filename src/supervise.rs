@@ -736,3 +736,79 @@ pub fn unmount_lazy(env: &Env, path: String) -> Result<bool> {
 pub fn validate_target_id(env: &Env, target_id: String) -> Result<()> {
   procslot_core::validate_target_id(&target_id).map_err(|e| to_js(env, e))
 }
+
+type ExitCallback =
+  napi::threadsafe_function::ThreadsafeFunction<u32, (), u32, Status, false, true>;
+
+/// Reports the death of watched processes to JavaScript: the core's one watcher thread (an epoll set over
+/// pidfds) calls `callback(token)` once per watched process that exits. It does not keep the event loop
+/// alive by itself.
+#[napi]
+pub struct NativeExitWatcher {
+  callback: Arc<ExitCallback>,
+  watches: std::collections::HashMap<u32, procslot_core::watch::WatchId>,
+}
+
+#[napi]
+impl NativeExitWatcher {
+  #[napi(constructor)]
+  pub fn new(callback: napi::bindgen_prelude::Function<u32, ()>) -> Result<Self> {
+    let tsfn = callback
+      .build_threadsafe_function::<u32>()
+      .callee_handled::<false>()
+      .weak::<true>()
+      .build()?;
+    Ok(NativeExitWatcher {
+      callback: Arc::new(tsfn),
+      watches: std::collections::HashMap::new(),
+    })
+  }
+
+  /// Watches `process` under `token` (replacing an earlier watch of that token); `false` when it cannot be
+  /// watched (no pidfd, or its handle is closed).
+  #[napi]
+  pub fn watch(&mut self, env: &Env, process: &NativeProcess, token: u32) -> Result<bool> {
+    self.unwatch(token);
+    let Some(handle) = process.handle.as_ref() else {
+      return Ok(false);
+    };
+    let callback = self.callback.clone();
+    let on_exit = Box::new(move || {
+      callback.call(
+        token,
+        napi::threadsafe_function::ThreadsafeFunctionCallMode::NonBlocking,
+      );
+    });
+    let id = procslot_core::watch::watch(handle, on_exit).map_err(|e| to_js(env, e))?;
+    match id {
+      Some(id) => {
+        self.watches.insert(token, id);
+        Ok(true)
+      }
+      None => Ok(false),
+    }
+  }
+
+  /// Stops watching `token`; whether it was watched (its callback will not come).
+  #[napi]
+  pub fn unwatch(&mut self, token: u32) -> bool {
+    self
+      .watches
+      .remove(&token)
+      .is_some_and(procslot_core::watch::unwatch)
+  }
+
+  /// Stops every watch of this watcher (the watcher thread serves others on). Idempotent.
+  #[napi]
+  pub fn close(&mut self) {
+    for (_, id) in self.watches.drain() {
+      procslot_core::watch::unwatch(id);
+    }
+  }
+}
+
+/// How many processes the watcher thread watches now (all watchers of this process).
+#[napi]
+pub fn watched_count() -> u32 {
+  procslot_core::watch::watched() as u32
+}
