@@ -154,6 +154,13 @@ impl From<Verdict> for NativeVerdict {
   }
 }
 
+/// A PID file judged for display; `foreign_owner` is set when root read another user's file.
+#[napi(object)]
+pub struct NativeDisplayVerdict {
+  pub verdict: NativeVerdict,
+  pub foreign_owner: Option<u32>,
+}
+
 /// A target as found on disk: its PID file judged, its spawn record, and the record's process (that
 /// very process, alive) — a record without a PID file is a spawn that never finished.
 #[napi(object)]
@@ -274,6 +281,24 @@ impl NativePidFileStore {
   pub fn judge(&self, env: &Env, target_id: String) -> Result<Option<NativeVerdict>> {
     let v = self.store.judge(&target_id).map_err(|e| to_js(env, e))?;
     Ok(v.map(Into::into))
+  }
+
+  /// The target's PID file judged for display: as root, a file of another user is read as that user
+  /// would (`owner` says whose it is) instead of being reported untrusted. Nothing may act on it.
+  #[napi]
+  pub fn judge_for_display(
+    &self,
+    env: &Env,
+    target_id: String,
+  ) -> Result<Option<NativeDisplayVerdict>> {
+    let v = self
+      .store
+      .judge_for_display(&target_id)
+      .map_err(|e| to_js(env, e))?;
+    Ok(v.map(|(v, owner)| NativeDisplayVerdict {
+      verdict: v.into(),
+      foreign_owner: owner,
+    }))
   }
 
   /// The target's PID file judged, its spawn record and the record's process.
