@@ -38,6 +38,11 @@ export class Supervisor {
   readonly #tokenOf = new WeakMap<Tracked, number>()
   readonly #plans = new Map<string, Plan>()
   #next = 1
+  /**
+   * Held while any daemon has a restart policy: supervising it is work, so the process stays alive.
+   * Watching alone keeps nothing alive (the watcher's callback into JavaScript is weak).
+   */
+  #keepAlive: NodeJS.Timeout | null = null
 
   constructor(
     readonly tr: Tracker,
@@ -86,6 +91,7 @@ export class Supervisor {
     if (old !== undefined && !old.cancelled && old.policy === policy && old.mountPath === mountPath) return
     if (old !== undefined) this.cancel(targetId)
     this.#plans.set(targetId, { policy, mountPath, env, history: [], timer: null, cancelled: false })
+    this.#keepAliveIfPlanned()
   }
 
   /** Cancels a target's restarts, pending or future (`kill`, `cleanupAll`). */
@@ -95,6 +101,15 @@ export class Supervisor {
     plan.cancelled = true
     if (plan.timer !== null) clearTimeout(plan.timer)
     this.#plans.delete(targetId)
+    this.#keepAliveIfPlanned()
+  }
+
+  #keepAliveIfPlanned(): void {
+    if (this.#plans.size > 0 && this.#keepAlive === null) this.#keepAlive = setInterval(() => {}, 2 ** 30)
+    if (this.#plans.size === 0 && this.#keepAlive !== null) {
+      clearInterval(this.#keepAlive)
+      this.#keepAlive = null
+    }
   }
 
   /** Cancels every restart and every watch. */

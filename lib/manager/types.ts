@@ -73,7 +73,8 @@ export interface FuseProcessManagerOptions {
    * Whether a daemon this manager spawned is started again when it dies on its own (see
    * {@link RestartPolicy}); per spawn with `spawn(..., { restart })`. A restart reuses the target's mount
    * path, args and env. Adopted daemons (whose environment only their spawner knew) are watched and
-   * cleaned up, not restarted.
+   * cleaned up, not restarted. While a daemon has a restart policy, the process is kept alive (watching
+   * alone never keeps it alive).
    * @default 'no'
    */
   readonly restart?: RestartPolicy
