@@ -22,7 +22,9 @@ export type {
   ManagerEvents,
   ManagerStats,
   ProcessInfo,
+  RestartPolicy,
   SpawnContext,
+  SpawnOptions,
   UntrustedPidFile,
 } from './lib/manager'
 export {

@@ -122,3 +122,17 @@ fuseTest('a daemon another manager process kills is not restarted by a manager t
   t.deepEqual(daemonsWith(box.marker), [])
   t.is(openProcess(pid), null)
 })
+
+fuseTest('the stale events of the construction-time load come after the constructor returns: a listener attached right after new sees them', async (t) => {
+  const box = sandbox(t)
+  const first = box.sleep()
+  const { pid } = await first.spawn('gone', box.mnt('gone'))
+  first.close()
+  const h = openProcess(pid)!
+  process.kill(pid, 'SIGKILL')
+  t.true(await deadline(h.waitExit(10_000), 15_000, 'the daemon to die'))
+  const manager = box.sleep()
+  t.is(manager.cleaned, 1, 'counted at once')
+  const [e] = await deadline(once(manager, 'stale'), 5_000, 'the stale event')
+  t.like(e, { targetId: 'gone', pid })
+})
