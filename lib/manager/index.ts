@@ -378,7 +378,7 @@ export class FuseProcessManager extends EventEmitter<ManagerEvents> implements D
   /** Kills every tracked daemon (see {@link kill}) and cancels every pending restart. */
   async cleanupAll(options: { force?: boolean } = {}): Promise<void> {
     if (this.#closed) return
-    this.#supervisor.close()
+    this.#supervisor.cancelAll()
     await Promise.all(this.#tracker.all().map((t) => this.kill(t.targetId, { force: options.force })))
   }
 

@@ -112,9 +112,14 @@ export class Supervisor {
     }
   }
 
-  /** Cancels every restart and every watch. */
-  close(): void {
+  /** Cancels every pending and future restart (`cleanupAll`). */
+  cancelAll(): void {
     for (const id of [...this.#plans.keys()]) this.cancel(id)
+  }
+
+  /** Cancels every restart and every watch (`close`). */
+  close(): void {
+    this.cancelAll()
     this.#watcher?.close()
     this.#tokens.clear()
   }
