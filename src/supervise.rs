@@ -1,7 +1,9 @@
 //! Bindings for PID files, process handles and mount points (the FUSE process manager's native half).
 //! Waits that can take seconds (a process's exit, a mount appearing, another process's lock) run on a
 //! thread of their own and settle a promise, so that neither the JavaScript thread nor libuv's small
-//! thread pool (which `fs` needs) is ever blocked by them.
+//! thread pool (which `fs` needs) is ever blocked by them. Judgements of PID files come from the core
+//! and cross as a string union, unchanged; deaths of watched processes come from the core's one watcher
+//! thread through a weak threadsafe function.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -242,7 +244,7 @@ impl NativePidFileStore {
     )
   }
 
-  /// Deletes the target's PID file and its mount-path file; whether there was a PID file.
+  /// Deletes the target's PID file, then its spawn record; whether there was a PID file.
   #[napi]
   pub fn delete(&self, env: &Env, target_id: String) -> Result<bool> {
     self.store.delete(&target_id).map_err(|e| to_js(env, e))
