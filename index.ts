@@ -12,6 +12,16 @@ export { acquireMultiProcessConfig, defaultConfig, multiProcessConfig } from './
 export type { ConcurrencyConfig, Config, PartialConfig } from './lib/config'
 export { MultiProcessClient, newClient, newMultiProcessClient, newMultiProcessClientWithFile } from './lib/client'
 export type { FrozenConfig } from './lib/client'
+export { EtcdSlotTable } from './lib/etcd'
+export type {
+  EtcdAcquireOptions,
+  EtcdClientConfig,
+  EtcdConcurrencyOptions,
+  EtcdSlotInfo,
+  EtcdSlotTableEvents,
+  EtcdSlotTableOptions,
+  EtcdWaitOptions,
+} from './lib/etcd'
 export { PidFileStore } from './lib/pidfile'
 export type { PidFileInfo } from './lib/pidfile'
 export { FuseProcessManager } from './lib/manager'
@@ -27,6 +37,8 @@ export type {
   SpawnOptions,
   UntrustedPidFile,
 } from './lib/manager'
+export { EtcdError } from './lib/errors'
+export type { EtcdErrorCode } from './lib/errors'
 export {
   InvalidTargetIdError,
   PidFileError,

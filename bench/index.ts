@@ -14,6 +14,7 @@ import { fileURLToPath } from 'node:url'
 
 import { SlotTable, getProcessId, releaseProcessId } from '../index.js'
 import * as binding from '../binding.js'
+import { etcdCases, type EtcdBench } from './etcd.ts'
 import { managerCases } from './manager.ts'
 import { compare, formatNs, formatRate, formatTable, timerOverhead, type Comparison, type Stats } from './harness.ts'
 
@@ -133,6 +134,7 @@ async function main(): Promise<void> {
   const freeFile = join(dir, 'free-1024')
   const open: SlotTable[] = []
   const results: CaseResult[] = []
+  let etcd: EtcdBench | null = null
   const timerNs = timerOverhead()
 
   try {
@@ -282,6 +284,8 @@ async function main(): Promise<void> {
     for (const m of await managerCases(dir, progress)) {
       results.push(result(id++, m.name, m.comparison, m.aim, () => m.met === true))
     }
+    etcd = await etcdCases(dir, progress, id)
+    for (const m of etcd.cases) results.push(result(id++, m.name, m.comparison, m.aim, () => m.met === true))
   } finally {
     for (const t of open) t.close()
     releaseProcessId(idFile)
@@ -305,6 +309,8 @@ async function main(): Promise<void> {
       units: 'nanoseconds per operation; opsPerSec = 1e9 / mean',
     },
     cases: results,
+    etcdKeepAlive: etcd?.traffic ?? null,
+    etcdSkipped: etcd?.skipped ?? null,
   }
   const json = JSON.stringify(report, null, 2)
   writeFileSync(RESULTS, json + '\n')
@@ -332,6 +338,16 @@ async function main(): Promise<void> {
       `load ${m.loadavg.map((l) => l.toFixed(2)).join(' ')}, ${m.date}`,
   )
   console.log(formatTable(header, rows, new Set([1, 2, 3, 4, 6, 7])))
+  if (etcd?.traffic) {
+    const k = etcd.traffic
+    console.log(
+      `\netcd keep-alive traffic of one idle holder (TTL ${k.ttlSeconds} s, over ${k.windowMs / 1000} s): ` +
+        `${k.requestsPerMinute} requests/min, ${k.bytesPerMinute} B/min on the wire ` +
+        `(${k.bytesUpPerMinute} up, ${k.bytesDownPerMinute} down)`,
+    )
+  } else if (etcd?.skipped) {
+    console.log(`\netcd cases skipped: ${etcd.skipped}`)
+  }
   console.log(
     `\nper operation; samples: ${results.map((r) => `${r.id}: ${r.ours.samples}×${r.ours.batch}`).join(', ')}; ` +
       `timer overhead ${formatNs(timerNs)} per sample; ratio = median / baseline median; ` +

@@ -16,6 +16,7 @@ import {
   type PartialConfig,
 } from './config'
 import { DEFAULT_SLOTS_FILE, SlotTable } from './slots'
+import { isEtcdConfig, newEtcdMultiProcessClient, type EtcdClientConfig } from './etcd/client'
 import { checkObject, checkString } from './validate'
 
 /**
@@ -64,6 +65,15 @@ function releaseLease({ table, slot }: Lease): void {
   table.detach()
 }
 
+/**
+ * A slot held some other way than through a slot file (an etcd lease, lib/etcd/): the client calls
+ * `release()` when it closes.
+ */
+interface ExternalLease {
+  readonly slot: number
+  release(): void
+}
+
 /** A {@link Config} that cannot be changed: a client's `config`. */
 export interface FrozenConfig {
   /** Which process of a fleet this is. */
@@ -84,17 +94,17 @@ export class MultiProcessClient {
   readonly config: FrozenConfig
   /** The data directory, as an absolute path; it exists (it was created if needed). */
   readonly dataDir: string
-  #lease: Lease | null
+  #lease: Lease | ExternalLease | null
   #closed = false
 
-  private constructor(dataDir: string, concurrency: ConcurrencyConfig, lease: Lease | null) {
+  private constructor(dataDir: string, concurrency: ConcurrencyConfig, lease: Lease | ExternalLease | null) {
     this.dataDir = dataDir
     this.config = freeze(concurrency)
     this.#lease = lease
   }
 
   /** @internal Use {@link newClient} or {@link newMultiProcessClient}. */
-  static create(dataDir: string, concurrency: ConcurrencyConfig, lease: Lease | null): MultiProcessClient {
+  static create(dataDir: string, concurrency: ConcurrencyConfig, lease: Lease | ExternalLease | null): MultiProcessClient {
     return new MultiProcessClient(dataDir, concurrency, lease)
   }
 
@@ -152,7 +162,7 @@ export class MultiProcessClient {
     this.#closed = true
     const lease = this.#lease
     this.#lease = null
-    if (lease) releaseLease(lease)
+    if (lease) 'release' in lease ? lease.release() : releaseLease(lease)
   }
 
   /** Calls {@link MultiProcessClient.close}, for `using client = newMultiProcessClient(dir)`. */
@@ -201,7 +211,21 @@ export function newClient(dataDir: string, config: Config = defaultConfig()): Mu
  * @throws {TypeError | RangeError} for an invalid config or `dataDir`
  * @throws the `fs` error when `dataDir` cannot be created
  */
-export function newMultiProcessClient(dataDir: string, config: PartialConfig = {}): MultiProcessClient {
+export function newMultiProcessClient(dataDir: string, config?: PartialConfig): MultiProcessClient
+/**
+ * Opens a client whose ID is a slot under an etcd prefix, unique across every host sharing the prefix
+ * (see {@link EtcdSlotTable}): it resolves once the slot is held; `close()` releases it.
+ *
+ * @throws (rejects) {SlotsExhaustedError} (`ESLOTSFULL`) when every slot is held (after `waitMs`)
+ * @throws (rejects) {EtcdError} `EETCDUNAVAILABLE` and the other codes of {@link EtcdSlotTable.open}
+ */
+export function newMultiProcessClient(dataDir: string, config: EtcdClientConfig): Promise<MultiProcessClient>
+export function newMultiProcessClient(
+  dataDir: string,
+  config: PartialConfig | EtcdClientConfig = {},
+): MultiProcessClient | Promise<MultiProcessClient> {
+  // Across hosts: the ID comes from etcd (lib/etcd/client.ts), asynchronously; every error rejects.
+  if (isEtcdConfig(config)) return (async () => newEtcdMultiProcessClient(checkDataDir(dataDir), config))()
   const dir = checkDataDir(dataDir)
   checkObject('config', config)
   const given = checkObject<Partial<ConcurrencyConfig>>('config.concurrency', config.concurrency ?? {})
