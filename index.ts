@@ -32,7 +32,9 @@ export type {
   ManagerEvents,
   ManagerStats,
   ProcessInfo,
+  RestartPolicy,
   SpawnContext,
+  SpawnOptions,
   UntrustedPidFile,
 } from './lib/manager'
 export { EtcdError } from './lib/errors'

@@ -9,12 +9,16 @@ import { demoCommand } from './cli-demo'
 import { execCommand } from './cli-exec'
 import { pidsCommand } from './cli-pids'
 import { slotsCommand } from './cli-slots'
+import { statusCommand } from './cli-status'
+import { stopCommand } from './cli-stop'
 import { CliFailure, type Command } from './cli-util'
 
 /** Subcommand name → handler. */
 const commands: Record<string, Command> = {
   slots: slotsCommand,
   pids: pidsCommand,
+  status: statusCommand,
+  stop: stopCommand,
   demo: demoCommand,
   exec: execCommand,
 }

@@ -10,6 +10,7 @@
 //!   lock across processes.
 //! - [`judge`]: the one judgement of a PID file: running, stale, reused, invalid or untrusted.
 //! - [`process`]: a handle on one particular process (start time, pidfd): alive, signal, wait for exit.
+//! - [`watch`]: one thread and one epoll set that report the death of every watched process.
 //! - [`mount`]: mount points, waiting for a mount to appear, lazy unmounts.
 //!
 //! Platform code lives in one private `sys` module chosen by `cfg`.
@@ -25,6 +26,7 @@ pub mod pidfile;
 pub mod process;
 pub mod slots;
 mod sys;
+pub mod watch;
 
 pub use error::{Error, Result};
 pub use judge::{judge, Judgement, Verdict};
