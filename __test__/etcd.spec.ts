@@ -316,6 +316,78 @@ etcdTest('a pending wait does not hold up snapshot(); close() ends it with ECLOS
   }
 })
 
+etcdTest('a process whose acquire failed and whose waits timed out at every step exits by itself once its table is closed', async (t) => {
+  const etcd = { endpoints: shared!.endpoint, prefix: prefix(), slots: 1 }
+  const index = fileURLToPath(new URL('../index.js', import.meta.url))
+  // The waits end at every point of their work: while the lease is granted, while the slot is claimed,
+  // while the watch is being opened, while it waits. The sweep is scaled by how long a failed acquire (a
+  // grant, a claim and a revoke) takes, so a slow machine is swept as finely as a fast one.
+  const script = `
+    const { EtcdSlotTable } = require(${JSON.stringify(index)})
+    const full = (e) => { if (e.code !== 'ESLOTSFULL') throw e }
+    ;(async () => {
+      const table = await EtcdSlotTable.open(${JSON.stringify(etcd)})
+      const start = performance.now()
+      await table.acquire().then(() => { throw new Error('acquired a held slot') }, full)
+      const step = (performance.now() - start) / 10
+      for (let i = 0; i < 15; i++) {
+        await table.waitForSlot({ timeoutMs: Math.round(i * step) }).then(() => { throw new Error('waited into a held slot') }, full)
+      }
+      await table.close()
+      process.stdout.write('closed\\n')
+    })().catch((err) => { process.stderr.write(String(err && err.stack) + '\\n'); process.exitCode = 1 })`
+  const holder = await EtcdSlotTable.open(etcd)
+  try {
+    await holder.acquire()
+    const child = spawn(process.execPath, ['-e', script], { stdio: ['ignore', 'pipe', 'pipe'] })
+    let output = ''
+    let closedAt = 0
+    child.stdout!.on('data', (d: Buffer) => {
+      output += d.toString()
+      if (output.includes('closed')) closedAt ||= performance.now()
+    })
+    child.stderr!.on('data', (d: Buffer) => (output += d.toString()))
+    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)))
+    try {
+      const code = await deadline(exited, 60_000, 'the process to exit by itself after closing its table')
+      t.is(code, 0, output)
+      t.true(output.includes('closed'), output)
+      t.log(`exited ${(performance.now() - closedAt).toFixed(0)} ms after close() resolved`)
+    } finally {
+      child.kill('SIGKILL')
+    }
+  } finally {
+    await holder.close()
+  }
+})
+
+etcdTest('a wait outlives an etcd restart: its watch reconnects and it takes the slot freed after', async (t) => {
+  const cluster = await EtcdCluster.start(join(tmp.dir, 'wait-restart'), 1)
+  // A generous call deadline: a restart that lands before the wait's watch is open (while its lease is
+  // granted or its claim read) is ridden out by the calls' retries; one that lands after breaks the watch,
+  // which opens again from the revision after the last delete it saw.
+  const etcd = { endpoints: cluster.endpoint, prefix: prefix(), slots: 1, ttlSeconds: 5, callTimeoutMs: 20_000 }
+  const tables: EtcdSlotTable[] = []
+  try {
+    const holder = await EtcdSlotTable.open(etcd)
+    const waiter = await EtcdSlotTable.open(etcd)
+    tables.push(holder, waiter)
+    t.is(await holder.acquire(), 0)
+    const waiting = waiter.waitForSlot({ timeoutMs: 60_000 })
+    t.like((await waiter.snapshot())[0], { alive: true, self: false })
+    const member = cluster.members[0]!
+    await member.kill()
+    await member.start()
+    // The holder kept its lease across the restart (etcd restores leases with a full TTL).
+    t.true(await holder.release(), 'the holder still held its slot')
+    t.is(await deadline(waiting, 30_000, 'the waiter to take the slot freed after the restart'), 0)
+    t.is(waiter.held, 0)
+  } finally {
+    await Promise.all(tables.map((table) => table.close()))
+    await cluster.stop()
+  }
+})
+
 etcdTest('garbage collection of an unreferenced table never gives its slot back', async (t) => {
   const etcd = { endpoints: shared!.endpoint, prefix: prefix(), slots: 1, ttlSeconds: 2 }
   const index = fileURLToPath(new URL('../index.js', import.meta.url))

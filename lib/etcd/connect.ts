@@ -70,3 +70,22 @@ export function newClient(lib: Etcd3Module, settings: Settings, options: Record<
     },
   })
 }
+
+/** A streaming gRPC call of the etcd3 client (a keep-alive or a watch stream). */
+interface StreamCall {
+  end(): unknown
+  cancel?: () => void
+  on(event: 'error', listener: (err: Error) => void): unknown
+}
+
+/**
+ * Ends a streaming call at once, on this side: no answer from etcd is awaited. A call left open keeps its
+ * HTTP/2 session, and so the process, alive even after the client is closed (closing a gRPC channel lets
+ * its calls run on). Half-closing it first makes the client see it as no longer writable, so the
+ * cancellation is not mistaken for a failed endpoint.
+ */
+export function endCall(call: StreamCall): void {
+  call.on('error', () => {})
+  call.end()
+  call.cancel?.()
+}

@@ -6,7 +6,7 @@ import type { EventEmitter } from 'node:events'
 import type * as Etcd3 from 'etcd3'
 
 import { elapsedSince, stamp, type Stamp } from './clock'
-import type { Client } from './connect'
+import { endCall, type Client } from './connect'
 
 type KeepAliveStream = Awaited<ReturnType<Client['leaseClient']['leaseKeepAlive']>>
 
@@ -133,7 +133,8 @@ export class HeldLease {
     this.#client.leaseClient.leaseKeepAlive().then(
       (stream) => {
         this.#opening = false
-        if (this.#state !== 'held') return void stream.end()
+        // Ended while the stream was being opened: end it at once, or it keeps the process alive.
+        if (this.#state !== 'held') return endCall(stream)
         this.#stream = stream
         this.#pending = []
         stream.on('data', (res: Etcd3.ILeaseKeepAliveResponse) => this.#ack(stream, res))
@@ -168,10 +169,7 @@ export class HeldLease {
     this.#pending = []
     if (stream) {
       ;(stream as unknown as EventEmitter).removeAllListeners('data')
-      stream.on('error', () => {})
-      stream.end()
-      // A gRPC call object: cancel it too, so a stream stuck on a dead connection does not linger.
-      ;(stream as unknown as { cancel?: () => void }).cancel?.()
+      endCall(stream)
     }
   }
 

@@ -12,6 +12,7 @@ import { stamp } from './clock'
 import { loadEtcd3, newClient, type Client, type Etcd3Module } from './connect'
 import { HeldLease } from './lease'
 import { checkOptions, type Settings } from './options'
+import { PrefixWatch } from './watch'
 import type { EtcdAcquireOptions, EtcdSlotInfo, EtcdSlotTableEvents, EtcdSlotTableOptions, EtcdWaitOptions } from './types'
 
 interface Hold {
@@ -194,8 +195,8 @@ export class EtcdSlotTable extends EventEmitter<EtcdSlotTableEvents> {
       let lease = await this.#grant()
       let wake: (() => void) | null = null
       let deletes = 0
-      let watcher: Etcd3.Watcher | null = null
-      let finished = false
+      // Referenced from the moment it is made, and ended (at once, on this side) when the wait ends.
+      let watch: PrefixWatch | null = null
       let stop: ((err: Error) => void) | null = null
       const stopped = new Promise<never>((_, reject) => (stop = reject))
       stopped.catch(() => {})
@@ -215,31 +216,22 @@ export class EtcdSlotTable extends EventEmitter<EtcdSlotTableEvents> {
           }
           const claim = await Promise.race([this.#claim(lease, preferred), stopped])
           if (claim.slot >= 0) return this.#took(lease, claim)
-          if (watcher === null) {
+          if (watch === null) {
             // Every delete after the revision just read: nothing freed in between is missed.
-            const creating = this.#client
-              .watch()
-              .prefix(`${this.#settings.prefix}/`)
-              .startRevision(String(Number(claim.revision) + 1))
-              .create()
-            // A watcher that arrives after the wait ended is cancelled.
-            creating.then(
-              (w) => void (finished && w.cancel().catch(() => {})),
-              () => {},
-            )
-            watcher = await Promise.race([creating, stopped])
-            const w: Etcd3.Watcher = watcher
-            w.on('delete', () => {
-              deletes++
-              wake?.()
+            const from = BigInt(claim.revision) + 1n
+            const w: PrefixWatch = new PrefixWatch(this.#client, this.#lib.FilterType.Noput, this.#range(), from, {
+              deleted: () => {
+                deletes++
+                wake?.()
+              },
+              // A compacted start revision: read again and watch anew.
+              reset: () => {
+                if (watch === w) watch = null
+                deletes++
+                wake?.()
+              },
             })
-            // A compacted start revision or a broken stream: read again and watch anew.
-            w.on('error', () => {
-              if (watcher === w) watcher = null
-              deletes++
-              wake?.()
-              void w.cancel().catch(() => {})
-            })
+            watch = w
           }
           if (deletes === seen) {
             await Promise.race([new Promise<void>((resolve) => (wake = resolve)), stopped])
@@ -250,11 +242,10 @@ export class EtcdSlotTable extends EventEmitter<EtcdSlotTableEvents> {
         await this.#revokeQuietly(lease)
         throw err
       } finally {
-        finished = true
+        ;(watch as PrefixWatch | null)?.end()
         this.#waits.delete(stop!)
         if (timer) clearTimeout(timer)
         signal?.removeEventListener('abort', onAbort)
-        if (watcher) await (watcher as Etcd3.Watcher).cancel().catch(() => {})
       }
     })
   }
