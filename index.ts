@@ -8,13 +8,21 @@ import './lib/platform'
 
 export { DEFAULT_SLOTS_FILE, MAX_SLOTS, SlotTable, getProcessId, releaseProcessId } from './lib/slots'
 export type { AcquireOptions, SlotInfo, SlotTableOptions } from './lib/slots'
-export { acquireMultiProcessConfig, defaultConfig, multiProcessConfig } from './lib/config'
+// Loaded on first use (see lib/lazy.ts): a program that only wants its slot never loads them.
+export {
+  FuseProcessManager,
+  MultiProcessClient,
+  PidFileStore,
+  acquireMultiProcessConfig,
+  defaultConfig,
+  multiProcessConfig,
+  newClient,
+  newMultiProcessClient,
+  newMultiProcessClientWithFile,
+} from './lib/lazy'
 export type { ConcurrencyConfig, Config, PartialConfig } from './lib/config'
-export { MultiProcessClient, newClient, newMultiProcessClient, newMultiProcessClientWithFile } from './lib/client'
 export type { FrozenConfig } from './lib/client'
-export { PidFileStore } from './lib/pidfile'
 export type { PidFileInfo } from './lib/pidfile'
-export { FuseProcessManager } from './lib/manager'
 export type {
   FuseProcessManagerOptions,
   KillOptions,
