@@ -21,12 +21,24 @@ import { deadline } from './helpers.ts'
 const repo = dirname(dirname(fileURLToPath(import.meta.url)))
 const pkg = JSON.parse(readFileSync(join(repo, 'package.json'), 'utf8')) as { name: string; version: string }
 const REGISTRY = fileURLToPath(new URL('./fixtures/registry.cjs', import.meta.url))
-// The one platform whose binary is built here; CI runs on it.
-const PLATFORM = 'linux-x64-gnu'
-const TRIPLE = 'x86_64-unknown-linux-gnu'
+/** napi-rs's platform names of the targets in package.json `napi.targets` (npm/<platform>/). */
+const TRIPLES: Record<string, string> = {
+  'linux-x64-gnu': 'x86_64-unknown-linux-gnu',
+  'linux-arm64-gnu': 'aarch64-unknown-linux-gnu',
+  'linux-x64-musl': 'x86_64-unknown-linux-musl',
+  'linux-arm64-musl': 'aarch64-unknown-linux-musl',
+  'darwin-x64': 'x86_64-apple-darwin',
+  'darwin-arm64': 'aarch64-apple-darwin',
+}
+const report = process.platform === 'linux' ? (process.report.getReport() as { header?: { glibcVersionRuntime?: string } }) : {}
+const isMusl = process.platform === 'linux' && !report.header?.glibcVersionRuntime
+const PLATFORM = `${process.platform}-${process.arch}${process.platform === 'linux' ? (isMusl ? '-musl' : '-gnu') : ''}`
+const TRIPLE = TRIPLES[PLATFORM]
 const PLATFORM_PKG = `${pkg.name}-${PLATFORM}`
-const onPlatform = process.platform === 'linux' && process.arch === 'x64' && !existsSync('/lib/ld-musl-x86_64.so.1')
-const platformTest = onPlatform || process.env.CI ? test : test.skip
+const BINARY = join(repo, `procslot.${PLATFORM}.node`)
+// The binary built here (CI: linux x64 glibc; the release workflow: each target on its own platform).
+const built = TRIPLE !== undefined && existsSync(BINARY)
+const platformTest = built || process.env.CI ? test : test.skip
 
 /** A directory outside the repo (the default TMPDIR of a checkout may be inside it: node_modules lookups climb). */
 function outsideRepo(): string {
@@ -128,7 +140,7 @@ async function publish(reg: Registry): Promise<void> {
   manifest.napi.targets = [TRIPLE]
   writeFileSync(join(stage, 'package.json'), JSON.stringify(manifest, null, 2))
   cpSync(join(repo, 'npm', PLATFORM), join(stage, 'npm', PLATFORM), { recursive: true })
-  cpSync(join(repo, `procslot.${PLATFORM}.node`), join(stage, 'artifacts', `procslot.${PLATFORM}.node`))
+  cpSync(BINARY, join(stage, 'artifacts', `procslot.${PLATFORM}.node`))
   // The release's scripts run `napi` from the repo's devDependencies.
   symlinkSync(join(repo, 'node_modules'), join(stage, 'node_modules'))
 
@@ -137,7 +149,7 @@ async function publish(reg: Registry): Promise<void> {
 }
 
 test.before(async () => {
-  if (!onPlatform) return
+  if (!built) return
   const dir = await mkdtemp(join(outsideRepo(), 'procslot-registry-'))
   registry = await startRegistry(dir)
   await publish(registry)
@@ -161,7 +173,7 @@ async function consumer(reg: Registry, ...npmArgs: string[]): Promise<string> {
 }
 
 platformTest('the main package ships the built JavaScript, its types, README and LICENSE; no sources, no binary', (t) => {
-  t.true(onPlatform, `this check publishes the ${PLATFORM} binary; CI runs it on linux x64 glibc`)
+  t.true(built, `this check publishes the binary built here, ${BINARY}`)
   for (const file of ['package.json', 'README.md', 'LICENSE', 'index.js', 'index.d.ts', 'binding.js', 'lib/cli.js']) {
     t.true(packed.includes(file), `${file} is packed: ${packed.join(' ')}`)
   }
@@ -172,14 +184,19 @@ platformTest('the main package ships the built JavaScript, its types, README and
 })
 
 platformTest('npm install procslot from a registry brings the platform binary through optionalDependencies', async (t) => {
-  t.true(onPlatform)
+  t.true(built, `no binary built here: ${BINARY}`)
   const reg = registry!
   t.not((await run('sh', ['-c', 'command -v cargo'], reg.dir, reg.env)).code, 0, 'no cargo on the PATH')
   const project = await consumer(reg)
   const installed = JSON.parse(readFileSync(join(project, 'node_modules', pkg.name, 'package.json'), 'utf8'))
   t.deepEqual(installed.optionalDependencies, { [PLATFORM_PKG]: pkg.version }, 'written by napi prepublish')
   const lock = JSON.parse(readFileSync(join(project, 'package-lock.json'), 'utf8'))
-  t.like(lock.packages[`node_modules/${PLATFORM_PKG}`], { version: pkg.version, optional: true, os: ['linux'], cpu: ['x64'] })
+  t.like(lock.packages[`node_modules/${PLATFORM_PKG}`], {
+    version: pkg.version,
+    optional: true,
+    os: [process.platform],
+    cpu: [process.arch],
+  })
   t.true(lock.packages[`node_modules/${PLATFORM_PKG}`].resolved.startsWith(reg.url))
   const binary = readdirSync(join(project, 'node_modules', PLATFORM_PKG)).sort()
   t.deepEqual(binary, ['LICENSE', 'README.md', 'package.json', `procslot.${PLATFORM}.node`])
@@ -241,7 +258,7 @@ platformTest('npm install procslot from a registry brings the platform binary th
 })
 
 platformTest('installed without optional dependencies, procslot names the platform and the package to install', async (t) => {
-  t.true(onPlatform)
+  t.true(built, `no binary built here: ${BINARY}`)
   const reg = registry!
   const project = await consumer(reg, '--omit=optional')
   t.false(existsSync(join(project, 'node_modules', PLATFORM_PKG)))
