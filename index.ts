@@ -36,6 +36,8 @@ export type {
 export {
   InvalidTargetIdError,
   PidFileError,
+  ProcessError,
+  ProcslotError,
   SlotFileError,
   SlotsExhaustedError,
   SpawnError,

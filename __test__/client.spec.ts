@@ -62,13 +62,13 @@ test('multiProcessConfig validates its arguments and returns a fresh, editable o
   config.concurrency.processId = 0
   t.is(multiProcessConfig(1, 2).concurrency.processId, 1)
 
-  t.throws(() => multiProcessConfig(1.5, 4), { instanceOf: TypeError, message: /processId must be an integer, got 1\.5/ })
-  t.throws(() => multiProcessConfig(0, Number.NaN), { instanceOf: TypeError, message: /processCount/ })
-  t.throws(() => multiProcessConfig('1' as unknown as number, 4), { instanceOf: TypeError, message: /processId.*"1"/ })
-  t.throws(() => multiProcessConfig(-1, 4), { instanceOf: RangeError, message: /processId must be 0 or more, got -1/ })
-  t.throws(() => multiProcessConfig(4, 4), { instanceOf: RangeError, message: /processId must be below processCount \(4\), got 4/ })
+  t.throws(() => multiProcessConfig(1.5, 4), { instanceOf: RangeError, code: 'ERR_OUT_OF_RANGE', message: /processId .*must be an integer >= 0\. Received 1\.5/ })
+  t.throws(() => multiProcessConfig(0, Number.NaN), { instanceOf: RangeError, code: 'ERR_OUT_OF_RANGE', message: /processCount/ })
+  t.throws(() => multiProcessConfig('1' as unknown as number, 4), { instanceOf: TypeError, code: 'ERR_INVALID_ARG_TYPE', message: /processId.*"1"/ })
+  t.throws(() => multiProcessConfig(-1, 4), { instanceOf: RangeError, code: 'ERR_OUT_OF_RANGE', message: /processId .*>= 0\. Received -1/ })
+  t.throws(() => multiProcessConfig(4, 4), { instanceOf: RangeError, code: 'ERR_OUT_OF_RANGE', message: /processId .*below processCount \(4\)\. Received 4/ })
   t.throws(() => multiProcessConfig(0, 0), { instanceOf: RangeError })
-  t.throws(() => multiProcessConfig(0, 2, ''), { instanceOf: TypeError, message: /slotsFile/ })
+  t.throws(() => multiProcessConfig(0, 2, ''), { instanceOf: TypeError, code: 'ERR_INVALID_ARG_VALUE', message: /slotsFile/ })
 })
 
 test('acquireMultiProcessConfig takes this process ID as getProcessId does; processCount is the table size', (t) => {
@@ -121,7 +121,8 @@ test('newClient creates dataDir and uses the config as given, acquiring and rele
 
   t.throws(() => newClient(dataDir, { concurrency: { processId: 5, processCount: 4, slotsFile: file } }), {
     instanceOf: RangeError,
-    message: /config\.concurrency\.processId must be below processCount \(4\), got 5/,
+    code: 'ERR_OUT_OF_RANGE',
+    message: /config\.concurrency\.processId is out of range: it must be below processCount \(4\)\. Received 5/,
   })
   t.throws(() => newClient(dataDir, { concurrency: { processId: 1, processCount: 0, slotsFile: file } }), { instanceOf: RangeError })
   t.throws(() => newClient('', defaultConfig()), { instanceOf: TypeError, message: /dataDir/ })
@@ -172,7 +173,7 @@ test('a multi-process config is used as given: nothing acquired, nothing release
   t.throws(() => newMultiProcessClient(join(dir, 'data'), { concurrency: { processCount: 3, processId: 3 } }), {
     instanceOf: RangeError,
   })
-  t.throws(() => newMultiProcessClient(join(dir, 'data'), { concurrency: { processCount: 2.5 } }), { instanceOf: TypeError })
+  t.throws(() => newMultiProcessClient(join(dir, 'data'), { concurrency: { processCount: 2.5 } }), { instanceOf: RangeError })
 })
 
 test('clients of one file in one process share its slot, released when the last one closes', (t) => {
@@ -230,8 +231,8 @@ test('owns and ownedShards partition the shards exactly across all IDs', (t) => 
   t.deepEqual(single.ownedShards(4), [0, 1, 2, 3])
   t.true(single.owns(12345))
   t.throws(() => single.owns(-1), { instanceOf: RangeError })
-  t.throws(() => single.owns(0.5), { instanceOf: TypeError })
-  t.throws(() => single.ownedShards(Number.POSITIVE_INFINITY), { instanceOf: TypeError })
+  t.throws(() => single.owns(0.5), { instanceOf: RangeError })
+  t.throws(() => single.ownedShards(Number.POSITIVE_INFINITY), { instanceOf: RangeError })
   single.close()
 })
 

@@ -315,7 +315,7 @@ test('bad arguments are TypeErrors and RangeErrors; a closed table says ECLOSED'
   t.teardown(cleanup)
   const file = join(dir, 'slots')
   t.throws(() => SlotTable.open(file, { slots: 0 }), { instanceOf: RangeError })
-  t.throws(() => SlotTable.open(file, { slots: 1.5 }), { instanceOf: TypeError })
+  t.throws(() => SlotTable.open(file, { slots: 1.5 }), { instanceOf: RangeError, code: 'ERR_OUT_OF_RANGE' })
   t.throws(() => SlotTable.open(file, { slots: 131073 }), { instanceOf: RangeError })
   t.throws(() => SlotTable.open(''), { instanceOf: TypeError })
   t.is(getProcessId(''), -1)

@@ -16,6 +16,7 @@ import {
   type PartialConfig,
 } from './config'
 import { DEFAULT_SLOTS_FILE, SlotTable } from './slots'
+import { checkObject, checkString } from './validate'
 
 /**
  * The slots taken by clients of this process, by slot-file path. A process holds one slot per file, so
@@ -160,10 +161,7 @@ export class MultiProcessClient {
 }
 
 function checkDataDir(dataDir: unknown): string {
-  if (typeof dataDir !== 'string' || dataDir.length === 0 || dataDir.includes('\0')) {
-    throw new TypeError(`dataDir must be a non-empty string without NUL bytes, got ${JSON.stringify(dataDir)}`)
-  }
-  return resolve(dataDir)
+  return resolve(checkString('dataDir', dataDir))
 }
 
 /**
@@ -179,7 +177,7 @@ function checkDataDir(dataDir: unknown): string {
  */
 export function newClient(dataDir: string, config: Config = defaultConfig()): MultiProcessClient {
   const dir = checkDataDir(dataDir)
-  if (typeof config !== 'object' || config === null) throw new TypeError('config must be an object')
+  checkObject('config', config)
   const concurrency = checkConcurrency(config.concurrency)
   mkdirSync(dir, { recursive: true })
   return MultiProcessClient.create(dir, concurrency, null)
@@ -204,9 +202,8 @@ export function newClient(dataDir: string, config: Config = defaultConfig()): Mu
  */
 export function newMultiProcessClient(dataDir: string, config: PartialConfig = {}): MultiProcessClient {
   const dir = checkDataDir(dataDir)
-  if (typeof config !== 'object' || config === null) throw new TypeError('config must be an object')
-  const given = config.concurrency ?? {}
-  if (typeof given !== 'object' || given === null) throw new TypeError('config.concurrency must be an object')
+  checkObject('config', config)
+  const given = checkObject<Partial<ConcurrencyConfig>>('config.concurrency', config.concurrency ?? {})
   const slotsFile = checkSlotsFile(given.slotsFile ?? DEFAULT_SLOTS_FILE, 'config.concurrency.slotsFile')
 
   if (given.processCount !== undefined && checkCount('config.concurrency.processCount', given.processCount) > 1) {

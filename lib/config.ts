@@ -4,6 +4,7 @@
  */
 import { SlotTable, DEFAULT_SLOTS_FILE, getProcessId } from './slots'
 import { SlotsExhaustedError } from './errors'
+import { checkInteger, checkObject, checkString, outOfRange } from './validate'
 
 /** Which process of a fleet this is. Part of {@link Config}. */
 export interface ConcurrencyConfig {
@@ -32,25 +33,12 @@ export interface PartialConfig {
 
 /** @internal */
 export function checkSlotsFile(slotsFile: unknown, name = 'slotsFile'): string {
-  if (typeof slotsFile !== 'string' || slotsFile.length === 0 || slotsFile.includes('\0')) {
-    throw new TypeError(`${name} must be a non-empty string without NUL bytes, got ${JSON.stringify(slotsFile)}`)
-  }
-  return slotsFile
+  return checkString(name, slotsFile)
 }
 
-/** @internal */
+/** A count or index: an integer `>= 0`. @internal */
 export function checkCount(name: string, value: unknown): number {
-  if (typeof value !== 'number' || !Number.isSafeInteger(value)) {
-    throw new TypeError(`${name} must be an integer, got ${describe(value)}`)
-  }
-  if (value < 0) throw new RangeError(`${name} must be 0 or more, got ${value}`)
-  return value
-}
-
-function describe(value: unknown): string {
-  if (typeof value === 'number') return String(value)
-  if (typeof value === 'string') return JSON.stringify(value)
-  return value === null ? 'null' : typeof value
+  return checkInteger(name, value, 0, Number.MAX_SAFE_INTEGER)
 }
 
 /**
@@ -59,18 +47,13 @@ function describe(value: unknown): string {
  * @internal
  */
 export function checkConcurrency(concurrency: unknown, where = 'config.concurrency'): ConcurrencyConfig {
-  if (typeof concurrency !== 'object' || concurrency === null) {
-    throw new TypeError(`${where} must be an object, got ${describe(concurrency)}`)
-  }
-  const c = concurrency as Record<string, unknown>
+  const c = checkObject<Record<string, unknown>>(where, concurrency)
   const processId = checkCount(`${where}.processId`, c.processId)
   const processCount = checkCount(`${where}.processCount`, c.processCount)
   const slotsFile = checkSlotsFile(c.slotsFile, `${where}.slotsFile`)
   if (processCount === 0 ? processId !== 0 : processId >= processCount) {
-    throw new RangeError(
-      `${where}.processId must be below processCount (${processCount}), got ${processId}` +
-        (processCount === 0 ? ' (processCount 0 is single-process: processId must be 0)' : ''),
-    )
+    const range = processCount === 0 ? '0 when processCount is 0 (single-process)' : `below processCount (${processCount})`
+    throw outOfRange(`${where}.processId`, range, processId)
   }
   return { processId, processCount, slotsFile }
 }
@@ -95,9 +78,9 @@ export function defaultConfig(): Config {
  * @param slotsFile - the slot file the ID came from
  * @default slotsFile {@link DEFAULT_SLOTS_FILE}
  * @returns a fresh object the caller may edit
- * @throws {TypeError} when `processId` or `processCount` is not an integer, or `slotsFile` is not a
- *   non-empty string
- * @throws {RangeError} unless `0 <= processId < processCount`
+ * @throws {TypeError} (`ERR_INVALID_ARG_TYPE`, `ERR_INVALID_ARG_VALUE`) when `processId` or
+ *   `processCount` is not a number, or `slotsFile` is not a non-empty string
+ * @throws {RangeError} (`ERR_OUT_OF_RANGE`) unless both are integers and `0 <= processId < processCount`
  */
 export function multiProcessConfig(
   processId: number,
@@ -107,9 +90,7 @@ export function multiProcessConfig(
   checkCount('processId', processId)
   checkCount('processCount', processCount)
   checkSlotsFile(slotsFile)
-  if (processId >= processCount) {
-    throw new RangeError(`processId must be below processCount (${processCount}), got ${processId}`)
-  }
+  if (processId >= processCount) throw outOfRange('processId', `below processCount (${processCount})`, processId)
   return { concurrency: { processId, processCount, slotsFile } }
 }
 

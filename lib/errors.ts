@@ -1,7 +1,40 @@
 /**
- * The error classes of procslot. Each has a literal `name` and a stable `code`, names the path or target
- * in its message, and keeps the underlying failure as `cause`.
+ * The error classes of procslot. Each extends {@link ProcslotError}, has a literal `name` and a stable
+ * `code`, names the path or target in its message, and keeps the underlying failure as `cause`. Errors
+ * from the native core arrive as data — `kind`, `code`, `path`, `errno`, `pid`, `reason` set by the
+ * binding — and {@link nativeError} picks the class from `kind`; no message is ever parsed.
  */
+
+/**
+ * The base class of every error procslot throws or rejects with (argument errors aside: those are
+ * Node's `TypeError`/`RangeError` with `ERR_INVALID_ARG_TYPE`, `ERR_INVALID_ARG_VALUE` or
+ * `ERR_OUT_OF_RANGE`). `code` is stable and machine-readable.
+ *
+ * @example
+ * ```js
+ * try { table.acquire() } catch (err) { if (err instanceof ProcslotError) console.error(err.code) }
+ * ```
+ */
+export class ProcslotError extends Error {
+  override readonly name: string = 'ProcslotError'
+  /** Stable, machine-readable reason. */
+  readonly code: string
+
+  constructor(message: string, options: { code: string; cause?: unknown }) {
+    super(message, { cause: options.cause })
+    this.code = options.code
+  }
+}
+
+/** What the binding sets on a native error (see `src/error.rs`). */
+interface NativeErrorData {
+  readonly kind?: 'slot-file' | 'pid-file' | 'process' | 'invalid-argument' | 'invalid-target-id'
+  readonly code?: string
+  readonly path?: string
+  readonly errno?: number
+  readonly pid?: number
+  readonly reason?: string
+}
 
 /** Codes a {@link SlotFileError} can carry. Operating-system failures keep their errno name. */
 export type SlotFileErrorCode =
@@ -33,25 +66,27 @@ export type SlotFileErrorCode =
  * | `ECLOSED` | the table was closed |
  * | `ENOENT`, `EACCES`, `EROFS`, ... | the operating system's error (missing directory, no permission, read-only filesystem) |
  */
-export class SlotFileError extends Error {
+export class SlotFileError extends ProcslotError {
   override readonly name = 'SlotFileError' as const
   /** Stable, machine-readable reason. */
-  readonly code: SlotFileErrorCode
+  declare readonly code: SlotFileErrorCode
   /** The slot file's path. */
   readonly path: string
+  /** The operating system's error number, negated as on Node's own system errors, when a call failed. */
+  readonly errno: number | undefined
 
-  constructor(message: string, options: { code: SlotFileErrorCode; path: string; cause?: unknown }) {
-    super(message, { cause: options.cause })
-    this.code = options.code
+  constructor(message: string, options: { code: SlotFileErrorCode; path: string; errno?: number; cause?: unknown }) {
+    super(message, options)
     this.path = options.path
+    this.errno = options.errno
   }
 }
 
 /** Every slot of the file is held by a live process (code `ESLOTSFULL`). */
-export class SlotsExhaustedError extends Error {
+export class SlotsExhaustedError extends ProcslotError {
   override readonly name = 'SlotsExhaustedError' as const
   /** Always `ESLOTSFULL`. */
-  readonly code = 'ESLOTSFULL' as const
+  declare readonly code: 'ESLOTSFULL'
   /** The slot file's path. */
   readonly path: string
   /** How many slots the file has, all held. */
@@ -61,6 +96,7 @@ export class SlotsExhaustedError extends Error {
     super(
       `slot file ${path}: all ${slots} slots are held by live processes; ` +
         'grow the table with SlotTable.open(path, { slots }) or stop a holder',
+      { code: 'ESLOTSFULL' },
     )
     this.path = path
     this.slots = slots
@@ -68,17 +104,12 @@ export class SlotsExhaustedError extends Error {
 }
 
 /**
- * Turns an error thrown by the native core into the matching class. The core's stable code arrives as
- * `error.code`; its message already names the path.
+ * Turns an error thrown by the native core into the matching class, `path` naming the slot file when the
+ * error does not (see {@link nativeError}).
  * @internal
  */
 export function slotFileError(err: unknown, path: string): Error {
-  if (err instanceof SlotFileError || err instanceof SlotsExhaustedError) return err
-  const code = (err as { code?: unknown } | null)?.code
-  if (err instanceof Error && typeof code === 'string') {
-    return new SlotFileError(err.message, { code, path, cause: err })
-  }
-  return err instanceof Error ? err : new Error(String(err))
+  return nativeError(err, { path })
 }
 
 /**
@@ -86,15 +117,18 @@ export function slotFileError(err: unknown, path: string): Error {
  * `[A-Za-z0-9._-]`, not starting with `.`; they are checked before any path is built, so `../x`, `a/b`,
  * the empty string or a NUL never reach the filesystem.
  */
-export class InvalidTargetIdError extends TypeError {
+export class InvalidTargetIdError extends ProcslotError {
   override readonly name = 'InvalidTargetIdError' as const
   /** Always `EINVALIDTARGET`. */
-  readonly code = 'EINVALIDTARGET' as const
+  declare readonly code: 'EINVALIDTARGET'
   /** The rejected target ID, as given. */
   readonly targetId: unknown
 
   constructor(targetId: unknown, reason: string, options?: { cause?: unknown }) {
-    super(`invalid target ID ${JSON.stringify(targetId) ?? String(targetId)}: ${reason}`, options)
+    super(`invalid target ID ${JSON.stringify(targetId) ?? String(targetId)}: ${reason}`, {
+      code: 'EINVALIDTARGET',
+      cause: options?.cause,
+    })
     this.targetId = targetId
   }
 }
@@ -111,17 +145,37 @@ export type PidFileErrorCode = 'EUNSAFE' | 'ENOTDIR' | 'EEXIST' | 'EACCES' | 'EP
  * | `ENOTDIR`, `EEXIST` | the PID directory's path is not a directory |
  * | `EACCES`, `EROFS`, ... | the operating system's error |
  */
-export class PidFileError extends Error {
+export class PidFileError extends ProcslotError {
   override readonly name = 'PidFileError' as const
   /** Stable, machine-readable reason. */
-  readonly code: PidFileErrorCode
+  declare readonly code: PidFileErrorCode
   /** The directory or file. */
   readonly path: string
+  /** The operating system's error number, negated as on Node's own system errors, when a call failed. */
+  readonly errno: number | undefined
 
-  constructor(message: string, options: { code: PidFileErrorCode; path: string; cause?: unknown }) {
-    super(message, { cause: options.cause })
-    this.code = options.code
+  constructor(message: string, options: { code: PidFileErrorCode; path: string; errno?: number; cause?: unknown }) {
+    super(message, options)
     this.path = options.path
+    this.errno = options.errno
+  }
+}
+
+/**
+ * Signalling or waiting for a process failed: `code` is the operating system's (`EPERM`: not ours to
+ * signal), or `ESURVIVED` when a process outlived SIGKILL past the deadline.
+ */
+export class ProcessError extends ProcslotError {
+  override readonly name = 'ProcessError' as const
+  /** The process. */
+  readonly pid: number
+  /** The operating system's error number, negated as on Node's own system errors, when a call failed. */
+  readonly errno: number | undefined
+
+  constructor(message: string, options: { code: string; pid: number; errno?: number; cause?: unknown }) {
+    super(message, options)
+    this.pid = options.pid
+    this.errno = options.errno
   }
 }
 
@@ -140,10 +194,10 @@ export type SpawnFailure = 'exited' | 'timeout' | 'spawn' | 'mounted' | 'locked'
  * | `mounted` | `mountPath` is already a live mount point that no tracked daemon of this target owns |
  * | `locked` | another call, maybe in another process, kept the target busy past `startTimeoutMs` |
  */
-export class SpawnError extends Error {
+export class SpawnError extends ProcslotError {
   override readonly name = 'SpawnError' as const
   /** Always `ESPAWN`. */
-  readonly code = 'ESPAWN' as const
+  declare readonly code: 'ESPAWN'
   /** The target whose daemon failed. */
   readonly targetId: string
   /** What went wrong. */
@@ -170,6 +224,7 @@ export class SpawnError extends Error {
     },
   ) {
     super(options.logTail ? `${message}\n--- end of the log ---\n${options.logTail}` : message, {
+      code: 'ESPAWN',
       cause: options.cause,
     })
     this.targetId = options.targetId
@@ -182,47 +237,48 @@ export class SpawnError extends Error {
 }
 
 /**
- * Turns an error from the native PID-file and process code into the matching class. Promise rejections
- * from native threads carry their code as a `[CODE] ` prefix of the message (a rejection cannot set
- * `code`); it is moved back.
+ * Turns an error from the native core into the matching class, by the `kind` the binding set on it:
+ * `slot-file` → {@link SlotFileError}, `pid-file` → {@link PidFileError}, `process` → {@link ProcessError},
+ * `invalid-target-id` → {@link InvalidTargetIdError}, `invalid-argument` → a `RangeError` with code
+ * `ERR_OUT_OF_RANGE`. `context` fills in what the error does not say itself (the path a table was opened
+ * with, the target ID as the caller gave it). Anything else is returned as it is.
  * @internal
  */
 export function nativeError(err: unknown, context: { path?: string; targetId?: unknown } = {}): Error {
   if (!(err instanceof Error)) return new Error(String(err))
-  let code = (err as { code?: unknown }).code
-  let message = err.message
-  const prefixed = /^\[([A-Z0-9_]+)\] ([\s\S]*)$/.exec(message)
-  if (prefixed) {
-    code = prefixed[1]
-    message = prefixed[2]!
+  if (err instanceof ProcslotError) return err
+  const data = err as Error & NativeErrorData
+  const code = data.code ?? 'EIO'
+  const errno = data.errno
+  switch (data.kind) {
+    case 'slot-file':
+      return new SlotFileError(err.message, { code, path: data.path ?? context.path ?? '', errno, cause: err })
+    case 'pid-file':
+      return new PidFileError(err.message, { code, path: data.path ?? context.path ?? '', errno, cause: err })
+    case 'process':
+      return new ProcessError(err.message, { code, pid: data.pid ?? 0, errno, cause: err })
+    case 'invalid-target-id':
+      return new InvalidTargetIdError(context.targetId, data.reason ?? err.message, { cause: err })
+    case 'invalid-argument':
+      return Object.assign(new RangeError(err.message, { cause: err }), { code: 'ERR_OUT_OF_RANGE' })
+    default:
+      return err
   }
-  if (code === 'EINVALIDTARGET') {
-    const reason = message.replace(/^invalid target ID .*?: (?=it )/, '')
-    return new InvalidTargetIdError(context.targetId, reason, { cause: err })
-  }
-  if (typeof code !== 'string' || !/^E[A-Z0-9]+$/.test(code)) return err
-  if (message.startsWith('process ')) {
-    // Signalling or waiting for a process failed (EPERM and the like): a plain error with the errno code.
-    return Object.assign(new Error(message, { cause: err }), { code })
-  }
-  // "<path>: <reason>", the path of the directory or file.
-  const path = context.path ?? /^(.*?): /.exec(message)?.[1] ?? ''
-  return new PidFileError(message, { code, path, cause: err })
 }
 
 /**
  * A target stayed busy — a `spawn` or `kill` of it running, maybe in another process sharing the PID
  * directory — for longer than this call would wait (code `ELOCKED`).
  */
-export class TargetLockedError extends Error {
+export class TargetLockedError extends ProcslotError {
   override readonly name = 'TargetLockedError' as const
   /** Always `ELOCKED`. */
-  readonly code = 'ELOCKED' as const
+  declare readonly code: 'ELOCKED'
   /** The busy target. */
   readonly targetId: string
 
   constructor(targetId: string, why: string) {
-    super(`target ${targetId}: ${why}`)
+    super(`target ${targetId}: ${why}`, { code: 'ELOCKED' })
     this.targetId = targetId
   }
 }

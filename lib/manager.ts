@@ -4,7 +4,7 @@ import { closeSync, existsSync, fstatSync, mkdirSync, openSync, readSync, statSy
 import { constants as osConstants } from 'node:os'
 import { join, resolve } from 'node:path'
 
-import { SpawnError, TargetLockedError, nativeError } from './errors'
+import { ProcessError, SpawnError, TargetLockedError, nativeError } from './errors'
 import {
   isMountPoint,
   openProcess,
@@ -15,6 +15,7 @@ import {
   type NativeTargetLock,
 } from './native'
 import { PidFileStore, checkTargetId, toPidFileInfo, type PidFileInfo } from './pidfile'
+import { checkFunction, checkMs, checkObject, checkOneOf, checkString, optional } from './validate'
 
 /** Anything with pino- or console-style logging methods. Each is called as `(fields, message)`. */
 export interface Logger {
@@ -214,11 +215,7 @@ export function redactEnv(env: Readonly<Record<string, string | undefined>>): Re
 }
 
 function positive(name: string, value: number | undefined, fallback: number): number {
-  if (value === undefined) return fallback
-  if (!Number.isInteger(value) || value < 0 || value > 0x7fffffff) {
-    throw new RangeError(`${name} must be a non-negative integer of milliseconds, got ${String(value)}`)
-  }
-  return value
+  return optional(value, fallback, (v) => checkMs(name, v))
 }
 
 /**
@@ -273,16 +270,10 @@ export class FuseProcessManager extends EventEmitter<ManagerEvents> {
    */
   constructor(options: FuseProcessManagerOptions) {
     super()
-    if (options === null || typeof options !== 'object') throw new TypeError('options must be an object')
-    if (typeof options.command !== 'string' || options.command === '') {
-      throw new TypeError(`options.command must be a non-empty string, got ${String(options.command)}`)
-    }
-    if (options.args !== undefined && typeof options.args !== 'function') {
-      throw new TypeError('options.args must be a function ({ targetId, mountPath }) => string[]')
-    }
-    if (options.ready !== undefined && options.ready !== 'mount' && options.ready !== 'alive') {
-      throw new TypeError(`options.ready must be 'mount' or 'alive', got ${String(options.ready)}`)
-    }
+    checkObject('options', options)
+    checkString('options.command', options.command)
+    if (options.args !== undefined) checkFunction('options.args', options.args)
+    if (options.ready !== undefined) checkOneOf('options.ready', options.ready, ['mount', 'alive'])
     this.#store = new PidFileStore(options.pidDir)
     this.pidDir = options.pidDir
     this.#command = options.command
@@ -352,9 +343,7 @@ export class FuseProcessManager extends EventEmitter<ManagerEvents> {
   spawn(targetId: string, mountPath: string, env: Readonly<Record<string, string>> = {}): Promise<ProcessInfo> {
     try {
       checkTargetId(targetId)
-      if (typeof mountPath !== 'string' || mountPath === '') {
-        throw new TypeError(`mountPath must be a non-empty string, got ${String(mountPath)}`)
-      }
+      checkString('mountPath', mountPath)
     } catch (err) {
       return Promise.reject(err)
     }
@@ -679,8 +668,9 @@ export class FuseProcessManager extends EventEmitter<ManagerEvents> {
       }
       if (t.proc.isAlive()) {
         t.killing = false
-        throw Object.assign(new Error(`target ${targetId}: PID ${t.pid} survived SIGKILL for ${AFTER_SIGKILL_MS} ms`), {
+        throw new ProcessError(`target ${targetId}: PID ${t.pid} survived SIGKILL for ${AFTER_SIGKILL_MS} ms`, {
           code: 'ESURVIVED',
+          pid: t.pid,
         })
       }
     }

@@ -1,5 +1,6 @@
 import { InvalidTargetIdError, nativeError } from './errors'
-import { NativePidFileStore, type NativePidFileEntry } from './native'
+import { NativePidFileStore, validateTargetId, type NativePidFileEntry } from './native'
+import { checkInteger, checkString } from './validate'
 
 /** One PID file as found on disk. */
 export interface PidFileInfo {
@@ -33,27 +34,20 @@ export function toPidFileInfo(e: NativePidFileEntry): PidFileInfo {
   }
 }
 
-const TARGET_ID = /^[A-Za-z0-9_-][A-Za-z0-9._-]{0,199}$/
-
 /**
  * Throws {@link InvalidTargetIdError} unless `targetId` is 1 to 200 characters of `[A-Za-z0-9._-]`, not
- * starting with `.`. The same rule as the Rust core's, checked here first so that a bad ID costs no call.
+ * starting with `.` — the Rust core's rule, asked of the core (it lives there once).
  * @internal
  */
 export function checkTargetId(targetId: unknown): asserts targetId is string {
-  if (typeof targetId === 'string' && TARGET_ID.test(targetId)) return
   if (typeof targetId !== 'string') {
     throw new InvalidTargetIdError(targetId, `it is a ${targetId === null ? 'null' : typeof targetId}, not a string`)
   }
-  const reason =
-    targetId === ''
-      ? 'it is empty'
-      : targetId.length > 200
-        ? 'it is longer than 200 characters'
-        : targetId.startsWith('.')
-          ? "it starts with '.'"
-          : "only letters, digits, '.', '_' and '-' are allowed"
-  throw new InvalidTargetIdError(targetId, reason)
+  try {
+    validateTargetId(targetId)
+  } catch (err) {
+    throw nativeError(err, { targetId })
+  }
 }
 
 /**
@@ -81,7 +75,7 @@ export class PidFileStore {
    * `EEXIST` when it is not a directory; the operating system's error code otherwise.
    */
   constructor(dir: string) {
-    if (typeof dir !== 'string' || dir === '') throw new TypeError(`PID directory must be a non-empty string, got ${String(dir)}`)
+    checkString('dir', dir)
     try {
       this.#native = NativePidFileStore.open(dir)
     } catch (err) {
@@ -106,14 +100,13 @@ export class PidFileStore {
   /**
    * Writes `pid` to the target's PID file, atomically.
    * @throws {InvalidTargetIdError}
-   * @throws {RangeError} a PID that is never a daemon's (not an integer, <= 1, above the system's limit).
+   * @throws {RangeError} (`ERR_OUT_OF_RANGE`) a PID that is never a daemon's (not an integer, <= 1, above
+   * the system's limit).
    * @throws {PidFileError} the operating system's error.
    */
   write(targetId: string, pid: number): void {
     checkTargetId(targetId)
-    if (!Number.isInteger(pid) || pid <= 1 || pid > 0xffffffff) {
-      throw new RangeError(`PID must be an integer above 1, got ${String(pid)}`)
-    }
+    checkInteger('pid', pid, 2, 0xffffffff)
     this.#call(() => this.#native.write(targetId, pid), targetId)
   }
 

@@ -7,6 +7,7 @@ import { isAbsolute, join } from 'node:path'
 
 import { SlotFileError, SlotsExhaustedError, slotFileError } from './errors'
 import * as native from './native'
+import { checkBoolean, checkInteger, checkString } from './validate'
 
 /** The slot file used when none is named: `procslot-worker-slots` in `os.tmpdir()`. */
 export const DEFAULT_SLOTS_FILE: string = join(tmpdir(), 'procslot-worker-slots')
@@ -73,24 +74,8 @@ function defaultSlots(): number {
   return cpus
 }
 
-function checkInteger(name: string, value: unknown, min: number, max: number): number {
-  if (typeof value !== 'number' || !Number.isInteger(value)) {
-    throw new TypeError(`${name} must be an integer, got ${typeof value === 'number' ? value : typeof value}`)
-  }
-  if (value < min || value > max) {
-    throw new RangeError(`${name} must be between ${min} and ${max}, got ${value}`)
-  }
-  return value
-}
-
 function checkPath(path: unknown): string {
-  if (typeof path !== 'string' || path.length === 0) {
-    throw new TypeError(`the slot file path must be a non-empty string, got ${JSON.stringify(path)}`)
-  }
-  if (path.includes('\0')) {
-    throw new TypeError('the slot file path must not contain NUL bytes')
-  }
-  return path
+  return checkString('the slot file path', path)
 }
 
 /**
@@ -175,8 +160,7 @@ export class SlotTable {
     checkPath(path)
     const slots = options.slots === undefined ? undefined : checkInteger('slots', options.slots, 1, MAX_SLOTS)
     const mode = checkInteger('mode', options.mode ?? 0o600, 0, 0o7777)
-    const allowForeignOwner = options.allowForeignOwner ?? false
-    if (typeof allowForeignOwner !== 'boolean') throw new TypeError('allowForeignOwner must be a boolean')
+    const allowForeignOwner = checkBoolean('allowForeignOwner', options.allowForeignOwner ?? false)
     try {
       return new SlotTable(
         native.NativeSlotTable.open(path, slots, defaultSlots(), mode, allowForeignOwner),

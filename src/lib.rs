@@ -6,26 +6,22 @@
 use std::path::Path;
 use std::sync::Arc;
 
+mod error;
 pub mod supervise;
 
 use napi::bindgen_prelude::Uint32Array;
+use napi::Env;
 use napi_derive::napi;
 use procslot_core::{OpenOptions, SlotFile};
 
-/// A result whose error carries one of the core's stable codes as its JavaScript `code`.
-pub(crate) type Result<T> = napi::Result<T, String>;
+pub(crate) use error::to_js;
 
-/// The one place where core errors become JavaScript errors: the stable code becomes `error.code`, the
-/// message names the path and the reason.
-pub(crate) fn map_error(err: procslot_core::Error) -> napi::Error<String> {
-  napi::Error::new(err.code().to_owned(), err.to_string())
-}
+/// A result whose error is a JavaScript error carrying the core's error as data (see [`error`]).
+pub(crate) type Result<T> = napi::Result<T>;
 
-fn closed(path: &str) -> napi::Error<String> {
-  napi::Error::new(
-    "ECLOSED".to_owned(),
-    format!("slot file {path}: this table is closed"),
-  )
+fn closed(env: &Env, path: &str) -> napi::Error {
+  let err = procslot_core::Error::slot_file("ECLOSED", Path::new(path), "this table is closed");
+  to_js(env, err)
 }
 
 /// Does nothing: the baseline of the benchmarks' "empty napi call".
@@ -55,8 +51,8 @@ pub struct NativeSlotTable {
 }
 
 impl NativeSlotTable {
-  fn file(&self) -> Result<&SlotFile> {
-    self.file.as_deref().ok_or_else(|| closed(&self.path))
+  fn file(&self, env: &Env) -> Result<&SlotFile> {
+    self.file.as_deref().ok_or_else(|| closed(env, &self.path))
   }
 }
 
@@ -65,6 +61,7 @@ impl NativeSlotTable {
   /// Opens (or joins this process's open of) the slot file at `path`.
   #[napi(factory)]
   pub fn open(
+    env: &Env,
     path: String,
     slots: Option<u32>,
     default_slots: u32,
@@ -78,7 +75,7 @@ impl NativeSlotTable {
       allow_foreign_owner,
       ..OpenOptions::default()
     };
-    let file = SlotFile::open(Path::new(&path), &options).map_err(map_error)?;
+    let file = SlotFile::open(Path::new(&path), &options).map_err(|e| to_js(env, e))?;
     Ok(NativeSlotTable {
       path: file.path().to_string_lossy().into_owned(),
       file: Some(file),
@@ -93,50 +90,50 @@ impl NativeSlotTable {
 
   /// The slot count, re-read from the file.
   #[napi(getter)]
-  pub fn size(&self) -> Result<u32> {
-    Ok(self.file()?.size().map_err(map_error)? as u32)
+  pub fn size(&self, env: &Env) -> Result<u32> {
+    Ok(self.file(env)?.size().map_err(|e| to_js(env, e))? as u32)
   }
 
   /// Whether liveness is decided by locks.
   #[napi(getter)]
-  pub fn uses_locks(&self) -> Result<bool> {
-    Ok(self.file()?.uses_locks())
+  pub fn uses_locks(&self, env: &Env) -> Result<bool> {
+    Ok(self.file(env)?.uses_locks())
   }
 
   /// This process's slot, or -1.
   #[napi]
-  pub fn held(&self) -> Result<i32> {
-    Ok(self.file()?.held().map_or(-1, |s| s as i32))
+  pub fn held(&self, env: &Env) -> Result<i32> {
+    Ok(self.file(env)?.held().map_or(-1, |s| s as i32))
   }
 
   /// Claims a slot; -1 when full.
   #[napi]
-  pub fn acquire(&self, preferred: Option<u32>) -> Result<i32> {
+  pub fn acquire(&self, env: &Env, preferred: Option<u32>) -> Result<i32> {
     let slot = self
-      .file()?
+      .file(env)?
       .acquire(preferred.map(|p| p as usize))
-      .map_err(map_error)?;
+      .map_err(|e| to_js(env, e))?;
     Ok(slot.map_or(-1, |s| s as i32))
   }
 
   /// Frees this process's slot (only `slot`, if given).
   #[napi]
-  pub fn release(&self, slot: Option<u32>) -> Result<bool> {
-    Ok(self.file()?.release(slot.map(|s| s as usize)))
+  pub fn release(&self, env: &Env, slot: Option<u32>) -> Result<bool> {
+    Ok(self.file(env)?.release(slot.map(|s| s as usize)))
   }
 
   /// Frees every dead holder's slot; how many.
   #[napi]
-  pub fn reclaim(&self) -> Result<u32> {
-    Ok(self.file()?.reclaim().map_err(map_error)? as u32)
+  pub fn reclaim(&self, env: &Env) -> Result<u32> {
+    Ok(self.file(env)?.reclaim().map_err(|e| to_js(env, e))? as u32)
   }
 
   /// Every slot and its holder, flat: three numbers per slot — PID, start tag, flags (1: alive, 2: this
   /// process). One typed array instead of an object per slot: creating objects through napi costs far
   /// more than building them in JavaScript.
   #[napi]
-  pub fn snapshot(&self) -> Result<Uint32Array> {
-    let slots = self.file()?.snapshot().map_err(map_error)?;
+  pub fn snapshot(&self, env: &Env) -> Result<Uint32Array> {
+    let slots = self.file(env)?.snapshot().map_err(|e| to_js(env, e))?;
     let mut flat = Vec::with_capacity(slots.len() * 3);
     for s in slots {
       flat.push(s.holder.pid);

@@ -8,12 +8,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use napi::bindgen_prelude::{Env, Object};
+use napi::Status;
 use napi_derive::napi;
 use procslot_core::{
   MountWait, PidFileEntry, PidFileStatus, PidFileStore, ProcessHandle, Signalled, TargetLock,
 };
 
-use crate::{map_error, Result};
+use crate::{to_js, Result};
 
 /// One PID file as found on disk.
 #[napi(object)]
@@ -83,8 +84,8 @@ pub struct NativePidFileStore {
 impl NativePidFileStore {
   /// Opens (creating) the PID directory.
   #[napi(factory)]
-  pub fn open(dir: String) -> Result<Self> {
-    let store = PidFileStore::open(Path::new(&dir)).map_err(map_error)?;
+  pub fn open(env: &Env, dir: String) -> Result<Self> {
+    let store = PidFileStore::open(Path::new(&dir)).map_err(|e| to_js(env, e))?;
     Ok(NativePidFileStore {
       store: Arc::new(store),
     })
@@ -96,58 +97,61 @@ impl NativePidFileStore {
   }
 
   #[napi]
-  pub fn path_for(&self, target_id: String) -> Result<String> {
-    let p = self.store.path_for(&target_id).map_err(map_error)?;
+  pub fn path_for(&self, env: &Env, target_id: String) -> Result<String> {
+    let p = self.store.path_for(&target_id).map_err(|e| to_js(env, e))?;
     Ok(p.to_string_lossy().into_owned())
   }
 
   #[napi]
-  pub fn write(&self, target_id: String, pid: u32) -> Result<()> {
-    self.store.write(&target_id, pid).map_err(map_error)
+  pub fn write(&self, env: &Env, target_id: String, pid: u32) -> Result<()> {
+    self.store.write(&target_id, pid).map_err(|e| to_js(env, e))
   }
 
   #[napi]
-  pub fn read(&self, target_id: String) -> Result<Option<u32>> {
-    self.store.read(&target_id).map_err(map_error)
+  pub fn read(&self, env: &Env, target_id: String) -> Result<Option<u32>> {
+    self.store.read(&target_id).map_err(|e| to_js(env, e))
   }
 
   #[napi]
-  pub fn inspect(&self, target_id: String) -> Result<Option<NativePidFileEntry>> {
+  pub fn inspect(&self, env: &Env, target_id: String) -> Result<Option<NativePidFileEntry>> {
     Ok(
       self
         .store
         .inspect(&target_id)
-        .map_err(map_error)?
+        .map_err(|e| to_js(env, e))?
         .map(Into::into),
     )
   }
 
   /// Deletes the target's PID file and its mount-path file; whether there was a PID file.
   #[napi]
-  pub fn delete(&self, target_id: String) -> Result<bool> {
-    self.store.delete(&target_id).map_err(map_error)
+  pub fn delete(&self, env: &Env, target_id: String) -> Result<bool> {
+    self.store.delete(&target_id).map_err(|e| to_js(env, e))
   }
 
   /// Records the absolute path the target's daemon mounted (`.<targetId>.mount`).
   #[napi]
-  pub fn write_mount_path(&self, target_id: String, mount_path: String) -> Result<()> {
+  pub fn write_mount_path(&self, env: &Env, target_id: String, mount_path: String) -> Result<()> {
     self
       .store
       .write_mount_path(&target_id, Path::new(&mount_path))
-      .map_err(map_error)
+      .map_err(|e| to_js(env, e))
   }
 
   /// The mount path recorded for the target; `null` when none is, or it cannot be trusted (or is not
   /// UTF-8, which no JavaScript caller could have written).
   #[napi]
-  pub fn read_mount_path(&self, target_id: String) -> Result<Option<String>> {
-    let path = self.store.read_mount_path(&target_id).map_err(map_error)?;
+  pub fn read_mount_path(&self, env: &Env, target_id: String) -> Result<Option<String>> {
+    let path = self
+      .store
+      .read_mount_path(&target_id)
+      .map_err(|e| to_js(env, e))?;
     Ok(path.and_then(|p| p.into_os_string().into_string().ok()))
   }
 
   #[napi]
-  pub fn list(&self) -> Result<Vec<NativePidFileEntry>> {
-    let entries = self.store.list().map_err(map_error)?;
+  pub fn list(&self, env: &Env) -> Result<Vec<NativePidFileEntry>> {
+    let entries = self.store.list().map_err(|e| to_js(env, e))?;
     Ok(entries.into_iter().map(Into::into).collect())
   }
 
@@ -156,8 +160,8 @@ impl NativePidFileStore {
   /// a live process that started before the file was written (the common case, thousands of them) come
   /// as columns; every other file comes whole, with its identity.
   #[napi]
-  pub fn load(&self) -> Result<NativeLoad> {
-    let loaded = self.store.load().map_err(map_error)?;
+  pub fn load(&self, env: &Env) -> Result<NativeLoad> {
+    let loaded = self.store.load().map_err(|e| to_js(env, e))?;
     let mut out = NativeLoad {
       running_ids: Vec::new(),
       running_pids: Vec::new(),
@@ -188,21 +192,20 @@ impl NativePidFileStore {
 
   /// The target's cross-process lock if it is free now, else `null`.
   #[napi]
-  pub fn try_lock(&self, target_id: String) -> Result<Option<NativeTargetLock>> {
-    let lock = self.store.try_lock(&target_id).map_err(map_error)?;
+  pub fn try_lock(&self, env: &Env, target_id: String) -> Result<Option<NativeTargetLock>> {
+    let lock = self.store.try_lock(&target_id).map_err(|e| to_js(env, e))?;
     Ok(lock.map(|l| NativeTargetLock { lock: Some(l) }))
   }
 
   /// Waits (on a thread of its own) for the target's cross-process lock.
   #[napi(ts_return_type = "Promise<NativeTargetLock>")]
   pub fn lock<'env>(&self, env: &'env Env, target_id: String) -> Result<Object<'env>> {
-    procslot_core::validate_target_id(&target_id).map_err(map_error)?;
+    procslot_core::validate_target_id(&target_id).map_err(|e| to_js(env, e))?;
     let store = self.store.clone();
     on_thread(env, move || {
       store
         .lock(&target_id)
         .map(|l| NativeTargetLock { lock: Some(l) })
-        .map_err(map_error)
     })
   }
 }
@@ -222,35 +225,34 @@ impl NativeTargetLock {
   }
 }
 
-/// Runs `work` on a new thread and settles a promise with its result.
+/// Runs `work` on a new thread and settles a promise with its result; a core error rejects it with the
+/// same JavaScript error a synchronous call would throw (built on the JavaScript thread, where it settles).
 fn on_thread<'env, T, F>(env: &'env Env, work: F) -> Result<Object<'env>>
 where
   T: napi::bindgen_prelude::ToNapiValue + Send + 'static,
-  F: FnOnce() -> Result<T> + Send + 'static,
+  F: FnOnce() -> procslot_core::Result<T> + Send + 'static,
 {
-  let (deferred, promise) = env
-    .create_deferred::<T, Box<dyn FnOnce(Env) -> napi::Result<T>>>()
-    .map_err(|e| napi::Error::new(String::from("EIO"), e.reason.clone()))?;
+  type Settle<T> = Box<dyn FnOnce(Env) -> napi::Result<T>>;
+  let (deferred, promise) = env.create_deferred::<T, Settle<T>>()?;
   std::thread::Builder::new()
     .name("procslot-wait".into())
-    .spawn(move || match work() {
-      Ok(v) => deferred.resolve(Box::new(move |_| Ok(v))),
-      // A rejection carries a `Status`, not our code: the code goes in front of the message as
-      // `[CODE] `, and the facade moves it back to `error.code`.
-      Err(e) => deferred.reject(napi::Error::new(
-        napi::Status::GenericFailure,
-        format!("[{}] {}", e.status, e.reason),
-      )),
+    .spawn(move || {
+      let result = work();
+      deferred.resolve(Box::new(move |env| result.map_err(|e| to_js(&env, e))))
     })
-    .map_err(|e| napi::Error::new(String::from("EAGAIN"), e.to_string()))?;
+    .map_err(|e| napi::Error::new(Status::GenericFailure, e.to_string()))?;
   Ok(promise)
 }
 
 /// A handle on the live process `pid` (with `expectedStart`, only that very process); `null` when it is
 /// gone, a zombie, or another process now has the PID.
 #[napi]
-pub fn open_process(pid: u32, expected_start: Option<f64>) -> Result<Option<NativeProcess>> {
-  let h = ProcessHandle::open(pid, expected_start.map(|s| s as u64)).map_err(map_error)?;
+pub fn open_process(
+  env: &Env,
+  pid: u32,
+  expected_start: Option<f64>,
+) -> Result<Option<NativeProcess>> {
+  let h = ProcessHandle::open(pid, expected_start.map(|s| s as u64)).map_err(|e| to_js(env, e))?;
   Ok(h.map(|handle| NativeProcess {
     handle: Arc::new(handle),
   }))
@@ -293,17 +295,20 @@ impl NativeProcess {
 
   /// Signals the process alone; whether it was still there.
   #[napi]
-  pub fn signal(&self, signal: i32) -> Result<bool> {
-    self.handle.signal(to_signal(signal)?).map_err(map_error)
+  pub fn signal(&self, env: &Env, signal: i32) -> Result<bool> {
+    self
+      .handle
+      .signal(to_signal(env, signal)?)
+      .map_err(|e| to_js(env, e))
   }
 
   /// Signals the process group it leads (else the process alone): `'group'`, `'process'` or `'gone'`.
   #[napi(ts_return_type = "'group' | 'process' | 'gone'")]
-  pub fn signal_group(&self, signal: i32) -> Result<String> {
+  pub fn signal_group(&self, env: &Env, signal: i32) -> Result<String> {
     let s = self
       .handle
-      .signal_group(to_signal(signal)?)
-      .map_err(map_error)?;
+      .signal_group(to_signal(env, signal)?)
+      .map_err(|e| to_js(env, e))?;
     Ok(
       match s {
         Signalled::Group => "group",
@@ -339,8 +344,7 @@ impl NativeProcess {
         Path::new(&path),
         &handle,
         Duration::from_millis(timeout_ms as u64),
-      )
-      .map_err(map_error)?;
+      )?;
       Ok(
         match r {
           MountWait::Mounted => "mounted",
@@ -353,9 +357,13 @@ impl NativeProcess {
   }
 }
 
-fn to_signal(signal: i32) -> Result<procslot_core::Signal> {
-  procslot_core::Signal::try_from(signal)
-    .map_err(|_| napi::Error::new("EINVAL".to_owned(), format!("no signal number {signal}")))
+fn to_signal(env: &Env, signal: i32) -> Result<procslot_core::Signal> {
+  procslot_core::Signal::try_from(signal).map_err(|_| {
+    to_js(
+      env,
+      procslot_core::Error::InvalidArgument(format!("no signal number {signal}")),
+    )
+  })
 }
 
 /// Identity of a PID: start time (raw and wall clock) and whether it is a zombie; `null` when there is no
@@ -369,8 +377,8 @@ pub struct NativeIdentity {
 }
 
 #[napi]
-pub fn process_identity(pid: u32) -> Result<Option<NativeIdentity>> {
-  let id = procslot_core::identity(pid).map_err(map_error)?;
+pub fn process_identity(env: &Env, pid: u32) -> Result<Option<NativeIdentity>> {
+  let id = procslot_core::identity(pid).map_err(|e| to_js(env, e))?;
   Ok(id.map(|id| NativeIdentity {
     pid: id.pid,
     start_ticks: id.start_time as f64,
@@ -387,11 +395,18 @@ pub fn started_after(start_time_ms: f64, written_ms: f64) -> bool {
 }
 
 #[napi]
-pub fn is_mount_point(path: String) -> Result<bool> {
-  procslot_core::is_mount_point(Path::new(&path)).map_err(map_error)
+pub fn is_mount_point(env: &Env, path: String) -> Result<bool> {
+  procslot_core::is_mount_point(Path::new(&path)).map_err(|e| to_js(env, e))
 }
 
 #[napi]
-pub fn unmount_lazy(path: String) -> Result<bool> {
-  procslot_core::unmount_lazy(Path::new(&path)).map_err(map_error)
+pub fn unmount_lazy(env: &Env, path: String) -> Result<bool> {
+  procslot_core::unmount_lazy(Path::new(&path)).map_err(|e| to_js(env, e))
+}
+
+/// Checks a target ID by the core's rule (1 to 200 characters of `[A-Za-z0-9._-]`, not starting with
+/// `.`): the one place the rule lives. Throws an `invalid-target-id` error.
+#[napi]
+pub fn validate_target_id(env: &Env, target_id: String) -> Result<()> {
+  procslot_core::validate_target_id(&target_id).map_err(|e| to_js(env, e))
 }

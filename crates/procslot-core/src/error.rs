@@ -53,8 +53,8 @@ pub enum Error {
 }
 
 impl Error {
-  /// A slot-file error with one of the core's own codes.
-  pub(crate) fn slot_file(code: &str, path: &Path, reason: impl Into<String>) -> Self {
+  /// A slot-file error with one of the core's own codes (the binding's `ECLOSED` for a closed table too).
+  pub fn slot_file(code: &str, path: &Path, reason: impl Into<String>) -> Self {
     Error::SlotFile {
       code: code.to_owned(),
       path: path.to_owned(),
@@ -67,7 +67,7 @@ impl Error {
     Error::SlotFile {
       code: errno_name(err),
       path: path.to_owned(),
-      reason: format!("{what}: {err}"),
+      reason: format!("{what}: {}", describe(err)),
     }
   }
 
@@ -76,7 +76,7 @@ impl Error {
     Error::PidFile {
       code: errno_name(err),
       path: path.to_owned(),
-      reason: format!("{what}: {err}"),
+      reason: format!("{what}: {}", describe(err)),
     }
   }
 
@@ -85,7 +85,44 @@ impl Error {
     Error::Process {
       code: errno_name(err),
       pid,
-      reason: format!("{what}: {err}"),
+      reason: format!("{what}: {}", describe(err)),
+    }
+  }
+
+  /// What the error is about, as a stable word the binding passes on for the facade to pick its class:
+  /// `slot-file`, `pid-file`, `process`, `invalid-argument` or `invalid-target-id`.
+  pub fn kind(&self) -> &'static str {
+    match self {
+      Error::SlotFile { .. } => "slot-file",
+      Error::PidFile { .. } => "pid-file",
+      Error::Process { .. } => "process",
+      Error::InvalidArgument(_) => "invalid-argument",
+      Error::InvalidTargetId { .. } => "invalid-target-id",
+    }
+  }
+
+  /// The operating system's error number behind this error, when its code is an errno name (`ENOENT` is
+  /// 2); `None` for the core's own codes (`ESYMLINK`, `EUNSAFE`, ...).
+  pub fn errno(&self) -> Option<i32> {
+    errno_number(self.code())
+  }
+
+  /// Why, in words, without the path or target (the message is the path or target, then this).
+  pub fn reason(&self) -> &str {
+    match self {
+      Error::SlotFile { reason, .. }
+      | Error::PidFile { reason, .. }
+      | Error::Process { reason, .. }
+      | Error::InvalidTargetId { reason, .. }
+      | Error::InvalidArgument(reason) => reason,
+    }
+  }
+
+  /// The process this error is about, if any.
+  pub fn pid(&self) -> Option<u32> {
+    match self {
+      Error::Process { pid, .. } => Some(*pid),
+      _ => None,
     }
   }
 
@@ -127,6 +164,30 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
+/// An I/O error in words, without Rust's ` (os error N)` suffix: the C library's description of its errno
+/// ("No such file or directory"), or the error's own text when it has no errno.
+pub(crate) fn describe(err: &io::Error) -> String {
+  match err.raw_os_error() {
+    #[cfg(unix)]
+    Some(raw) => nix::errno::Errno::from_raw(raw).desc().to_owned(),
+    _ => err.to_string(),
+  }
+}
+
+/// The errno number of a symbolic name (`"ENOENT"` is 2), `None` for names that are not errno names. The
+/// inverse of [`errno_name`], looked up only on the error path.
+pub(crate) fn errno_number(name: &str) -> Option<i32> {
+  #[cfg(unix)]
+  {
+    (1..256).find(|&raw| format!("{:?}", nix::errno::Errno::from_raw(raw)) == name)
+  }
+  #[cfg(not(unix))]
+  {
+    let _ = name;
+    None
+  }
+}
+
 /// The symbolic name of an I/O error's errno (`ENOENT`), or `EIO` when it has none.
 pub(crate) fn errno_name(err: &io::Error) -> String {
   match err.raw_os_error() {
@@ -145,7 +206,16 @@ mod tests {
     let err = io::Error::from_raw_os_error(libc::ENOENT);
     let e = Error::slot_io(Path::new("/x"), "open", &err);
     assert_eq!(e.code(), "ENOENT");
-    assert!(e.to_string().starts_with("slot file /x: open: "));
+    assert_eq!(
+      e.to_string(),
+      "slot file /x: open: No such file or directory"
+    );
+    assert_eq!(e.errno(), Some(libc::ENOENT));
+    assert_eq!(e.kind(), "slot-file");
+    assert_eq!(
+      Error::slot_file("ESYMLINK", Path::new("/x"), "link").errno(),
+      None
+    );
     assert_eq!(errno_name(&io::Error::other("no errno")), "EIO");
   }
 }
