@@ -14,6 +14,7 @@ import { fileURLToPath } from 'node:url'
 import { SlotTable, getProcessId, releaseProcessId } from '../index.js'
 import * as binding from '../binding.js'
 import { managerCases } from './manager.ts'
+import { releaseCases, type ReleaseSizes } from './release.ts'
 import { compare, formatNs, formatRate, formatTable, timerOverhead, type Comparison, type Stats } from './harness.ts'
 
 const jsonOut = process.argv.includes('--json')
@@ -99,6 +100,7 @@ async function main(): Promise<void> {
   const freeFile = join(dir, 'free-1024')
   const open: SlotTable[] = []
   const results: CaseResult[] = []
+  let sizes: ReleaseSizes | null = null
   const timerNs = timerOverhead()
 
   try {
@@ -199,6 +201,9 @@ async function main(): Promise<void> {
     for (const m of await managerCases(dir, progress)) {
       results.push(result(id++, m.name, m.comparison, m.aim, () => m.met === true))
     }
+    const release = await releaseCases(dir, progress)
+    for (const r of release.cases) results.push(result(id++, r.name, r.comparison, r.aim, () => r.met === true))
+    sizes = release.sizes
   } finally {
     for (const t of open) t.close()
     releaseProcessId(idFile)
@@ -222,6 +227,7 @@ async function main(): Promise<void> {
       units: 'nanoseconds per operation; opsPerSec = 1e9 / mean',
     },
     cases: results,
+    tarballs: sizes,
   }
   const json = JSON.stringify(report, null, 2)
   writeFileSync(RESULTS, json + '\n')
@@ -254,6 +260,14 @@ async function main(): Promise<void> {
       `timer overhead ${formatNs(timerNs)} per sample; ratio = median / baseline median; ` +
       `${(m.durationMs / 1000).toFixed(1)} s; JSON in ${RESULTS}`,
   )
+  if (sizes) {
+    const kb = (n: number): string => `${(n / 1024).toFixed(1)} KiB`
+    console.log(
+      `tarballs: ${sizes.main.file} ${kb(sizes.main.bytes)} (${kb(sizes.main.unpackedBytes)} unpacked, ` +
+        `${sizes.main.files} files); ${sizes.platform.file} ${kb(sizes.platform.bytes)} ` +
+        `(${kb(sizes.platform.unpackedBytes)} unpacked)`,
+    )
+  }
 }
 
 main().catch((err: unknown) => {

@@ -1,30 +1,45 @@
 /**
  * Loads the native binding once, before anything uses it, and turns a failure into one clear error:
- * Windows and other unsupported platforms are refused by name, and a supported platform whose prebuilt
+ * Windows and other platforms without a binary are refused by name, and a supported platform whose prebuilt
  * binary is missing (installed with `--omit=optional`, or from a lockfile made on another platform) or
  * does not load (a too-old glibc) names its platform and the package to install.
  * @internal
  */
 
-/** The platforms with a prebuilt binary: `npm/<platform>/` holds the package `procslot-<platform>`. */
-const PLATFORMS = ['linux-x64-gnu', 'linux-arm64-gnu', 'linux-x64-musl', 'linux-arm64-musl', 'darwin-x64', 'darwin-arm64']
+import { ProcslotError } from './errors'
+
+/**
+ * The platforms with a prebuilt binary: the `procslot-<platform>` packages that `napi prepublish` wrote
+ * into the published package.json's `optionalDependencies` (none in a checkout, where `npm run build`
+ * makes the binary).
+ */
+function published(): { name: string; platforms: string[] } {
+  const pkg = require('../package.json') as { name: string; optionalDependencies?: Record<string, string> }
+  const prefix = `${pkg.name}-`
+  const platforms = Object.keys(pkg.optionalDependencies ?? {})
+    .filter((dep) => dep.startsWith(prefix))
+    .map((dep) => dep.slice(prefix.length))
+  return { name: pkg.name, platforms }
+}
 
 /** `linux-x64-gnu` and the like: the napi-rs name of this machine's platform. */
 function platformName(): string {
   const name = `${process.platform}-${process.arch}`
   if (process.platform !== 'linux') return name
-  // Only on the error path: a report is a few milliseconds.
+  // Only on the error path: a report takes a few milliseconds.
   const report = process.report?.getReport() as { header?: { glibcVersionRuntime?: string } } | undefined
   return `${name}-${report?.header?.glibcVersionRuntime ? 'gnu' : 'musl'}`
 }
 
-function unsupported(platform: string): Error {
+function unsupported(platform: string, platforms: string[], cause?: unknown): ProcslotError {
+  const have = platforms.length > 0 ? platforms.join(', ') : 'Linux and macOS'
   return Object.assign(
-    new Error(
+    new ProcslotError(
       `procslot: unsupported platform ${platform}. procslot needs POSIX byte-range locks and process start ` +
-        `times, and has prebuilt binaries for ${PLATFORMS.join(', ')}.`,
+        `times; it has prebuilt binaries for ${have}.`,
+      { code: 'ERR_PROCSLOT_UNSUPPORTED_PLATFORM', cause },
     ),
-    { code: 'ERR_PROCSLOT_UNSUPPORTED_PLATFORM' },
+    { platform },
   )
 }
 
@@ -38,31 +53,42 @@ function resolves(specifier: string): boolean {
 }
 
 /** The error for a binding that did not load on `platform`; `cause` is the loader's own error. */
-function missingBinary(platform: string, cause: unknown): Error {
-  if (!PLATFORMS.includes(platform)) return Object.assign(unsupported(platform), { cause })
-  const pkg = `procslot-${platform}`
+function missingBinary(platform: string, cause: unknown): ProcslotError {
+  const { name, platforms } = published()
+  if (platforms.length === 0) {
+    return Object.assign(
+      new ProcslotError(
+        `procslot: no native binary for ${platform} next to the sources: build it with npm run build` +
+          (loadFailure(cause) ? ` (it did not load: ${loadFailure(cause)})` : ''),
+        { code: 'ERR_PROCSLOT_NO_BINARY', cause },
+      ),
+      { platform },
+    )
+  }
+  if (!platforms.includes(platform)) return unsupported(platform, platforms, cause)
+  const pkg = `${name}-${platform}`
   const message = resolves(`${pkg}/package.json`)
     ? `procslot: the prebuilt binary for ${platform} (package ${pkg}) is installed but could not be loaded: ` +
-      `${loadFailure(cause)}${platform.endsWith('-gnu') ? ' (it needs glibc 2.17 or later)' : ''}`
+      `${loadFailure(cause) ?? String(cause)}${platform.endsWith('-gnu') ? ' (it needs glibc 2.17 or later)' : ''}`
     : `procslot: no prebuilt binary for ${platform}: the package ${pkg} is not installed. npm installs it ` +
       `with procslot as an optional dependency; it was left out (--omit=optional, --no-optional, or a ` +
       `lockfile made on another platform). Install it: npm install ${pkg}`
-  return Object.assign(new Error(message, { cause }), { code: 'ERR_PROCSLOT_NO_BINARY', platform, package: pkg })
+  return Object.assign(new ProcslotError(message, { code: 'ERR_PROCSLOT_NO_BINARY', cause }), { platform, package: pkg })
 }
 
 /**
- * Why the binary did not load: napi-rs chains every candidate's failure through `cause` (a missing local
- * `.node` file, the platform package, a WASI fallback); the first that is not "not found" is the reason
- * (`version 'GLIBC_2.28' not found`, a wrong ELF class).
+ * Why a binary that is there did not load, or `undefined` when none was found: napi-rs chains every
+ * candidate's failure through `cause` (a missing local `.node` file, the platform package, a WASI fallback),
+ * and the first that is not "not found" is the reason (`version 'GLIBC_2.28' not found`, a wrong ELF class).
  */
-function loadFailure(err: unknown): string {
+function loadFailure(err: unknown): string | undefined {
   const messages: string[] = []
   for (let e: unknown = err; e instanceof Error; e = e.cause) messages.push(e.message.split('\n')[0] ?? '')
-  const reasons = messages.filter((m) => !m.startsWith('Cannot find module') && !/wasi/i.test(m))
-  return reasons.at(-1) ?? messages[0] ?? String(err)
+  const notFound = /^(Cannot find (module|native binding)|Failed to load native binding)|wasi/i
+  return messages.filter((m) => !notFound.test(m)).at(-1)
 }
 
-if (process.platform === 'win32') throw unsupported(`${process.platform}-${process.arch}`)
+if (process.platform === 'win32') throw unsupported(`${process.platform}-${process.arch}`, published().platforms)
 
 try {
   // The generated loader caches itself: `./native` re-exports this very module object.
