@@ -122,6 +122,19 @@ platformTest('npm install procslot from a registry brings the platform binary th
   t.is((await ok('npx', ['--no', '--', 'procslot', '--version'], project, reg.env)).trim(), pkg.version)
   const listing = JSON.parse(await ok('npx', ['--no', '--', 'procslot', 'slots', '--json', slots], project, reg.env))
   t.like(listing, { file: slots, size: 4, held: 0 })
+
+  // Windows, as the import sees it: refused by name, before any loader runs.
+  const windows = `Object.defineProperty(process, 'platform', { value: 'win32' })
+    try { require('procslot') } catch (e) { console.log(JSON.stringify({ name: e.name, code: e.code, message: e.message })) }`
+  const refused = JSON.parse(await ok(process.execPath, ['-e', windows], project, reg.env))
+  t.like(refused, { name: 'ProcslotError', code: 'ERR_PROCSLOT_UNSUPPORTED_PLATFORM' })
+  t.regex(refused.message, new RegExp(`unsupported platform win32-${process.arch}\\b.*${PLATFORM}`))
+
+  // A binary that is installed but does not load (a glibc too old, a damaged file): the loader's reason.
+  writeFileSync(join(project, 'node_modules', PLATFORM_PKG, `procslot.${PLATFORM}.node`), 'not an ELF file')
+  const broken = await run(process.execPath, ['-e', "require('procslot')"], project, reg.env)
+  t.not(broken.code, 0)
+  t.regex(broken.stderr, new RegExp(`binary for ${PLATFORM} \\(package ${PLATFORM_PKG}\\) is installed but could not be loaded: .+`))
 })
 
 platformTest('installed without optional dependencies, procslot names the platform and the package to install', async (t) => {
