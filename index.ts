@@ -4,7 +4,7 @@
  *
  * @packageDocumentation
  */
-import './lib/platform'
+import './lib/native'
 
 export { DEFAULT_SLOTS_FILE, MAX_SLOTS, SlotTable, getProcessId, releaseProcessId } from './lib/slots'
 export type { AcquireOptions, SlotInfo, SlotTableOptions } from './lib/slots'
