@@ -142,7 +142,7 @@ test('an empty slot file is shown as it is, not grown', async (t) => {
   const { file } = slotFile(t, 0)
   const { code, stdout } = await procslot('slots', file, '--json')
   t.is(code, 0)
-  t.deepEqual(JSON.parse(stdout), { file, size: 0, held: 0, slots: [] })
+  t.deepEqual(JSON.parse(stdout), { file, size: 0, held: 0, replacedHolders: [], slots: [] })
   t.is(readFileSync(file).length, 0)
 })
 

@@ -71,8 +71,8 @@ test('worker threads share their process slot: one PID, one slot', async (t) => 
   t.true(releaseProcessId(file))
 })
 
-test('DEFAULT_SLOTS_FILE lives in the temporary directory', (t) => {
-  t.is(DEFAULT_SLOTS_FILE, join(tmpdir(), 'procslot-worker-slots'))
+test('DEFAULT_SLOTS_FILE lives in a per-user directory of the temporary directory', (t) => {
+  t.is(DEFAULT_SLOTS_FILE, join(tmpdir(), `procslot-${process.geteuid!()}`, 'worker-slots'))
 })
 
 test('32 racing processes on 32 slots get 32 distinct IDs; 34 leave exactly 2 with -1', async (t) => {

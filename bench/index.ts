@@ -5,10 +5,11 @@
  * compared by median. Aims come from the issue; a missed aim is printed, never an exit failure. The
  * results are also written to bench/results.json (gitignored). Progress goes to stderr.
  */
-import { spawnSync } from 'node:child_process'
+import { spawn, spawnSync } from 'node:child_process'
 import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs'
 import { availableParallelism, cpus, loadavg, platform, tmpdir } from 'node:os'
-import { join } from 'node:path'
+import { join, relative } from 'node:path'
+import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
 
 import { SlotTable, getProcessId, releaseProcessId } from '../index.js'
@@ -90,6 +91,39 @@ function writeWord(file: string, slot: number, word: Buffer): void {
   }
 }
 
+/**
+ * A helper process that holds the slots of `file` other than `free` as live holders do: one open of the
+ * file per slot (so every lock is a separate open file description, as with separate processes), an
+ * exclusive OFD lock on each slot's 8 bytes, and each word naming the helper's PID and start tag.
+ * Resolves once they are all held; `stop()` ends it (and every lease with it).
+ */
+async function liveHolders(file: string, slots: number, free: number): Promise<{ stop: () => void }> {
+  const script = `
+import fcntl, os, struct, sys
+path, n, free = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+with open('/proc/self/stat') as f:
+    tag = int(f.read().rsplit(')', 1)[1].split()[19]) & 0xffffffff
+word = struct.pack('<II', os.getpid(), tag)
+F_OFD_SETLK = getattr(fcntl, 'F_OFD_SETLK', 37)
+fds = []
+for i in range(n):
+    if i == free:
+        continue
+    fd = os.open(path, os.O_RDWR)
+    fcntl.fcntl(fd, F_OFD_SETLK, struct.pack('hhqqi', fcntl.F_WRLCK, os.SEEK_SET, i * 8, 8, 0))
+    os.pwrite(fd, word, i * 8)
+    fds.append(fd)
+print('held', flush=True)
+sys.stdin.read()
+`
+  const child = spawn('python3', ['-c', script, file, String(slots), String(free)], { stdio: ['pipe', 'pipe', 'inherit'] })
+  await new Promise<void>((resolve, reject) => {
+    createInterface({ input: child.stdout }).once('line', () => resolve())
+    child.once('exit', (code) => reject(new Error(`the live-holder helper exited with ${code}`)))
+  })
+  return { stop: () => child.kill('SIGKILL') }
+}
+
 async function main(): Promise<void> {
   const began = Date.now()
   const dir = mkdtempSync(join(tmpdir(), 'procslot-bench-'))
@@ -105,7 +139,7 @@ async function main(): Promise<void> {
 
   try {
     // 1. getProcessId(file) once cached: a look-up in the facade, vs the empty napi call.
-    progress('1/9 getProcessId (cached) vs binding.noop()')
+    progress('1/11 getProcessId (cached) vs binding.noop()')
     if (getProcessId(idFile) < 0) throw new Error(`getProcessId(${idFile}) failed`)
     const c1 = compare(
       { name: 'getProcessId(file), cached', fn: () => getProcessId(idFile), batch: 1000 },
@@ -116,7 +150,7 @@ async function main(): Promise<void> {
 
     // 2. The whole life of a table on an existing file. Nothing else has the file open in this process,
     // so every open is a fresh native open and every close drops it.
-    progress('2/9 cold cycle vs fs.openSync + fs.closeSync')
+    progress('2/11 cold cycle vs fs.openSync + fs.closeSync')
     SlotTable.open(cycleFile).close()
     const c2 = compare(
       {
@@ -134,7 +168,7 @@ async function main(): Promise<void> {
     results.push(result(2, 'cold cycle (fresh table)', c2, 'median ≤ 10 µs', (c) => c.ours.median <= 10_000))
 
     // 3. A snapshot of 1024 slots (every slot's word and lock probed) vs reading the same 8 KiB file.
-    progress(`3/9 snapshot() of ${BIG} slots vs fs.readFileSync`)
+    progress(`3/11 snapshot() of ${BIG} slots vs fs.readFileSync`)
     const snapTable = SlotTable.open(snapFile, { slots: BIG })
     open.push(snapTable)
     if (snapTable.snapshot().length !== BIG) throw new Error(`${snapFile} should have ${BIG} slots`)
@@ -149,7 +183,7 @@ async function main(): Promise<void> {
     // 4. acquire() on a fresh table whose slots 0..1022 name dead holders, none of them locked.
     // Baseline: the same acquire() on a fresh 1024-slot table whose slots are all free (zero words), with
     // the same untimed open before and release + close after: what the dead holders add to an acquire.
-    progress(`4/9 acquire() past ${BIG - 1} dead holders vs acquire() on a free table`)
+    progress(`4/11 acquire() past ${BIG - 1} dead holders vs acquire() on a free table`)
     const pids = deadPids()
     if (pids.length === 0) throw new Error('found no dead PID to fill the table with')
     const words = Array.from({ length: BIG - 1 }, (_, i) => deadWord(pids[i % pids.length]!))
@@ -197,7 +231,56 @@ async function main(): Promise<void> {
     if (stillDead !== BIG - 1) throw new Error(`${deadFile}: ${stillDead} dead holders after the run, expected ${BIG - 1}`)
     results.push(result(4, `acquire(), ${BIG - 1} dead holders`, c4, 'median ≤ 1 ms', (c) => c.ours.median <= 1_000_000))
 
-    let id = 5
+    // 5. acquire() of the one free slot (the last) of a table whose 1023 other slots are held by live
+    // holders (1023 OFD locks, words naming a live PID), vs acquire() on a table of free slots.
+    progress(`5/11 acquire(), ${BIG - 1} live holders vs acquire() on a free table`)
+    const liveFile = join(dir, 'live-1023')
+    SlotTable.open(liveFile, { slots: BIG }).close()
+    const holders = await liveHolders(liveFile, BIG, BIG - 1)
+    try {
+      const c5 = compare(
+        {
+          name: `acquire(), ${BIG - 1} live holders`,
+          before: () => {
+            table = SlotTable.open(liveFile)
+          },
+          fn: () => (slot = table!.acquire()),
+          after: () => {
+            if (slot !== BIG - 1) throw new Error(`took slot ${slot}, expected the free one, ${BIG - 1}`)
+            table!.release()
+            table!.close()
+          },
+        },
+        {
+          name: `acquire(), ${BIG} free slots`,
+          before: () => {
+            table = SlotTable.open(freeFile)
+          },
+          fn: () => table!.acquire(),
+          after: () => {
+            table!.release()
+            table!.close()
+          },
+        },
+        { maxSamples: 3000, maxTimeMs: 2000 },
+      )
+      results.push(result(5, `acquire(), ${BIG - 1} live holders`, c5, 'median ≤ 20 µs', (c) => c.ours.median <= 20_000))
+    } finally {
+      holders.stop()
+    }
+
+    // 6. getProcessId with a relative path, cached, vs the same with an absolute path.
+    progress('6/11 getProcessId(relative), cached vs getProcessId(absolute), cached')
+    const rel = relative(process.cwd(), idFile)
+    if (getProcessId(rel) !== getProcessId(idFile)) throw new Error('relative and absolute paths disagree')
+    const c6 = compare(
+      { name: 'getProcessId(relative path), cached', fn: () => getProcessId(rel), batch: 1000 },
+      { name: 'getProcessId(absolute path), cached', fn: () => getProcessId(idFile), batch: 1000 },
+      { maxSamples: 2000, maxTimeMs: 1500 },
+    )
+    results.push(result(6, c6.ours.name, c6, '≤ 2× baseline', (c) => c.ratio <= 2))
+
+    let id = 7
     for (const m of await managerCases(dir, progress)) {
       results.push(result(id++, m.name, m.comparison, m.aim, () => m.met === true))
     }

@@ -3,7 +3,7 @@
  * command line — without taking a slot and without creating the file.
  * @internal
  */
-import { lstatSync } from 'node:fs'
+import { lstatSync, readdirSync, readlinkSync } from 'node:fs'
 import { resolve } from 'node:path'
 
 import { fail, formatTable, formatTime, oneLine, parse, printJson, shorten } from './cli-util'
@@ -36,7 +36,47 @@ export interface SlotListing {
   readonly size: number
   /** How many are held by live processes. */
   readonly held: number
+  /**
+   * Processes that still have a removed or replaced copy of this file open (Linux; those visible from
+   * here): the path was deleted or another file was moved over it while they held slots, so their IDs
+   * may be handed out again from the file the path names now.
+   */
+  readonly replacedHolders: number[]
   readonly slots: SlotRow[]
+}
+
+/**
+ * PIDs of the processes (visible here) that have `path` open after it was removed or replaced: their
+ * descriptor links read `<path> (deleted)`.
+ */
+export function replacedHolders(path: string): number[] {
+  if (process.platform !== 'linux') return []
+  const target = `${path} (deleted)`
+  const pids: number[] = []
+  let procs: string[]
+  try {
+    procs = readdirSync('/proc')
+  } catch {
+    return []
+  }
+  for (const name of procs) {
+    if (!/^[0-9]+$/.test(name)) continue
+    let fds: string[]
+    try {
+      fds = readdirSync(`/proc/${name}/fd`)
+    } catch {
+      continue // gone, or not ours to look at
+    }
+    for (const fd of fds) {
+      try {
+        if (readlinkSync(`/proc/${name}/fd/${fd}`) === target) {
+          pids.push(Number(name))
+          break
+        }
+      } catch {}
+    }
+  }
+  return pids.sort((a, b) => a - b)
 }
 
 /**
@@ -46,16 +86,24 @@ export interface SlotListing {
  */
 export function listSlots(file: string): SlotListing {
   const path = resolve(file)
+  const orphans = replacedHolders(path)
+  const orphaned =
+    orphans.length === 0
+      ? ''
+      : `; process${orphans.length === 1 ? '' : 'es'} ${orphans.join(', ')} still hold${orphans.length === 1 ? 's' : ''} ` +
+        'slots in a removed or replaced copy of it'
   let size: number
   try {
     size = lstatSync(path).size
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code
-    return fail(code === 'ENOENT' ? `no slot file at ${path}` : `cannot inspect slot file ${path}: ${(err as Error).message}`)
+    return fail(
+      code === 'ENOENT' ? `no slot file at ${path}${orphaned}` : `cannot inspect slot file ${path}: ${(err as Error).message}`,
+    )
   }
   // An empty file would be given slots by SlotTable.open: show it as it is instead. (Between the lstat
   // and the open the file could vanish and be created anew: then the table shown is that new one.)
-  if (size === 0) return { file: path, size: 0, held: 0, slots: [] }
+  if (size === 0) return { file: path, size: 0, held: 0, replacedHolders: orphans, slots: [] }
   let table: SlotTable
   try {
     table = SlotTable.open(path)
@@ -80,7 +128,13 @@ export function listSlots(file: string): SlotListing {
         visible,
       }
     })
-    return { file: table.path, size: slots.length, held: slots.filter((s) => s.alive).length, slots }
+    return {
+      file: table.path,
+      size: slots.length,
+      held: slots.filter((s) => s.alive).length,
+      replacedHolders: orphans,
+      slots,
+    }
   } finally {
     table.close()
   }
@@ -111,7 +165,13 @@ export const SLOT_COLUMNS = ['slot', 'pid', 'alive', 'started', 'command'] as co
 
 /** The text form of a listing: a summary line, then the table. */
 export function formatSlots(listing: SlotListing): string {
-  const summary = `slot file ${listing.file}: ${listing.size} slots, ${listing.held} held\n`
+  const orphans = listing.replacedHolders
+  const summary =
+    `slot file ${listing.file}: ${listing.size} slots, ${listing.held} held\n` +
+    (orphans.length === 0
+      ? ''
+      : `warning: this file was removed or replaced while process${orphans.length === 1 ? '' : 'es'} ` +
+        `${orphans.join(', ')} held slots in the old one: their IDs may be handed out again here\n`)
   return listing.size === 0 ? summary : summary + formatTable(SLOT_COLUMNS, slotCells(listing))
 }
 

@@ -60,7 +60,8 @@ function releaseLease({ table, slot }: Lease): void {
       if (lease.owned) table.release(slot)
     }
   }
-  table.close()
+  // The lease decides what is given back, not which client's table happened to take the slot.
+  table.detach()
 }
 
 /** A {@link Config} that cannot be changed: a client's `config`. */

@@ -44,6 +44,9 @@ export type SlotFileErrorCode =
   | 'EBADSIZE'
   | 'ETOOLARGE'
   | 'ESHRUNK'
+  | 'EHARDLINK'
+  | 'ETIMEDOUT'
+  | 'EUNSAFE'
   | 'ECLOSED'
   | 'ENOENT'
   | 'EACCES'
@@ -63,6 +66,9 @@ export type SlotFileErrorCode =
  * | `EBADSIZE` | size not a multiple of 8: not a slot file |
  * | `ETOOLARGE` | over 1 MiB: not a slot file |
  * | `ESHRUNK` | the file shrank while open (slot files only grow) |
+ * | `EHARDLINK` | the file has more than one hard link |
+ * | `ETIMEDOUT` | another process held the file's growth lock past `timeoutMs` |
+ * | `EUNSAFE` | the default file's per-user directory is not this user's, or others can write to it |
  * | `ECLOSED` | the table was closed |
  * | `ENOENT`, `EACCES`, `EROFS`, ... | the operating system's error (missing directory, no permission, read-only filesystem) |
  */

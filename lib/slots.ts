@@ -7,10 +7,19 @@ import { isAbsolute, join } from 'node:path'
 
 import { SlotFileError, SlotsExhaustedError, slotFileError } from './errors'
 import * as native from './native'
-import { checkBoolean, checkInteger, checkString } from './validate'
+import { checkBoolean, checkInteger, checkMs, checkString } from './validate'
 
-/** The slot file used when none is named: `procslot-worker-slots` in `os.tmpdir()`. */
-export const DEFAULT_SLOTS_FILE: string = join(tmpdir(), 'procslot-worker-slots')
+/**
+ * The slot file used when none is named: `worker-slots` in the per-user directory
+ * `procslot-<euid>` of `os.tmpdir()` (`<euid>` the effective user ID). The directory is created with mode
+ * 0700 when first used, and refused (`EUNSAFE`) if it is not this user's or others can write to it, so
+ * each user has a table of their own and no one else can plant the file.
+ *
+ * Temporary-file cleaners may delete old files in `os.tmpdir()`: a long-lived fleet should name a file
+ * under `/run/<app>/` or on a volume (see the README); a holder whose file was removed or replaced learns
+ * it through {@link SlotTable.replaced} and a process warning.
+ */
+export const DEFAULT_SLOTS_FILE: string = join(tmpdir(), `procslot-${process.geteuid?.() ?? 0}`, 'worker-slots')
 
 /** The most slots a file may hold (a 1 MiB file). */
 export const MAX_SLOTS = 131072
@@ -32,19 +41,28 @@ export interface SlotInfo {
 /** Options of {@link SlotTable.open}. */
 export interface SlotTableOptions {
   /**
-   * Grow the file to at least this many slots. A file is never shrunk: when it already has more, it keeps
-   * them, and {@link SlotTable.size} says how many.
+   * The fleet size: a new (or empty) file gets exactly this many slots (`1` is a singleton), and an
+   * existing smaller file grows to it. A file is never shrunk: when it already has more, it keeps them,
+   * and {@link SlotTable.size} says how many.
    *
    * @default the file's current size; `os.availableParallelism()` for a new file
    */
   readonly slots?: number
   /**
-   * Permission bits of the file, when this call creates it. Applied exactly (the umask does not narrow
-   * them), so processes of several users can share a file created with `0o666`.
+   * Permission bits of the file, when this call creates it: `0` to `0o777` (set-user-ID, set-group-ID
+   * and sticky bits are a `RangeError`). Applied exactly (the umask does not narrow them), so processes
+   * of several users can share a file created with `0o666`.
    *
    * @default 0o600
    */
   readonly mode?: number
+  /**
+   * The longest wait, in milliseconds, for another process that holds the file's growth lock (it grows
+   * the file). Past it, `open` throws a {@link SlotFileError} with code `ETIMEDOUT`.
+   *
+   * @default 5000
+   */
+  readonly timeoutMs?: number
   /**
    * Accept a slot file owned by another user. Off by default: a file someone else planted in a shared
    * directory such as `/tmp` is refused with code `EFOREIGN`.
@@ -78,34 +96,77 @@ function checkPath(path: unknown): string {
   return checkString('the slot file path', path)
 }
 
+/** Options of {@link getProcessId}. */
+export interface GetProcessIdOptions {
+  /** The fleet size, for a new file (as {@link SlotTableOptions.slots}). @default `os.availableParallelism()` */
+  readonly slots?: number
+  /** As {@link SlotTableOptions.timeoutMs}: past it, `-1`. @default 5000 */
+  readonly timeoutMs?: number
+}
+
 /**
- * This process's IDs by slot-file path, so that a repeated {@link getProcessId} costs a map look-up.
- * Cleared by every release in this process.
+ * This process's IDs by slot-file path as given, so that a repeated {@link getProcessId} costs a map
+ * look-up. A relative path is remembered with the working directory it was resolved in, `memoCwd`
+ * (`process.cwd()` is a cached string in Node.js, no system call): when the directory changes, the
+ * memo is dropped. Cleared by every release and close in this process.
  */
 const memo = new Map<string, number>()
+let memoCwd: string | null = null
+
+function forget(): void {
+  memo.clear()
+  memoCwd = null
+}
+
+/** @internal Forgets the memoized IDs (a slot was released or taken elsewhere in this process). */
+export const forgetProcessIds: () => void = forget
+
+const warned = new Set<string>()
+
+/**
+ * Emits the once-per-file process warning for a slot file whose path now names another file or nothing.
+ * @internal
+ */
+export function warnReplaced(path: string): void {
+  if (warned.has(path)) return
+  warned.add(path)
+  process.emitWarning(
+    `slot file ${path} was removed or replaced while this process held it open: processes that open the ` +
+      'path now use another table, so IDs handed out here may be handed out again there. Keep a long-lived ' +
+      "fleet's slot file out of reach of temporary-file cleaners (e.g. under /run/<app>/).",
+    { type: 'ProcslotWarning', code: 'PROCSLOT_SLOT_FILE_REPLACED' },
+  )
+}
 
 /**
  * The slot (0-based process ID) of this process in a slot file, claiming the lowest slot with no live
  * holder if it holds none. Repeated calls return the same number. The slot is held until
  * {@link releaseProcessId} or the end of the process, however it ends.
  *
- * A new file gets `os.availableParallelism()` slots. Never throws: returns `-1` when every slot is held
- * by a live process, and on any error (an unusable path, a refused file — use {@link SlotTable.open} to
- * learn why).
+ * A new file gets exactly `options.slots` slots (the fleet size), or `os.availableParallelism()` when no
+ * count is given. Never throws: returns `-1` when every slot is held by a live process, when another
+ * process holds the file's growth lock past `options.timeoutMs`, and on any error (an unusable path, a
+ * refused file, bad options — use {@link SlotTable.open} to learn why).
  *
- * @param slotsFile - the slot file
+ * @param slotsFile - the slot file; a relative path is resolved against the working directory
  * @default slotsFile {@link DEFAULT_SLOTS_FILE}
  */
-export function getProcessId(slotsFile: string = DEFAULT_SLOTS_FILE): number {
+export function getProcessId(slotsFile: string = DEFAULT_SLOTS_FILE, options?: GetProcessIdOptions): number {
+  if (memoCwd !== null && memoCwd !== process.cwd()) forget()
   const cached = memo.get(slotsFile)
   if (cached !== undefined) return cached
   let id: number
   try {
-    id = native.getProcessId(checkPath(slotsFile), defaultSlots())
+    const slots = options?.slots === undefined ? undefined : checkInteger('slots', options.slots, 1, MAX_SLOTS)
+    const timeoutMs = options?.timeoutMs === undefined ? undefined : checkMs('timeoutMs', options.timeoutMs)
+    id = native.getProcessId(checkPath(slotsFile), defaultSlots(), slots, timeoutMs, slotsFile === DEFAULT_SLOTS_FILE)
   } catch {
     return -1
   }
-  if (id >= 0 && isAbsolute(slotsFile)) memo.set(slotsFile, id)
+  if (id >= 0) {
+    if (!isAbsolute(slotsFile)) memoCwd = process.cwd()
+    memo.set(slotsFile, id)
+  }
   return id
 }
 
@@ -117,7 +178,7 @@ export function getProcessId(slotsFile: string = DEFAULT_SLOTS_FILE): number {
  * @returns `true` if a slot was freed
  */
 export function releaseProcessId(slotsFile: string = DEFAULT_SLOTS_FILE): boolean {
-  memo.clear()
+  forget()
   try {
     return native.releaseProcessId(checkPath(slotsFile))
   } catch {
@@ -129,8 +190,9 @@ export function releaseProcessId(slotsFile: string = DEFAULT_SLOTS_FILE): boolea
  * The typed client of a slot file.
  *
  * Opening a file that this process already has open joins that open (so the process's locks agree, and
- * it never holds two slots of one file). The process's slot is freed by {@link SlotTable.release}, or
- * when the last table of the file in this process is closed, or when the process ends.
+ * it never holds two slots of one file). The process's slot is held until {@link SlotTable.release},
+ * the {@link SlotTable.close} of the table that took it, or the end of the process — never given back
+ * because a table was garbage-collected.
  *
  * @example
  * ```ts
@@ -159,11 +221,19 @@ export class SlotTable {
   static open(path: string = DEFAULT_SLOTS_FILE, options: SlotTableOptions = {}): SlotTable {
     checkPath(path)
     const slots = options.slots === undefined ? undefined : checkInteger('slots', options.slots, 1, MAX_SLOTS)
-    const mode = checkInteger('mode', options.mode ?? 0o600, 0, 0o7777)
+    const mode = checkInteger('mode', options.mode ?? 0o600, 0, 0o777)
+    const timeoutMs = options.timeoutMs === undefined ? undefined : checkMs('timeoutMs', options.timeoutMs)
     const allowForeignOwner = checkBoolean('allowForeignOwner', options.allowForeignOwner ?? false)
     try {
       return new SlotTable(
-        native.NativeSlotTable.open(path, slots, defaultSlots(), mode, allowForeignOwner),
+        native.NativeSlotTable.open(path, {
+          slots,
+          defaultSlots: defaultSlots(),
+          mode,
+          allowForeignOwner,
+          timeoutMs,
+          privateDir: path === DEFAULT_SLOTS_FILE,
+        }),
       )
     } catch (err) {
       throw slotFileError(err, path)
@@ -178,6 +248,18 @@ export class SlotTable {
   /** How many slots the file has now (another process may have grown it). */
   get size(): number {
     return this.#call((t) => t.size)
+  }
+
+  /**
+   * Whether the file's path now names another file, or nothing: it was removed (a temporary-file
+   * cleaner, `rm`) or replaced (`mv` over it). Processes that open the path from now on use another
+   * table, so the IDs of this one may be handed out twice. The first time this is seen, a `'warning'`
+   * is emitted on `process` (once per file). Costs one `lstat`.
+   */
+  get replaced(): boolean {
+    const replaced = this.#call((t) => t.replaced)
+    if (replaced) warnReplaced(this.#path)
+    return replaced
   }
 
   /** The slot this process holds in this file, or `-1`. */
@@ -203,6 +285,7 @@ export class SlotTable {
       options.preferred === undefined ? undefined : checkInteger('preferred', options.preferred, 0, Number.MAX_SAFE_INTEGER)
     const slot = this.#call((t) => t.acquire(preferred === undefined ? undefined : Math.min(preferred, 0xffffffff)))
     if (slot < 0) throw new SlotsExhaustedError(this.#path, this.size)
+    if (this.#native.replacedSeen) warnReplaced(this.#path)
     return slot
   }
 
@@ -213,7 +296,7 @@ export class SlotTable {
    */
   release(slot?: number): boolean {
     if (slot !== undefined) checkInteger('slot', slot, 0, Number.MAX_SAFE_INTEGER)
-    memo.clear()
+    forget()
     return this.#call((t) => t.release(slot === undefined ? undefined : Math.min(slot, 0xffffffff)))
   }
 
@@ -230,6 +313,7 @@ export class SlotTable {
   /** Every slot, with its holder's PID, whether it is alive, and whether it is this process. */
   snapshot(): SlotInfo[] {
     const flat = this.#call((t) => t.snapshot())
+    if (this.#native.replacedSeen) warnReplaced(this.#path)
     const slots: SlotInfo[] = new Array(flat.length / 3)
     for (let slot = 0, i = 0; i < flat.length; slot++, i += 3) {
       const flags = flat[i + 2]!
@@ -239,13 +323,29 @@ export class SlotTable {
   }
 
   /**
-   * Closes this table. When it is the last open of the file in this process (and {@link getProcessId}
-   * does not hold it), this process's slot in it is freed. Idempotent.
+   * Closes this table. The slot this table took with {@link SlotTable.acquire} is given back (if the
+   * process still holds it); a slot the process held before (through {@link getProcessId} or another
+   * table) is left alone. Idempotent.
+   *
+   * A table that is never closed — even one no longer referenced, collected by the garbage collector —
+   * keeps its slot until {@link SlotTable.release} or the end of the process.
    */
   close(): void {
     if (this.#closed) return
     this.#closed = true
     this.#native.close()
+    forget()
+  }
+
+  /**
+   * Closes this table without giving back the slot it took, for owners that release it themselves
+   * (the clients, which share one slot per file).
+   * @internal
+   */
+  detach(): void {
+    if (this.#closed) return
+    this.#closed = true
+    this.#native.detach()
   }
 
   /** Calls {@link SlotTable.close}, for `using table = SlotTable.open(...)`. */

@@ -5,6 +5,7 @@
 
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 mod error;
 pub mod supervise;
@@ -28,10 +29,34 @@ fn closed(env: &Env, path: &str) -> napi::Error {
 #[napi]
 pub fn noop() {}
 
+fn open_options(
+  slots: Option<u32>,
+  default_slots: u32,
+  timeout_ms: Option<u32>,
+  private_dir: bool,
+) -> OpenOptions {
+  OpenOptions {
+    slots: slots.map(|n| n as usize),
+    default_slots: default_slots as usize,
+    timeout: timeout_ms.map_or(procslot_core::DEFAULT_TIMEOUT, |ms| {
+      Duration::from_millis(ms.into())
+    }),
+    private_dir,
+    ..OpenOptions::default()
+  }
+}
+
 /// This process's slot in `path` (claiming one if needed), or -1 when the table is full or on any error.
 #[napi]
-pub fn get_process_id(path: String, default_slots: u32) -> i32 {
-  match procslot_core::get_process_id(Path::new(&path), default_slots as usize) {
+pub fn get_process_id(
+  path: String,
+  default_slots: u32,
+  slots: Option<u32>,
+  timeout_ms: Option<u32>,
+  private_dir: bool,
+) -> i32 {
+  let options = open_options(slots, default_slots, timeout_ms, private_dir);
+  match procslot_core::get_process_id(Path::new(&path), &options) {
     Ok(Some(slot)) => slot as i32,
     _ => -1,
   }
@@ -43,16 +68,40 @@ pub fn release_process_id(path: String) -> bool {
   procslot_core::release_process_id(Path::new(&path))
 }
 
-/// An open slot file.
+/// How to open a slot file (the facade has checked every field).
+#[napi(object)]
+pub struct NativeOpenOptions {
+  /// The fleet size: grow to it, and a new file gets exactly this many.
+  pub slots: Option<u32>,
+  /// The count of a new file when `slots` is not given.
+  pub default_slots: u32,
+  /// Permission bits of a file this call creates.
+  pub mode: u32,
+  /// Accept another user's file.
+  pub allow_foreign_owner: bool,
+  /// The longest wait for the growth lock.
+  pub timeout_ms: Option<u32>,
+  /// The file's directory is the private per-user default directory.
+  pub private_dir: bool,
+}
+
+/// An open slot file. Dropping it (its JavaScript object collected) frees nothing: a held slot is pinned
+/// by the core until it is released, this table is closed after taking it, or the process ends.
 #[napi]
 pub struct NativeSlotTable {
   path: String,
   file: Option<Arc<SlotFile>>,
+  /// The slot this table took (not one the process held before), which `close` gives back.
+  took: Option<usize>,
 }
 
 impl NativeSlotTable {
   fn file(&self, env: &Env) -> Result<&SlotFile> {
     self.file.as_deref().ok_or_else(|| closed(env, &self.path))
+  }
+
+  fn file_arc(&self, env: &Env) -> Result<&Arc<SlotFile>> {
+    self.file.as_ref().ok_or_else(|| closed(env, &self.path))
   }
 }
 
@@ -60,26 +109,35 @@ impl NativeSlotTable {
 impl NativeSlotTable {
   /// Opens (or joins this process's open of) the slot file at `path`.
   #[napi(factory)]
-  pub fn open(
-    env: &Env,
-    path: String,
-    slots: Option<u32>,
-    default_slots: u32,
-    mode: u32,
-    allow_foreign_owner: bool,
-  ) -> Result<Self> {
+  pub fn open(env: &Env, path: String, options: NativeOpenOptions) -> Result<Self> {
     let options = OpenOptions {
-      slots: slots.map(|n| n as usize),
-      default_slots: default_slots as usize,
-      mode,
-      allow_foreign_owner,
-      ..OpenOptions::default()
+      mode: options.mode,
+      allow_foreign_owner: options.allow_foreign_owner,
+      ..open_options(
+        options.slots,
+        options.default_slots,
+        options.timeout_ms,
+        options.private_dir,
+      )
     };
     let file = SlotFile::open(Path::new(&path), &options).map_err(|e| to_js(env, e))?;
     Ok(NativeSlotTable {
       path: file.path().to_string_lossy().into_owned(),
       file: Some(file),
+      took: None,
     })
+  }
+
+  /// Whether the path now names another file or nothing (one `lstat`).
+  #[napi(getter)]
+  pub fn replaced(&self, env: &Env) -> Result<bool> {
+    Ok(self.file(env)?.replaced())
+  }
+
+  /// Whether the file was already seen replaced (no system call).
+  #[napi(getter)]
+  pub fn replaced_seen(&self, env: &Env) -> Result<bool> {
+    Ok(self.file(env)?.replaced_seen())
   }
 
   /// The absolute path.
@@ -108,18 +166,30 @@ impl NativeSlotTable {
 
   /// Claims a slot; -1 when full.
   #[napi]
-  pub fn acquire(&self, env: &Env, preferred: Option<u32>) -> Result<i32> {
-    let slot = self
-      .file(env)?
-      .acquire(preferred.map(|p| p as usize))
+  pub fn acquire(&mut self, env: &Env, preferred: Option<u32>) -> Result<i32> {
+    let claim = self
+      .file_arc(env)?
+      .claim(preferred.map(|p| p as usize))
       .map_err(|e| to_js(env, e))?;
-    Ok(slot.map_or(-1, |s| s as i32))
+    Ok(match claim {
+      Some((slot, took)) => {
+        if took {
+          self.took = Some(slot);
+        }
+        slot as i32
+      }
+      None => -1,
+    })
   }
 
   /// Frees this process's slot (only `slot`, if given).
   #[napi]
-  pub fn release(&self, env: &Env, slot: Option<u32>) -> Result<bool> {
-    Ok(self.file(env)?.release(slot.map(|s| s as usize)))
+  pub fn release(&mut self, env: &Env, slot: Option<u32>) -> Result<bool> {
+    let freed = self.file(env)?.release(slot.map(|s| s as usize));
+    if freed {
+      self.took = None;
+    }
+    Ok(freed)
   }
 
   /// Frees every dead holder's slot; how many.
@@ -143,9 +213,20 @@ impl NativeSlotTable {
     Ok(Uint32Array::new(flat))
   }
 
-  /// Drops this table's reference; the last one in the process frees the slot. Idempotent.
+  /// Closes this table without giving back the slot it took: the slot stays held (pinned by the core)
+  /// until it is released by another handle or the process ends. Idempotent.
+  #[napi]
+  pub fn detach(&mut self) {
+    self.took = None;
+    self.file = None;
+  }
+
+  /// Closes this table: gives back the slot it took (if this process still holds that one), then drops
+  /// its reference. Idempotent.
   #[napi]
   pub fn close(&mut self) {
-    self.file = None;
+    if let (Some(file), Some(slot)) = (self.file.take(), self.took.take()) {
+      file.release(Some(slot));
+    }
   }
 }

@@ -32,6 +32,6 @@ pub use pidfile::{
 };
 pub use process::{identity, started_after, Identity, ProcessHandle, Signalled};
 pub use slots::{
-  get_process_id, release_process_id, Holder, Locking, OpenOptions, SlotFile, SlotInfo,
-  MAX_FILE_BYTES, MAX_SLOTS, SLOT_BYTES,
+  ensure_private_dir, get_process_id, release_process_id, Holder, Locking, OpenOptions, SlotFile,
+  SlotInfo, DEFAULT_TIMEOUT, MAX_FILE_BYTES, MAX_SLOTS, SLOT_BYTES,
 };

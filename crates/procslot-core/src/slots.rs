@@ -9,6 +9,17 @@
 //!
 //! Within a process, one [`SlotFile`] exists per file (keyed by device and inode), shared by every table
 //! that opens it, so the process's locks agree and it never holds two slots of one file.
+//!
+//! **Lifetimes.** A slot is held until this process gives it back ([`SlotFile::release`]) or ends. While
+//! it holds one, the [`SlotFile`] pins itself (a strong reference from its own state, dropped by
+//! `release`), so dropping every handle to it — a garbage-collected JavaScript table, say — never frees
+//! the slot, and the open file and its lock live on.
+//!
+//! **A file changed behind our back.** Slot files only grow, but another program may truncate or remove
+//! one. Every touch of the mapping is preceded by an `fstat` of the open file, and a call that needs a
+//! part the file lost fails with `ESHRUNK` instead of touching it (a touch past the end of a file is a
+//! `SIGBUS`); `release` and `Drop` never touch a page past the end. A path that now names another file,
+//! or nothing, is reported by [`SlotFile::replaced`].
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -17,6 +28,7 @@ use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
+use std::time::{Duration, Instant};
 
 use memmap2::{MmapOptions, MmapRaw};
 
@@ -81,15 +93,32 @@ pub enum Locking {
   Off,
 }
 
+/// Above this many holders (non-zero words) a table is crowded: [`SlotFile::acquire`] tries the free
+/// words first instead of probing holders' locks in ascending order.
+pub const CROWDED: usize = 64;
+
+/// How old an open must be before `acquire` checks again that the path still names the file.
+const RECHECK_AFTER: Duration = Duration::from_secs(1);
+
+/// How long opening and growing wait for another process's growth lock by default.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(5000);
+
 /// How to open a slot file.
 #[derive(Debug, Clone)]
 pub struct OpenOptions {
-  /// Grow the file to at least this many slots (never shrinks it). `None`: keep its size.
+  /// Grow the file to at least this many slots (never shrinks it); a new or empty file gets exactly this
+  /// many. `None`: keep its size, and give a new file `default_slots`.
   pub slots: Option<usize>,
-  /// Slot count for a file that is new or empty.
+  /// Slot count for a file that is new or empty when `slots` is `None`.
   pub default_slots: usize,
-  /// Permission bits of a file this call creates (exactly these: the umask does not apply).
+  /// Permission bits of a file this call creates (exactly these: the umask does not apply); `0..=0o777`.
   pub mode: u32,
+  /// The longest wait for another process's growth lock ([`DEFAULT_TIMEOUT`]); then `ETIMEDOUT`.
+  pub timeout: Duration,
+  /// The file's directory is a private per-user directory (the default file's): create it with mode
+  /// 0700 if missing, and refuse it (`EUNSAFE`) unless it is a directory of this user that no one else
+  /// can write to.
+  pub private_dir: bool,
   /// Accept a file owned by another user.
   pub allow_foreign_owner: bool,
   /// Locks or PIDs.
@@ -108,6 +137,8 @@ impl Default for OpenOptions {
       slots: None,
       default_slots: available_parallelism(),
       mode: 0o600,
+      timeout: DEFAULT_TIMEOUT,
+      private_dir: false,
       allow_foreign_owner: false,
       locking: Locking::Auto,
     }
@@ -161,6 +192,9 @@ impl SlotMap {
 struct Inner {
   map: SlotMap,
   held: Option<usize>,
+  /// While a slot is held: the file itself, so that it lives (and keeps its lock) whoever drops their
+  /// handles. Taken out by `release`.
+  pin: Option<Arc<SlotFile>>,
 }
 
 /// An open slot file, shared by everything in this process that opened the same file.
@@ -169,7 +203,11 @@ pub struct SlotFile {
   file: File,
   key: (u64, u64),
   locks: AtomicBool,
+  /// Set once the path was seen naming another file or nothing.
+  replaced: AtomicBool,
   me: Holder,
+  timeout: Duration,
+  opened: Instant,
   inner: Mutex<Inner>,
 }
 
@@ -194,11 +232,17 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 fn me() -> Holder {
-  static ME: OnceLock<u32> = OnceLock::new();
-  Holder {
-    pid: std::process::id(),
-    tag: *ME.get_or_init(self_start_tag),
+  // Per process: a forked child (whose memory starts as a copy of ours) reads it afresh.
+  static ME: Mutex<Holder> = Mutex::new(Holder { pid: 0, tag: 0 });
+  let pid = std::process::id();
+  let mut me = lock(&ME);
+  if me.pid != pid {
+    *me = Holder {
+      pid,
+      tag: self_start_tag(),
+    };
   }
+  *me
 }
 
 fn offset(slot: usize) -> u64 {
@@ -217,6 +261,12 @@ impl SlotFile {
   /// errno name of a failed system call; [`Error::InvalidArgument`] for a slot count out of range.
   pub fn open(path: &Path, options: &OpenOptions) -> Result<Arc<SlotFile>> {
     let wanted = options.slots.unwrap_or(0);
+    if options.mode > 0o777 {
+      return Err(Error::InvalidArgument(format!(
+        "mode must be permission bits between 0 and 0o777 (no set-user-ID, set-group-ID or sticky bit), got {:#o}",
+        options.mode
+      )));
+    }
     for (what, n) in [("slots", wanted), ("default slots", options.default_slots)] {
       if n > MAX_SLOTS {
         return Err(Error::InvalidArgument(format!(
@@ -225,6 +275,11 @@ impl SlotFile {
       }
     }
     let path = std::path::absolute(path).map_err(|e| Error::slot_io(path, "resolve path", &e))?;
+    if options.private_dir {
+      if let Some(dir) = path.parent() {
+        ensure_private_dir(dir)?;
+      }
+    }
 
     // Join an open of the same file first: on macOS, opening and closing a second descriptor would drop
     // this process's record locks on it. (Linux's OFD locks belong to the open, so there the look-up
@@ -232,7 +287,7 @@ impl SlotFile {
     #[cfg(not(target_os = "linux"))]
     if let Ok(meta) = std::fs::symlink_metadata(&path) {
       if let Some(existing) = Self::lookup((meta.dev(), meta.ino())) {
-        existing.ensure_slots(wanted)?;
+        existing.ensure_slots_within(wanted, options.timeout)?;
         return Ok(existing);
       }
     }
@@ -245,24 +300,27 @@ impl SlotFile {
     if created {
       // Exactly the requested mode, whatever the umask (a fleet of several users may ask for 0o666).
       file
-        .set_permissions(std::fs::Permissions::from_mode(options.mode & 0o7777))
+        .set_permissions(std::fs::Permissions::from_mode(options.mode))
         .map_err(|e| Error::slot_io(&path, "chmod", &e))?;
     }
     let key = (meta.dev(), meta.ino());
     let mut reg = registry();
     if let Some(existing) = reg.get(&key).and_then(Weak::upgrade) {
       drop(reg);
-      existing.ensure_slots(wanted)?;
+      existing.ensure_slots_within(wanted, options.timeout)?;
       return Ok(existing);
     }
 
     let locks = options.locking == Locking::Auto;
+    // Exactly the count asked for on a new file ({ slots: 1 } is a singleton); the default only when
+    // none was given.
     let initial = if meta.len() == 0 {
-      wanted.max(options.default_slots).max(1)
+      options.slots.unwrap_or(options.default_slots).max(1)
     } else {
       wanted
     };
-    let size = grow(&path, &file, meta.len(), initial, locks)?;
+    let deadline = Instant::now() + options.timeout;
+    let size = grow(&path, &file, meta.len(), initial, locks, deadline)?;
     let map = SlotMap::new(&file, (size / SLOT_BYTES as u64) as usize)
       .map_err(|e| Error::slot_io(&path, "mmap", &e))?;
     let slot_file = Arc::new(SlotFile {
@@ -270,8 +328,15 @@ impl SlotFile {
       file,
       key,
       locks: AtomicBool::new(locks),
+      replaced: AtomicBool::new(false),
       me: me(),
-      inner: Mutex::new(Inner { map, held: None }),
+      timeout: options.timeout,
+      opened: Instant::now(),
+      inner: Mutex::new(Inner {
+        map,
+        held: None,
+        pin: None,
+      }),
     });
     reg.retain(|_, weak| weak.strong_count() > 0);
     reg.insert(key, Arc::downgrade(&slot_file));
@@ -307,11 +372,45 @@ impl SlotFile {
     Ok(inner.map.slots)
   }
 
-  /// Grows the file to at least `slots` slots (never shrinks it).
+  /// Whether the path no longer names this open file: it was removed, or another file was put in its
+  /// place (`mv` over it, a temporary-file cleaner, a re-created file). Processes that open the path now
+  /// get another table, so IDs handed out from this one may be handed out again there. Once seen, it
+  /// stays `true`. Costs one `lstat`.
+  pub fn replaced(&self) -> bool {
+    if self.replaced.load(Ordering::Relaxed) {
+      return true;
+    }
+    let same = std::fs::symlink_metadata(&self.path).is_ok_and(|m| (m.dev(), m.ino()) == self.key);
+    if !same {
+      self.replaced.store(true, Ordering::Relaxed);
+    }
+    !same
+  }
+
+  /// Whether [`SlotFile::replaced`] has been seen `true`, without looking again.
+  pub fn replaced_seen(&self) -> bool {
+    self.replaced.load(Ordering::Relaxed)
+  }
+
+  /// The file's current length, by `fstat` of the open file.
+  fn file_len(&self) -> Result<u64> {
+    self
+      .file
+      .metadata()
+      .map(|m| m.len())
+      .map_err(|e| Error::slot_io(&self.path, "fstat", &e))
+  }
+
+  /// Grows the file to at least `slots` slots (never shrinks it), waiting for another grower at most the
+  /// timeout the file was opened with.
   ///
   /// # Errors
-  /// As [`SlotFile::size`], plus `ftruncate` failures.
+  /// As [`SlotFile::size`], plus `ftruncate` failures and `ETIMEDOUT`.
   pub fn ensure_slots(&self, slots: usize) -> Result<()> {
+    self.ensure_slots_within(slots, self.timeout)
+  }
+
+  fn ensure_slots_within(&self, slots: usize, timeout: Duration) -> Result<()> {
     if slots > MAX_SLOTS {
       return Err(Error::InvalidArgument(format!(
         "slots must be at most {MAX_SLOTS}, got {slots}"
@@ -320,18 +419,25 @@ impl SlotFile {
     let mut inner = lock(&self.inner);
     if slots > inner.map.slots {
       let len = (inner.map.slots * SLOT_BYTES) as u64;
-      grow(&self.path, &self.file, len, slots, self.uses_locks())?;
+      let deadline = Instant::now() + timeout;
+      grow(
+        &self.path,
+        &self.file,
+        len,
+        slots,
+        self.uses_locks(),
+        deadline,
+      )?;
     }
     self.refresh(&mut inner)
   }
 
-  /// Remaps when another process grew the file.
+  /// Remaps when another process grew the file; `ESHRUNK` when someone shrank it, before any touch of
+  /// the mapping. (A truncation between this `fstat` and the touches that follow it — microseconds — is
+  /// the one race left: no system call can make "check the size, then touch memory" atomic against a
+  /// truncation by another program, and catching `SIGBUS` is no defence worth having in a library.)
   fn refresh(&self, inner: &mut Inner) -> Result<()> {
-    let len = self
-      .file
-      .metadata()
-      .map_err(|e| Error::slot_io(&self.path, "fstat", &e))?
-      .len();
+    let len = self.file_len()?;
     let slots = (len.min(MAX_FILE_BYTES) / SLOT_BYTES as u64) as usize;
     if slots < inner.map.slots {
       return Err(Error::slot_file(
@@ -374,51 +480,102 @@ impl SlotFile {
   /// Claims a slot for this process: its own slot if it holds one already, else `preferred` if free, else
   /// the lowest slot with no live holder. `Ok(None)` when every slot is held by a live process.
   ///
+  /// In a crowded table (more than [`CROWDED`] words name a holder) the free words come first: the
+  /// slots whose word is 0 (free, most probably) are tried before the holders' slots. Probing a holder's
+  /// lock is a system call that walks the file's whole lock list, so in a table of a thousand live
+  /// holders an ascending scan would cost a thousand such walks to find the one free slot; with few
+  /// holders a probe is cheap, and the order is exactly "the lowest slot with no live holder".
+  ///
+  /// The slot is held until [`SlotFile::release`] or the end of the process: dropping every handle to
+  /// this file does not free it.
+  ///
   /// # Errors
   /// A lock or `fstat` failure other than "held" or "unsupported"; `ESHRUNK`.
-  pub fn acquire(&self, preferred: Option<usize>) -> Result<Option<usize>> {
+  pub fn acquire(self: &Arc<Self>, preferred: Option<usize>) -> Result<Option<usize>> {
+    Ok(self.claim(preferred)?.map(|(slot, _)| slot))
+  }
+
+  /// As [`SlotFile::acquire`], also saying whether this call took the slot (`false`: this process held
+  /// it already).
+  ///
+  /// # Errors
+  /// As [`SlotFile::acquire`].
+  pub fn claim(self: &Arc<Self>, preferred: Option<usize>) -> Result<Option<(usize, bool)>> {
     let mut inner = lock(&self.inner);
     if let Some(slot) = inner.held {
-      return Ok(Some(slot));
+      return Ok(Some((slot, false)));
     }
     self.refresh(&mut inner)?;
-    let n = inner.map.slots;
+    let won = self.pick(&inner.map, preferred)?;
+    if let Some(slot) = won {
+      inner.held = Some(slot);
+      inner.pin = Some(Arc::clone(self));
+      drop(inner);
+      // A file opened by its path a moment ago is the file the path names: look again only on a table
+      // that has been open a while (one lstat).
+      if self.opened.elapsed() >= RECHECK_AFTER {
+        self.replaced();
+      }
+      return Ok(Some((slot, true)));
+    }
+    Ok(None)
+  }
+
+  /// The claiming order of [`SlotFile::acquire`]; the slot won, if any.
+  fn pick(&self, map: &SlotMap, preferred: Option<usize>) -> Result<Option<usize>> {
+    let n = map.slots;
     let first = preferred.filter(|&p| p < n);
-    let order = first
-      .into_iter()
-      .chain((0..n).filter(|&i| Some(i) != first));
-    let mine = self.me.to_word();
-    for slot in order {
-      if self.uses_locks() {
-        match self.try_lock(slot)? {
-          Some(true) => {
-            // The lease is ours, so whoever the word names is gone: only lock holders write.
-            let mut seen = inner.map.load(slot);
-            while let Err(now) = inner.map.cas(slot, seen, mine) {
-              seen = now;
-            }
-            inner.held = Some(slot);
-            return Ok(Some(slot));
-          }
-          Some(false) => continue,
-          None => {} // locks refused: decide this slot (and the rest) by PID
+    if let Some(p) = first {
+      if self.try_claim(map, p)? {
+        return Ok(Some(p));
+      }
+    }
+    let rest = move |i: &usize| Some(*i) != first;
+    let crowded = (0..n).filter(|&i| map.load(i) != 0).nth(CROWDED).is_some();
+    if crowded {
+      let free = (0..n).filter(rest).filter(|&i| map.load(i) == 0);
+      let taken = (0..n).filter(rest).filter(|&i| map.load(i) != 0);
+      for slot in free.chain(taken) {
+        if self.try_claim(map, slot)? {
+          return Ok(Some(slot));
         }
       }
-      let seen = inner.map.load(slot);
-      let holder = Holder::from_word(seen);
-      if holder_is_dead(&SystemProbe, holder.pid, holder.tag)
-        && inner.map.cas(slot, seen, mine).is_ok()
-      {
-        inner.held = Some(slot);
-        return Ok(Some(slot));
+    } else {
+      for slot in (0..n).filter(rest) {
+        if self.try_claim(map, slot)? {
+          return Ok(Some(slot));
+        }
       }
     }
     Ok(None)
   }
 
-  /// Frees this process's slot: the word goes back to 0 if it still names this process, then the lock is
-  /// dropped and the slot forgotten. With `Some(slot)`, only if that is the slot this process holds.
-  /// Returns whether a slot was freed.
+  /// One claim attempt on `slot`: its lock without waiting, then the word (CAS).
+  fn try_claim(&self, map: &SlotMap, slot: usize) -> Result<bool> {
+    let mine = self.me.to_word();
+    if self.uses_locks() {
+      match self.try_lock(slot)? {
+        Some(true) => {
+          // The lease is ours, so whoever the word names is gone: only lock holders write.
+          let mut seen = map.load(slot);
+          while let Err(now) = map.cas(slot, seen, mine) {
+            seen = now;
+          }
+          return Ok(true);
+        }
+        Some(false) => return Ok(false),
+        None => {} // locks refused: decide this slot (and the rest) by PID
+      }
+    }
+    let seen = map.load(slot);
+    let holder = Holder::from_word(seen);
+    Ok(holder_is_dead(&SystemProbe, holder.pid, holder.tag) && map.cas(slot, seen, mine).is_ok())
+  }
+
+  /// Frees this process's slot: the word goes back to 0 if it still names this process (and the file
+  /// still has that word: a word lost to a truncation is not touched), then the lock is dropped and the
+  /// slot forgotten. With `Some(slot)`, only if that is the slot this process holds. Returns whether a
+  /// slot was given back.
   pub fn release(&self, slot: Option<usize>) -> bool {
     let mut inner = lock(&self.inner);
     let Some(held) = inner.held else {
@@ -427,10 +584,19 @@ impl SlotFile {
     if slot.is_some_and(|s| s != held) {
       return false;
     }
-    let freed = inner.map.cas(held, self.me.to_word(), 0).is_ok();
+    // Never touch a page past the end of the file (SIGBUS): the word is only cleared if it is still
+    // inside the file (see `refresh` for the race that remains).
+    let end = offset(held) + SLOT_BYTES as u64;
+    if self.file_len().is_ok_and(|len| len >= end) && held < inner.map.slots {
+      let _ = inner.map.cas(held, self.me.to_word(), 0);
+    }
     self.unlock(held);
     inner.held = None;
-    freed
+    let pin = inner.pin.take();
+    drop(inner);
+    // Possibly the last reference: dropped after the guard, so the file's own mutex is not held.
+    drop(pin);
+    true
   }
 
   /// Frees every slot whose holder is dead; returns how many.
@@ -473,6 +639,7 @@ impl SlotFile {
   /// # Errors
   /// A lock-probe or `fstat` failure; `ESHRUNK`.
   pub fn snapshot(&self) -> Result<Vec<SlotInfo>> {
+    self.replaced();
     let mut inner = lock(&self.inner);
     self.refresh(&mut inner)?;
     let n = inner.map.slots;
@@ -539,16 +706,50 @@ impl SlotFile {
 }
 
 impl Drop for SlotFile {
-  /// The last reference in this process gone: free the slot (the lock goes with the descriptor).
+  /// The last reference in this process gone. No slot is held (a held slot pins its file), so nothing
+  /// in the mapping is touched; the descriptor's close drops any lock left.
   fn drop(&mut self) {
-    let inner = self.inner.get_mut().unwrap_or_else(|p| p.into_inner());
-    if let Some(slot) = inner.held.take() {
-      let _ = inner.map.cas(slot, self.me.to_word(), 0);
-    }
     let mut reg = registry();
     if reg.get(&self.key).is_some_and(|w| w.strong_count() == 0) {
       reg.remove(&self.key);
     }
+  }
+}
+
+/// Makes sure `dir` is a private directory of this user: creates it with mode 0700 if it is missing, and
+/// refuses (`EUNSAFE`) anything that is not a directory (a symbolic link included), is owned by another
+/// user, or can be written by group or others — in a shared `/tmp`, anyone could have created it first.
+///
+/// # Errors
+/// `EUNSAFE`, or the errno name of a failed `mkdir`/`lstat`.
+pub fn ensure_private_dir(dir: &Path) -> Result<()> {
+  use std::os::unix::fs::DirBuilderExt;
+  match std::fs::DirBuilder::new().mode(0o700).create(dir) {
+    Ok(()) => {}
+    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+    Err(e) => return Err(Error::slot_io(dir, "create the private directory", &e)),
+  }
+  let meta =
+    std::fs::symlink_metadata(dir).map_err(|e| Error::slot_io(dir, "lstat the directory", &e))?;
+  let euid = nix::unistd::geteuid().as_raw();
+  let why = if !meta.file_type().is_dir() {
+    Some("is not a directory (a symbolic link is not followed)".to_owned())
+  } else if meta.uid() != euid {
+    Some(format!(
+      "is owned by uid {}, not by this user (uid {euid}); refusing a directory someone else made",
+      meta.uid()
+    ))
+  } else if meta.mode() & 0o022 != 0 {
+    Some(format!(
+      "has mode {:o}: writable by other users, who could replace the slot file",
+      meta.mode() & 0o7777
+    ))
+  } else {
+    None
+  };
+  match why {
+    Some(reason) => Err(Error::slot_file("EUNSAFE", dir, reason)),
+    None => Ok(()),
   }
 }
 
@@ -604,6 +805,16 @@ fn check_file(path: &Path, meta: &std::fs::Metadata, allow_foreign_owner: bool) 
       ),
     ));
   }
+  if meta.nlink() > 1 {
+    return Err(Error::slot_file(
+      "EHARDLINK",
+      path,
+      format!(
+        "has {} hard links; refusing a file that can be reached by another name",
+        meta.nlink()
+      ),
+    ));
+  }
   let len = meta.len();
   if len > MAX_FILE_BYTES {
     return Err(Error::slot_file(
@@ -624,7 +835,14 @@ fn check_file(path: &Path, meta: &std::fs::Metadata, allow_foreign_owner: bool) 
 
 /// Grows the file (last seen at `len` bytes) to at least `slots` slots and returns its size. Under a lock
 /// far past the end where locks work, so that concurrent growers never shrink it.
-fn grow(path: &Path, file: &File, len: u64, slots: usize, locks: bool) -> Result<u64> {
+fn grow(
+  path: &Path,
+  file: &File,
+  len: u64,
+  slots: usize,
+  locks: bool,
+  deadline: Instant,
+) -> Result<u64> {
   let fstat_len = || {
     file
       .metadata()
@@ -635,10 +853,23 @@ fn grow(path: &Path, file: &File, len: u64, slots: usize, locks: bool) -> Result
   if len >= wanted {
     return Ok(len);
   }
-  let locked = locks
-    && sys::lock_wait(file, GROW_LOCK_OFFSET, 1)
+  let locked = if locks {
+    match sys::lock_wait_until(file, GROW_LOCK_OFFSET, 1, deadline)
       .map_err(|e| Error::slot_io(path, "lock for growth", &e))?
-      == LockOutcome::Acquired;
+    {
+      LockOutcome::Acquired => true,
+      LockOutcome::Busy => {
+        return Err(Error::slot_file(
+          "ETIMEDOUT",
+          path,
+          "another process held the file's growth lock past the timeout; is a holder stopped?",
+        ))
+      }
+      LockOutcome::Unsupported => false,
+    }
+  } else {
+    false
+  };
   let result = (|| {
     let len = fstat_len()?;
     if len < wanted {
@@ -660,23 +891,17 @@ fn process_ids() -> MutexGuard<'static, HashMap<PathBuf, Arc<SlotFile>>> {
 }
 
 /// This process's slot in the file at `path`, claiming one if it holds none (the port of the Go
-/// helpers' `GetProcessID`). Repeated calls return the same slot; the file stays open until
+/// helpers' `GetProcessId`). Repeated calls return the same slot; the file stays open until
 /// [`release_process_id`] or the end of the process. `Ok(None)` when every slot is held.
 ///
 /// # Errors
 /// As [`SlotFile::open`] and [`SlotFile::acquire`].
-pub fn get_process_id(path: &Path, default_slots: usize) -> Result<Option<usize>> {
+pub fn get_process_id(path: &Path, options: &OpenOptions) -> Result<Option<usize>> {
   let key = std::path::absolute(path).map_err(|e| Error::slot_io(path, "resolve path", &e))?;
   if let Some(slot) = process_ids().get(&key).and_then(|f| f.held()) {
     return Ok(Some(slot));
   }
-  let file = SlotFile::open(
-    &key,
-    &OpenOptions {
-      default_slots,
-      ..OpenOptions::default()
-    },
-  )?;
+  let file = SlotFile::open(&key, options)?;
   let slot = file.acquire(None)?;
   if slot.is_some() {
     process_ids().insert(key, file);

@@ -95,10 +95,15 @@ fn opening_a_file_twice_shares_one_open() {
   assert_eq!(b.held(), Some(0), "the slot lives while a reference does");
   drop(b);
   assert_eq!(
-    word(&path, 0),
-    Holder::default(),
-    "the last reference frees it"
+    word(&path, 0).pid,
+    std::process::id(),
+    "dropping every handle does not free a held slot: it is pinned until released"
   );
+  let again = SlotFile::open(&path, &opts(4)).unwrap();
+  assert_eq!(again.held(), Some(0), "a new open joins the pinned file");
+  assert!(again.release(None));
+  assert_eq!(word(&path, 0), Holder::default(), "release frees it");
+  drop(again);
 }
 
 #[test]
@@ -378,4 +383,191 @@ fn a_snapshot_finds_every_scattered_lease() {
     .map(|s| s.slot)
     .collect();
   assert_eq!(alive, leased);
+}
+
+/// Another "process" holding the growth lock (a byte far past any slot file's end).
+fn foreign_growth_lock(path: &Path) -> File {
+  let file = fs::OpenOptions::new()
+    .read(true)
+    .write(true)
+    .open(path)
+    .unwrap();
+  // SAFETY: zeroed flock is valid; the fd is open.
+  let mut fl: libc::flock = unsafe { std::mem::zeroed() };
+  fl.l_type = libc::F_WRLCK as _;
+  fl.l_whence = libc::SEEK_SET as _;
+  fl.l_start = 1 << 40;
+  fl.l_len = 1;
+  let rc = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_OFD_SETLK, &mut fl) };
+  assert_eq!(rc, 0, "foreign growth lock");
+  file
+}
+
+#[test]
+fn a_new_file_gets_exactly_the_count_asked_for() {
+  let dir = TempDir::new();
+  for n in [1, 3] {
+    let path = dir.join(&format!("slots-{n}"));
+    let f = SlotFile::open(
+      &path,
+      &OpenOptions {
+        slots: Some(n),
+        default_slots: 64,
+        ..OpenOptions::default()
+      },
+    )
+    .unwrap();
+    assert_eq!(f.size().unwrap(), n);
+    assert_eq!(fs::metadata(&path).unwrap().len(), 8 * n as u64);
+  }
+}
+
+#[test]
+fn a_held_growth_lock_times_out_instead_of_hanging() {
+  let dir = TempDir::new();
+  let path = dir.join("slots");
+  fs::write(&path, [0u8; 8]).unwrap();
+  let _grower = foreign_growth_lock(&path);
+  let started = std::time::Instant::now();
+  let err = SlotFile::open(
+    &path,
+    &OpenOptions {
+      slots: Some(4),
+      timeout: std::time::Duration::from_millis(200),
+      ..OpenOptions::default()
+    },
+  )
+  .unwrap_err();
+  let took = started.elapsed();
+  assert_eq!(err.code(), "ETIMEDOUT", "{err}");
+  assert!(took >= std::time::Duration::from_millis(200), "{took:?}");
+  assert!(took < std::time::Duration::from_secs(3), "{took:?}");
+  assert_eq!(fs::metadata(&path).unwrap().len(), 8, "not grown");
+  // Not waiting at all when the file is big enough.
+  let f = SlotFile::open(&path, &opts(1)).unwrap();
+  assert_eq!(f.size().unwrap(), 1);
+}
+
+#[test]
+fn hard_links_and_special_mode_bits_are_refused() {
+  let dir = TempDir::new();
+  let path = dir.join("slots");
+  let bytes: Vec<u8> = (0..32u8).collect();
+  fs::write(&path, &bytes).unwrap();
+  fs::hard_link(&path, dir.join("other-name")).unwrap();
+  let err = SlotFile::open(&path, &opts(4)).unwrap_err();
+  assert_eq!(err.code(), "EHARDLINK");
+  assert_eq!(fs::read(&path).unwrap(), bytes, "no byte changed");
+  for mode in [0o4777, 0o2600, 0o1600, 0o10000] {
+    let err = SlotFile::open(
+      &dir.join("new"),
+      &OpenOptions {
+        mode,
+        ..OpenOptions::default()
+      },
+    )
+    .unwrap_err();
+    assert_eq!(err.code(), "EINVAL", "mode {mode:o}");
+  }
+  assert!(!dir.join("new").exists());
+}
+
+#[test]
+fn a_truncated_file_gives_eshrunk_and_releases_cleanly() {
+  let dir = TempDir::new();
+  let path = dir.join("slots");
+  fs::write(&path, [0u8; 32]).unwrap();
+  let _a = foreign_lease(&path, 0);
+  let _b = foreign_lease(&path, 1);
+  let _c = foreign_lease(&path, 2);
+  let f = SlotFile::open(&path, &opts(4)).unwrap();
+  assert_eq!(f.acquire(None).unwrap(), Some(3));
+  // Half the file goes, with our slot in it: nothing touches the lost page (a SIGBUS would kill us).
+  fs::OpenOptions::new()
+    .write(true)
+    .open(&path)
+    .unwrap()
+    .set_len(16)
+    .unwrap();
+  assert_eq!(f.snapshot().unwrap_err().code(), "ESHRUNK");
+  assert_eq!(f.size().unwrap_err().code(), "ESHRUNK");
+  assert_eq!(f.reclaim().unwrap_err().code(), "ESHRUNK");
+  assert_eq!(f.acquire(None).unwrap(), Some(3), "held: no touch needed");
+  assert!(f.release(None));
+  assert_eq!(f.acquire(None).unwrap_err().code(), "ESHRUNK");
+  // To nothing at all.
+  let g = SlotFile::open(&dir.join("two"), &opts(2)).unwrap();
+  assert_eq!(g.acquire(None).unwrap(), Some(0));
+  fs::OpenOptions::new()
+    .write(true)
+    .open(dir.join("two"))
+    .unwrap()
+    .set_len(0)
+    .unwrap();
+  assert!(g.release(None));
+  drop(g);
+  drop(f);
+}
+
+#[test]
+fn a_removed_or_replaced_file_is_reported() {
+  let dir = TempDir::new();
+  let path = dir.join("slots");
+  let f = SlotFile::open(&path, &opts(2)).unwrap();
+  assert_eq!(f.acquire(None).unwrap(), Some(0));
+  assert!(!f.replaced());
+  fs::remove_file(&path).unwrap();
+  assert!(f.replaced(), "removed");
+  let g = SlotFile::open(&dir.join("moved"), &opts(2)).unwrap();
+  assert!(!g.replaced());
+  fs::write(dir.join("other"), [0u8; 16]).unwrap();
+  fs::rename(dir.join("other"), dir.join("moved")).unwrap();
+  assert!(g.replaced(), "replaced by mv");
+  assert!(f.release(None));
+}
+
+#[test]
+fn the_private_directory_is_created_0700_and_refused_when_unsafe() {
+  let dir = TempDir::new();
+  let private = dir.join("procslot-me");
+  procslot_core::ensure_private_dir(&private).unwrap();
+  assert_eq!(fs::metadata(&private).unwrap().mode() & 0o777, 0o700);
+  procslot_core::ensure_private_dir(&private).unwrap();
+  fs::set_permissions(&private, fs::Permissions::from_mode(0o777)).unwrap();
+  let err = procslot_core::ensure_private_dir(&private).unwrap_err();
+  assert_eq!(err.code(), "EUNSAFE");
+  let link = dir.join("link");
+  std::os::unix::fs::symlink(&private, &link).unwrap();
+  assert_eq!(
+    procslot_core::ensure_private_dir(&link).unwrap_err().code(),
+    "EUNSAFE"
+  );
+}
+
+#[test]
+fn a_crowded_table_tries_free_words_before_probing_holders() {
+  let dir = TempDir::new();
+  let path = dir.join("slots");
+  fs::write(&path, [0u8; 8 * 72]).unwrap();
+  let me = std::process::id();
+  let leases: Vec<File> = (0..69).map(|i| foreign_lease(&path, i)).collect();
+  for i in 0..70 {
+    // 69 live holders, then slot 69: a word with no lock behind it (a dead holder).
+    write_word(&path, i, Holder { pid: me, tag: 1 });
+  }
+  let f = SlotFile::open(&path, &opts(72)).unwrap();
+  assert_eq!(
+    f.acquire(None).unwrap(),
+    Some(70),
+    "crowded: a free word first"
+  );
+  assert!(f.release(None));
+  let _rest = [foreign_lease(&path, 70), foreign_lease(&path, 71)];
+  drop(leases);
+  assert_eq!(
+    f.acquire(None).unwrap(),
+    Some(0),
+    "no free word left: the lowest dead holder's slot"
+  );
+  assert!(f.release(None));
 }

@@ -2,7 +2,7 @@
 //!
 //! - `proc_stat(pid)`: state and start time of a process, `Ok(None)` when there is no such process;
 //! - `pid_max()`: the largest PID the system hands out;
-//! - `try_lock`, `lock_wait`, `unlock`, `probe_lock`: exclusive byte-range locks owned by the open file
+//! - `try_lock`, `lock_wait`, `lock_wait_until` (bounded), `unlock`, `probe_lock`: exclusive byte-range locks owned by the open file
 //!   (Linux: open-file-description locks; macOS: `fcntl` record locks);
 //! - `start_time_ms`, `start_time_granularity_ms`: a start time from `proc_stat` on the wall clock;
 //! - `pidfd_open`, `pidfd_send_signal`: process file descriptors where the kernel has them (`Ok(None)`
@@ -13,7 +13,7 @@
 #[cfg(unix)]
 mod locks;
 #[cfg(unix)]
-pub use locks::{lock_wait, probe_lock, try_lock, unlock, LockOutcome, LockProbe};
+pub use locks::{lock_wait, lock_wait_until, probe_lock, try_lock, unlock, LockOutcome, LockProbe};
 
 #[cfg(target_os = "linux")]
 mod linux;
