@@ -157,7 +157,8 @@ export async function publish(reg: Registry): Promise<{ main: Packed; platform: 
     return { ...info, files: info.files.map((f) => f.path).sort() }
   }
   const main = await pack(repo)
-  await ok('tar', ['-xzf', join(packs, main.filename), '-C', stage, '--strip-components=1'], stage, reg.env)
+  // What npm packed, laid out as it would unpack it.
+  for (const file of main.files) cpSync(join(repo, file), join(stage, file))
 
   const manifest = JSON.parse(readFileSync(join(stage, 'package.json'), 'utf8'))
   if (manifest.publishConfig?.registry) throw new Error('publishConfig.registry would override --registry')
