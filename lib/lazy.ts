@@ -28,24 +28,33 @@ lazy(['MultiProcessClient', 'newClient', 'newMultiProcessClient', 'newMultiProce
 )
 lazy(['defaultConfig', 'multiProcessConfig', 'acquireMultiProcessConfig'], () => require('./config'))
 
-/** {@link Manager.FuseProcessManager}: supervised daemons (FUSE mounts first of all) with PID files. */
+/**
+ * Spawns long-running daemons (FUSE mount daemons first of all), tracks each in memory and in a PID file,
+ * kills them gracefully, and finds them again after a restart. See {@link Manager.FuseProcessManager}.
+ */
 export declare const FuseProcessManager: typeof Manager.FuseProcessManager
 export type FuseProcessManager = Manager.FuseProcessManager
-/** {@link PidFile.PidFileStore}: the PID files of a directory. */
+/** Reads and writes the PID files of a directory. See {@link PidFile.PidFileStore}. */
 export declare const PidFileStore: typeof PidFile.PidFileStore
 export type PidFileStore = PidFile.PidFileStore
-/** {@link Client.MultiProcessClient}: which process of a fleet this is, and which shards it owns. */
+/**
+ * A client of one process of a fleet: its ID, the fleet's size, its data directory and the shards it
+ * owns. See {@link Client.MultiProcessClient}.
+ */
 export declare const MultiProcessClient: typeof Client.MultiProcessClient
 export type MultiProcessClient = Client.MultiProcessClient
-/** {@link Client.newClient} */
+/** Creates `dataDir` and opens a client with `config` exactly as given. See {@link Client.newClient}. */
 export declare const newClient: typeof Client.newClient
-/** {@link Client.newMultiProcessClient} */
+/**
+ * Opens a client that is one process of a fleet, its ID from a slot file unless `config` gives one. See
+ * {@link Client.newMultiProcessClient}.
+ */
 export declare const newMultiProcessClient: typeof Client.newMultiProcessClient
-/** {@link Client.newMultiProcessClientWithFile} */
+/** {@link newMultiProcessClient} with its ID from `slotsFile`. See {@link Client.newMultiProcessClientWithFile}. */
 export declare const newMultiProcessClientWithFile: typeof Client.newMultiProcessClientWithFile
-/** {@link Config.defaultConfig} */
+/** The single-process config (a fresh object). See {@link Config.defaultConfig}. */
 export declare const defaultConfig: typeof Config.defaultConfig
-/** {@link Config.multiProcessConfig} */
+/** A multi-process config with the given ID and count (a fresh object). See {@link Config.multiProcessConfig}. */
 export declare const multiProcessConfig: typeof Config.multiProcessConfig
-/** {@link Config.acquireMultiProcessConfig} */
+/** A multi-process config whose ID is this process's slot in a file. See {@link Config.acquireMultiProcessConfig}. */
 export declare const acquireMultiProcessConfig: typeof Config.acquireMultiProcessConfig
