@@ -50,7 +50,7 @@ test('procslot pids --json tells running, stale, reused, invalid and untrusted P
   t.like(by.live, { pid, state: 'running', alive: true, reason: null })
   t.regex(by.live!.command ?? '', /^sleep 600/)
   t.true(Math.abs(Date.parse(by.live!.startTime!) - Date.now()) < 3_600_000)
-  t.like(by.reused, { pid, state: 'stale', alive: false })
+  t.like(by.reused, { pid, state: 'reused', alive: false })
   t.regex(by.reused!.reason ?? '', /reused/)
   t.like(by.dead, { pid: deadPid, state: 'stale', alive: false })
   t.like(by.garbage, { pid: null, state: 'invalid' })

@@ -1,24 +1,26 @@
 import test from 'ava'
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
+import { execFileSync, spawn, spawnSync } from 'node:child_process'
 import { once } from 'node:events'
-import { chownSync, closeSync, existsSync, fstatSync, openSync, readSync, mkdirSync, readFileSync, readdirSync, statSync, utimesSync, watch, writeFileSync } from 'node:fs'
+import { chmodSync, chownSync, existsSync, lstatSync, mkdirSync, readFileSync, readdirSync, statSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { createInterface } from 'node:readline'
-import { fileURLToPath } from 'node:url'
 
-import { FuseProcessManager, InvalidTargetIdError, SpawnError, type Logger } from '../index.js'
+import { FuseProcessManager, InvalidTargetIdError, PidFileError, SpawnError, type Logger } from '../index.js'
 import { NativePidFileStore, openProcess } from '../binding.js'
-import { deadline, inCI, isRoot, tempDir } from './helpers.ts'
-
-const DAEMON = fileURLToPath(new URL('./fixtures/daemon.cjs', import.meta.url))
-const MANAGER = fileURLToPath(new URL('./fixtures/manager.cjs', import.meta.url))
-const VICTIM = fileURLToPath(new URL('./fixtures/victim.cjs', import.meta.url))
-
-const hasBindfs = spawnSync('bindfs', ['--version']).status === 0
-const hasFuse = existsSync('/dev/fuse')
-const fuseReady = hasBindfs && hasFuse && isRoot
-/** Real FUSE tests: run wherever bindfs, /dev/fuse and root are there; in CI their absence is a failure. */
-const fuseTest = fuseReady || inCI ? test : test.skip
+import { deadline, inCI, isRoot } from './helpers.ts'
+import {
+  alive,
+  daemonsWith,
+  fuseReady,
+  fuseTest,
+  hasBindfs,
+  hasFuse,
+  logEndsWith,
+  managerProcess,
+  mounted,
+  processesWith,
+  sandbox,
+  victim,
+} from './manager-helpers.ts'
 
 test('FUSE is available in CI (bindfs, /dev/fuse, root)', (t) => {
   if (!inCI && !fuseReady) {
@@ -29,127 +31,6 @@ test('FUSE is available in CI (bindfs, /dev/fuse, root)', (t) => {
   t.true(hasFuse, '/dev/fuse exists')
   t.true(isRoot, 'the tests run as root')
 })
-
-/** A sandbox: a PID directory, a bindfs source with one file, and a place for mount points. */
-function sandbox(t: { teardown: (fn: () => void | Promise<void>) => void }) {
-  const tmp = tempDir('procslot-mgr-')
-  const pidDir = join(tmp.dir, 'pids')
-  const src = join(tmp.dir, 'src')
-  mkdirSync(src)
-  writeFileSync(join(src, 'hello.txt'), 'hello through FUSE\n')
-  const managers: FuseProcessManager[] = []
-  const bindfs = (options: Partial<ConstructorParameters<typeof FuseProcessManager>[0]> = {}) => {
-    const m = new FuseProcessManager({
-      pidDir,
-      command: 'bindfs',
-      args: ({ mountPath }) => ['-f', src, mountPath],
-      startTimeoutMs: 20_000,
-      ...options,
-    })
-    managers.push(m)
-    return m
-  }
-  const node = (mode: string[], options: Partial<ConstructorParameters<typeof FuseProcessManager>[0]> = {}) => {
-    const m = new FuseProcessManager({
-      pidDir,
-      command: process.execPath,
-      args: () => [DAEMON, ...mode],
-      ready: 'alive',
-      settleMs: 100,
-      ...options,
-    })
-    managers.push(m)
-    return m
-  }
-  t.teardown(async () => {
-    for (const m of managers) await m.cleanupAll({ force: true }).catch(() => {})
-    // Anything still mounted under the sandbox (a test that failed half-way) goes before the files do.
-    for (const line of readFileSync('/proc/self/mountinfo', 'utf8').split('\n')) {
-      const point = line.split(' ')[4]
-      if (point?.startsWith(tmp.dir)) spawnSync('umount', ['-l', point])
-    }
-    tmp.cleanup()
-  })
-  return { dir: tmp.dir, pidDir, src, mnt: (name: string) => join(tmp.dir, 'mnt', name), bindfs, node }
-}
-
-function mounted(path: string): boolean {
-  return readFileSync('/proc/self/mountinfo', 'utf8')
-    .split('\n')
-    .some((line) => line.split(' ')[4] === path)
-}
-
-function alive(pid: number): boolean {
-  try {
-    return !/\) [ZX] /.test(readFileSync(`/proc/${pid}/stat`, 'utf8'))
-  } catch {
-    return false
-  }
-}
-
-/** Processes whose command line mentions `needle`. */
-function processesWith(needle: string): number[] {
-  const out: number[] = []
-  for (const name of readdirSync('/proc')) {
-    if (!/^\d+$/.test(name) || Number(name) === process.pid) continue
-    try {
-      if (readFileSync(`/proc/${name}/cmdline`, 'utf8').includes(needle) && alive(Number(name))) out.push(Number(name))
-    } catch {}
-  }
-  return out
-}
-
-/** Resolves once `file` ends with `suffix`; the file is created empty first, then watched (not polled). */
-function logEndsWith(file: string, suffix: string): Promise<void> {
-  writeFileSync(file, '')
-  return new Promise((resolve) => {
-    const check = () => {
-      const fd = openSync(file, 'r')
-      try {
-        const size = fstatSync(fd).size
-        const end = Buffer.alloc(Math.min(size, suffix.length))
-        readSync(fd, end, 0, end.length, size - end.length)
-        if (end.toString() !== suffix) return
-      } finally {
-        closeSync(fd)
-      }
-      watcher.close()
-      resolve()
-    }
-    const watcher = watch(file, check)
-    check()
-  })
-}
-
-/** A process the manager must never signal; `signals()` reports what it received. */
-async function victim(t: { teardown: (fn: () => void) => void }) {
-  const child = spawn(process.execPath, [VICTIM], { stdio: ['pipe', 'pipe', 'inherit'] })
-  t.teardown(() => child.kill('SIGKILL'))
-  const lines = createInterface({ input: child.stdout! })[Symbol.asyncIterator]()
-  const first = JSON.parse((await deadline(lines.next(), 20_000, 'the victim to start')).value) as { pid: number }
-  return {
-    pid: first.pid,
-    child,
-    async signals(): Promise<string[]> {
-      child.stdin!.write('signals\n')
-      const next = await deadline(lines.next(), 20_000, 'the victim to answer')
-      if (next.done) throw new Error('the victim died')
-      return (JSON.parse(next.value) as { received: string[] }).received
-    },
-  }
-}
-
-/** Runs the manager fixture in a process of its own; resolves with its report once it has exited. */
-async function managerProcess(args: object): Promise<{ pid?: number; error?: string; code: number | null }> {
-  const child: ChildProcess = spawn(process.execPath, [MANAGER, JSON.stringify(args)], {
-    stdio: ['ignore', 'pipe', 'inherit'],
-  })
-  let out = ''
-  child.stdout!.on('data', (d) => (out += d))
-  // 'close', not 'exit': its stdout may still hold the report when it has exited.
-  const [code] = (await deadline(once(child, 'close'), 40_000, 'the manager process')) as [number | null]
-  return { ...JSON.parse(out.trim() || '{}'), code }
-}
 
 fuseTest('spawn resolves once the bindfs mount is ready and writes a PID file holding the daemon’s PID', async (t) => {
   const box = sandbox(t)
@@ -340,7 +221,7 @@ fuseTest('after a restart, what dead daemons left mounted is unmounted: one that
   const second = await managerProcess({ pidDir: box.pidDir, src: box.src, mountPath: mnt2, targetId: 't2' })
   t.is(first.code, 0, first.error)
   t.is(second.code, 0, second.error)
-  t.true(existsSync(join(box.pidDir, '.t2.mount')), 'the spawner records the mount path beside the PID file')
+  t.true(existsSync(join(box.pidDir, '.t2.record')), 'the spawner records the mount path beside the PID file')
   // t2's daemon dies while no manager runs, leaving its mount stale.
   const dying = openProcess(second.pid!)!
   process.kill(second.pid!, 'SIGKILL')
@@ -352,7 +233,7 @@ fuseTest('after a restart, what dead daemons left mounted is unmounted: one that
   t.is(manager.cleaned, 1)
   t.false(mounted(mnt2), 'the stale mount went with the stale PID file')
   t.false(existsSync(join(box.pidDir, 't2.pid')))
-  t.false(existsSync(join(box.pidDir, '.t2.mount')))
+  t.false(existsSync(join(box.pidDir, '.t2.record')))
 
   t.is(manager.getProcessInfo('t1')?.mountPath, mnt1)
   t.true(await manager.kill('t1', { force: true }))
@@ -367,19 +248,19 @@ fuseTest('a live mount at a dead daemon’s recorded path belongs to someone els
   // A PID file and mount path as a spawner would leave them, naming a process that is now gone...
   const gone = spawnSync('true').pid!
   mkdirSync(box.pidDir, { recursive: true })
-  writeFileSync(join(box.pidDir, '.t1.mount'), mountPath)
+  writeFileSync(join(box.pidDir, '.t1.record'), mountPath)
   writeFileSync(join(box.pidDir, 't1.pid'), `${gone}\n`)
   // ...while another bindfs, not the manager's, serves that path.
   mkdirSync(mountPath, { recursive: true })
   const other = spawn('bindfs', ['-f', box.src, mountPath], { stdio: 'ignore' })
   t.teardown(() => other.kill('SIGKILL'))
   const serving = openProcess(other.pid!)!
-  t.is(await deadline(serving.waitMount(mountPath, 20_000), 20_000, 'the other bindfs to mount'), 'mounted')
+  t.is((await deadline(serving.waitMount(mountPath, 20_000), 20_000, 'the other bindfs to mount')).outcome, 'mounted')
   const manager = box.bindfs()
   t.is(manager.cleaned, 1)
   t.true(mounted(mountPath))
   t.is(readFileSync(join(mountPath, 'hello.txt'), 'utf8'), 'hello through FUSE\n')
-  t.false(existsSync(join(box.pidDir, '.t1.mount')))
+  t.false(existsSync(join(box.pidDir, '.t1.record')))
 })
 
 fuseTest('isRunning finds a live process through its PID file and loads it', async (t) => {
@@ -520,7 +401,97 @@ fuseTest('a target held busy by another open of its lock rejects spawn with a Sp
   t.is(err?.reason, 'locked')
   t.is(err?.code, 'ESPAWN')
   held!.release()
-  const info = await manager.spawn('busy', box.mnt('busy'))
+  // Once it is free, the target can be spawned (by a manager with a deadline a busy machine can meet).
+  const info = await box.node(['stay']).spawn('busy', box.mnt('busy'))
   t.true(manager.isRunning('busy'))
   t.is(info.targetId, 'busy')
+})
+
+fuseTest('as uid 65534 in a sticky world-writable directory: a planted log symlink and lock file change nothing, and the manager refuses the directory', async (t) => {
+  t.true(isRoot, 'another user needs root (CI runs as root)')
+  const box = sandbox(t)
+  chmodSync(box.dir, 0o711) // the other user may pass through, as through /tmp's parents
+  const shared = join(box.dir, 'shared')
+  mkdirSync(shared)
+  chmodSync(shared, 0o1777)
+  const outside = join(box.dir, 'outside.txt')
+  writeFileSync(outside, 'precious\n')
+  const plant = `ln -s ${outside} ${shared}/t.log && : > ${shared}/.procslot.lock && ln -s ${outside} ${shared}/t.pid`
+  execFileSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', 'sh', '-c', plant])
+  const err = t.throws(() => new FuseProcessManager({ pidDir: shared, command: 'sleep' }), { instanceOf: PidFileError, code: 'EUNSAFE' })
+  t.regex(err!.message, /writable by other users .*sticky/)
+  t.throws(() => new FuseProcessManager({ pidDir: box.pidDir, logDir: shared, command: 'sleep' }), {
+    instanceOf: PidFileError,
+    code: 'EUNSAFE',
+  })
+  t.is(readFileSync(outside, 'utf8'), 'precious\n')
+  t.is(lstatSync(join(shared, 't.log')).isSymbolicLink(), true)
+  t.is(statSync(join(shared, '.procslot.lock')).uid, 65534)
+  t.is(statSync(join(shared, '.procslot.lock')).size, 0)
+})
+
+fuseTest('log files are opened without following links, must be this user’s, and are created with mode 0600; a foreign lock file is refused', async (t) => {
+  t.true(isRoot, 'another user needs root (CI runs as root)')
+  const box = sandbox(t)
+  const manager = box.sleep()
+  const outside = join(box.dir, 'outside.txt')
+  writeFileSync(outside, 'precious\n')
+  symlinkSync(outside, join(box.pidDir, 'linked.log'))
+  const linked = await t.throwsAsync(manager.spawn('linked', box.mnt('linked')), { instanceOf: SpawnError })
+  t.is(linked!.reason, 'log')
+  t.regex(linked!.message, /symbolic link/)
+  writeFileSync(join(box.pidDir, 'theirs.log'), '')
+  chownSync(join(box.pidDir, 'theirs.log'), 65534, 65534)
+  const theirs = await t.throwsAsync(manager.spawn('theirs', box.mnt('theirs')), { instanceOf: SpawnError })
+  t.is(theirs!.reason, 'log')
+  t.is(readFileSync(outside, 'utf8'), 'precious\n')
+  t.deepEqual(daemonsWith(box.marker), [], 'nothing was started')
+  await manager.spawn('mine', box.mnt('mine'))
+  t.is(statSync(join(box.pidDir, 'mine.log')).mode & 0o777, 0o600)
+  chownSync(join(box.pidDir, '.procslot.lock'), 65534, 65534)
+  await t.throwsAsync(manager.spawn('other', box.mnt('other')), { instanceOf: PidFileError, code: 'EUNSAFE' })
+  chownSync(join(box.pidDir, '.procslot.lock'), 0, 0)
+})
+
+fuseTest('spawn of a running target at another mount path rejects with mount-path-differs', async (t) => {
+  const box = sandbox(t)
+  const manager = box.sleep()
+  const { pid } = await manager.spawn('t', box.mnt('a'))
+  const err = await t.throwsAsync(manager.spawn('t', box.mnt('b')), { instanceOf: SpawnError })
+  t.is(err!.reason, 'mount-path-differs')
+  t.regex(err!.message, new RegExp(`PID ${pid}`))
+  // Another manager (it knows the path from the spawn record) says the same.
+  const other = box.sleep()
+  await t.throwsAsync(other.spawn('t', box.mnt('b')), { instanceOf: SpawnError, message: /mount-path|not at/ })
+  t.is((await other.spawn('t', box.mnt('a'))).pid, pid)
+})
+
+fuseTest('close() frees the manager’s handles and leaves its daemons running; it is idempotent and later calls reject', async (t) => {
+  const box = sandbox(t)
+  const manager = box.sleep()
+  const { pid } = await manager.spawn('t', box.mnt('t'))
+  const fds = () => readdirSync('/proc/self/fd').length
+  const before = fds()
+  manager.close()
+  manager[Symbol.dispose]()
+  t.true(fds() < before, 'its pidfd was closed')
+  t.true(alive(pid), 'the daemon runs on')
+  await t.throwsAsync(manager.spawn('t', box.mnt('t')), { code: 'ECLOSED' })
+  await t.throwsAsync(manager.kill('t'), { code: 'ECLOSED' })
+  const next = box.sleep()
+  t.is(next.getProcessInfo('t')?.pid, pid, 'the next manager finds it')
+})
+
+fuseTest('load sweeps temporary files of interrupted writes and spawn records whose process is gone', async (t) => {
+  const box = sandbox(t)
+  mkdirSync(box.pidDir, { recursive: true })
+  const gone = spawnSync('true').pid!
+  const tmpFile = join(box.pidDir, `.t.pid.${gone}.3.tmp`)
+  writeFileSync(tmpFile, '123')
+  writeFileSync(join(box.pidDir, '.r.record'), `pid ${gone}\nstart 1\npath ${box.mnt('r')}\n`)
+  const manager = box.sleep()
+  t.false(existsSync(tmpFile))
+  // The record is undone under its target's lock, before any later call on that target.
+  t.true(await manager.kill('r'))
+  t.false(existsSync(join(box.pidDir, '.r.record')))
 })

@@ -22,7 +22,6 @@ export interface ManagerCase {
 const FILES = 10_000
 
 async function gc(): Promise<void> {
-  // Adopted processes hold a pidfd each until their handles are collected.
   ;(globalThis as { gc?: () => void }).gc?.()
   await tick()
 }
@@ -46,11 +45,18 @@ export async function managerCases(dir: string, progress: (m: string) => void): 
     }
     for (let i = 0; i < FILES; i++) writeFileSync(join(pidDir, `target-${i}.pid`), `${sleepers[i % 4]!.pid}\n`)
     let loaded = 0
+    let last: FuseProcessManager | undefined
     const c5 = await compareAsync(
       {
         name: `new FuseProcessManager (${FILES} PID files)`,
-        fn: async () => (loaded = new FuseProcessManager({ pidDir, command: 'true' }).loaded),
-        after: gc,
+        fn: async () => {
+          last = new FuseProcessManager({ pidDir, command: 'true' })
+          loaded = last.loaded
+        },
+        after: async () => {
+          last?.close()
+          await gc()
+        },
       },
       {
         name: 'readdirSync + readFileSync + parseInt each',
@@ -128,7 +134,7 @@ export async function managerCases(dir: string, progress: (m: string) => void): 
     progress('9/9 isRunning() on a tracked target vs process.kill(pid, 0)')
     const { pid } = await quick.spawn('r', join(dir, 'mnt-r'))
     const c9 = compare(
-      { name: 'isRunning(target), tracked', fn: () => quick.isRunning('r'), batch: 100 },
+      { name: 'isRunning(target), tracked (PID file checked)', fn: () => quick.isRunning('r'), batch: 100 },
       { name: 'process.kill(pid, 0)', fn: () => process.kill(pid, 0), batch: 100 },
       { maxSamples: 2000, maxTimeMs: 1500 },
     )

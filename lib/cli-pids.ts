@@ -1,14 +1,14 @@
 /**
- * `procslot pids <dir> [--json]`: the PID files of a directory — target, PID, alive, and whether each is
- * stale (dead process, reused PID), invalid or untrusted — without changing anything.
+ * `procslot pids <dir> [--json]`: the PID files of a directory — target, PID, alive, the core's judgement
+ * (running, stale, reused, invalid, untrusted) and the recorded mount path — without changing anything.
  * @internal
  */
 import { statSync } from 'node:fs'
 import { resolve } from 'node:path'
 
 import { fail, formatTable, formatTime, oneLine, parse, printJson, shorten } from './cli-util'
-import { processIdentity, startedAfter } from './native'
-import { PidFileStore, type PidFileInfo } from './pidfile'
+import type { NativeVerdict } from './native'
+import { PidFileStore } from './pidfile'
 import { processCommand } from './proc'
 
 /** One PID file as `procslot pids` shows it (and prints it with `--json`). */
@@ -18,19 +18,22 @@ export interface PidRow {
   /** The PID it names; `null` when invalid or untrusted. */
   readonly pid: number | null
   /**
-   * `running`: its process is alive and started before the file was written. `stale`: the process is
-   * dead, or the PID was reused by a process that started later. `invalid`: not a PID. `untrusted`:
-   * another owner, writable by others, or a link — a manager leaves it alone.
+   * The core's judgement of the file. `running`: its process is alive and is the one the file was
+   * written for. `stale`: the process is dead. `reused`: its PID now belongs to another process (another
+   * start time than recorded at spawn, or started after the file was written). `invalid`: not a PID.
+   * `untrusted`: another owner, writable by others, or a link — a manager leaves it alone.
    */
-  readonly state: 'running' | 'stale' | 'invalid' | 'untrusted'
+  readonly state: NativeVerdict['judgement']
   /** Whether the process it names is alive (and is that process). */
   readonly alive: boolean
-  /** Why it is stale, invalid or untrusted. */
+  /** Why it is stale, reused, invalid or untrusted. */
   readonly reason: string | null
   /** When the process started (ISO 8601), when running. */
   readonly startTime: string | null
   /** The process's command line, when running. */
   readonly command: string | null
+  /** The mount path its spawner recorded beside it, if any. */
+  readonly mountPath: string | null
   /** The PID file. */
   readonly path: string
   /** When the file was last written (ISO 8601). */
@@ -43,22 +46,19 @@ export interface PidListing {
   readonly files: PidRow[]
 }
 
-function judge(e: PidFileInfo): PidRow {
-  const base = { targetId: e.targetId, pid: e.pid, path: e.path, written: e.mtime.toISOString() }
-  const none = { alive: false, startTime: null, command: null }
-  if (e.status !== 'valid' || e.pid === null) return { ...base, ...none, state: e.status === 'untrusted' ? 'untrusted' : 'invalid', reason: e.reason }
-  const id = processIdentity(e.pid)
-  if (id === null || id.zombie) return { ...base, ...none, state: 'stale', reason: `PID ${e.pid} is not running` }
-  if (startedAfter(id.startTimeMs, e.mtime.getTime())) {
-    return { ...base, ...none, state: 'stale', reason: `PID ${e.pid} was reused: its process started after the file was written` }
-  }
+function row(v: NativeVerdict): PidRow {
+  const running = v.judgement === 'running'
   return {
-    ...base,
-    state: 'running',
-    alive: true,
-    reason: null,
-    startTime: new Date(id.startTimeMs).toISOString(),
-    command: processCommand(e.pid),
+    targetId: v.targetId,
+    pid: v.pid ?? null,
+    state: v.judgement,
+    alive: running,
+    reason: v.reason ?? null,
+    startTime: running && v.startTimeMs != null ? new Date(v.startTimeMs).toISOString() : null,
+    command: running && v.pid != null ? processCommand(v.pid) : null,
+    mountPath: v.record?.mountPath ?? null,
+    path: v.path,
+    written: new Date(v.mtimeMs).toISOString(),
   }
 }
 
@@ -75,16 +75,20 @@ export function listPids(dir: string): PidListing {
     if (code === undefined) throw err
     fail(code === 'ENOENT' ? `no PID directory at ${path}` : `cannot read PID directory ${path}: ${(err as Error).message}`)
   }
-  let files: PidFileInfo[]
+  const files: PidRow[] = []
   try {
-    files = new PidFileStore(path).list()
+    const store = new PidFileStore(path)
+    for (const f of store.list()) {
+      const v = store.native.judge(f.targetId)
+      if (v) files.push(row(v))
+    }
   } catch (err) {
     return fail(oneLine((err as Error).message))
   }
-  return { dir: path, files: files.map(judge) }
+  return { dir: path, files }
 }
 
-const COLUMNS = ['target', 'pid', 'alive', 'state', 'started', 'command / reason'] as const
+const COLUMNS = ['target', 'pid', 'alive', 'state', 'started', 'mount', 'command / reason'] as const
 
 /** The text form of a listing: a summary line, then the table. */
 export function formatPids(listing: PidListing): string {
@@ -97,6 +101,7 @@ export function formatPids(listing: PidListing): string {
     f.alive ? 'yes' : 'no',
     f.state,
     f.startTime ? formatTime(new Date(f.startTime)) : '-',
+    f.mountPath ?? '-',
     shorten(f.state === 'running' ? (f.command ?? '?') : (f.reason ?? ''), 60),
   ])
   return summary + formatTable(COLUMNS, rows)

@@ -17,7 +17,7 @@ const commands: Record<string, Command> = {
   },
   pids: {
     usage: 'pids <dir> [--json]',
-    summary: 'show the PID files of a directory: target, pid, alive, running/stale/invalid/untrusted',
+    summary: 'show the PID files of a directory: target, pid, alive, running/stale/reused/invalid/untrusted, mount',
     load: () => import('./cli-pids'),
   },
   demo: {

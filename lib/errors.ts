@@ -186,7 +186,7 @@ export class ProcessError extends ProcslotError {
 }
 
 /** Why a {@link SpawnError} was thrown. */
-export type SpawnFailure = 'exited' | 'timeout' | 'spawn' | 'mounted' | 'locked'
+export type SpawnFailure = 'exited' | 'timeout' | 'spawn' | 'mounted' | 'locked' | 'mount-path-differs' | 'untrusted' | 'log'
 
 /**
  * A daemon could not be started (code `ESPAWN`). Nothing stays behind: its process group was killed, it
@@ -197,8 +197,11 @@ export type SpawnFailure = 'exited' | 'timeout' | 'spawn' | 'mounted' | 'locked'
  * | `exited` | the process exited before it was ready (`exitCode` / `signal` say how) |
  * | `timeout` | not ready (no mount) within `startTimeoutMs`; the process group was killed |
  * | `spawn` | the command could not be started at all (`cause` is the operating system's error) |
- * | `mounted` | `mountPath` is already a live mount point that no tracked daemon of this target owns |
+ * | `mounted` | `mountPath` is already a mount point that is not the one a dead daemon of this target made |
  * | `locked` | another call, maybe in another process, kept the target busy past `startTimeoutMs` |
+ * | `mount-path-differs` | the target already runs, mounted at another path (kill it first to move it) |
+ * | `untrusted` | the target's PID file cannot be trusted (another owner, writable by others): left alone |
+ * | `log` | the log file was refused: a symbolic link, not a regular file, or not this user's |
  */
 export class SpawnError extends ProcslotError {
   override readonly name = 'SpawnError' as const

@@ -54,7 +54,7 @@ export function checkTargetId(targetId: unknown): asserts targetId is string {
  * A directory of standard Unix PID files, one per target: `<dir>/<targetId>.pid` holds the decimal PID
  * and a newline, readable by `cat`, `ps -p $(cat f)` and `pkill -F`, writable by hand.
  *
- * Writes are atomic (a temporary file in the same directory, flushed, then renamed; mode 0644). Reads
+ * Writes are atomic (a temporary file in the same directory, then renamed; mode 0644). Reads
  * never throw for bad content: a file that does not hold a plain PID between 2 and the system's limit
  * reads as `null`. Target IDs are checked before any path is built ({@link InvalidTargetIdError}).
  *

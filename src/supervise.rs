@@ -11,7 +11,8 @@ use napi::bindgen_prelude::{Env, Object};
 use napi::Status;
 use napi_derive::napi;
 use procslot_core::{
-  MountWait, PidFileEntry, PidFileStatus, PidFileStore, ProcessHandle, Signalled, TargetLock,
+  Fingerprint, Identity, MountFound, MountId, MountWait, PidFileEntry, PidFileStatus, PidFileStore,
+  ProcessHandle, Signalled, SpawnRecord, TargetLock, Verdict,
 };
 
 use crate::{to_js, Result};
@@ -52,26 +53,137 @@ impl From<PidFileEntry> for NativePidFileEntry {
   }
 }
 
-/// A PID file and the process it names, as found at load.
+/// A spawn record: what a manager wrote beside a PID file when it started the daemon.
 #[napi(object)]
-pub struct NativeLoadedEntry {
-  pub entry: NativePidFileEntry,
-  /// The named process's raw start time; absent when there is no such process (or the file is invalid).
-  pub start_ticks: Option<f64>,
-  pub start_time_ms: Option<f64>,
-  pub zombie: bool,
+pub struct NativeRecord {
+  pub pid: u32,
+  /// The daemon's exact start time (clock ticks since boot on Linux).
+  pub start_ticks: f64,
+  pub mount_path: Option<String>,
+  /// The mount it made, once ready: mount ID and device (`major:minor`).
+  pub mount_id: Option<f64>,
+  pub mount_dev: Option<String>,
 }
 
-/// A PID directory as loaded: running processes as columns (index `i` of each is one file), the rest
-/// whole. Both parts are sorted by target ID.
+impl From<SpawnRecord> for NativeRecord {
+  fn from(r: SpawnRecord) -> Self {
+    NativeRecord {
+      pid: r.pid,
+      start_ticks: r.start_time as f64,
+      mount_path: r
+        .mount_path
+        .and_then(|p| p.into_os_string().into_string().ok()),
+      mount_id: r.mount.as_ref().map(|m| m.id as f64),
+      mount_dev: r.mount.map(|m| m.dev),
+    }
+  }
+}
+
+impl From<NativeRecord> for SpawnRecord {
+  fn from(r: NativeRecord) -> Self {
+    SpawnRecord {
+      pid: r.pid,
+      start_time: r.start_ticks as u64,
+      mount_path: r.mount_path.map(Into::into),
+      mount: match (r.mount_id, r.mount_dev) {
+        (Some(id), Some(dev)) => Some(MountId { id: id as u64, dev }),
+        _ => None,
+      },
+    }
+  }
+}
+
+/// A PID file, judged by the core (the one judgement: running, stale, reused, invalid, untrusted).
+#[napi(object)]
+pub struct NativeVerdict {
+  pub target_id: String,
+  pub path: String,
+  #[napi(ts_type = "'running' | 'stale' | 'reused' | 'invalid' | 'untrusted'")]
+  pub judgement: String,
+  pub reason: Option<String>,
+  /// The PID when the file is valid and trusted.
+  pub pid: Option<u32>,
+  pub mtime_ms: f64,
+  pub uid: u32,
+  pub mode: u32,
+  /// The version of the file judged (opaque; for `NativeProcess.pinPidFile`).
+  pub fingerprint: String,
+  /// The process the PID names now: raw start time and wall-clock start.
+  pub start_ticks: Option<f64>,
+  pub start_time_ms: Option<f64>,
+  /// The spawn record, when it is for this file's PID.
+  pub record: Option<NativeRecord>,
+}
+
+fn fingerprint_text(f: &Fingerprint) -> String {
+  format!(
+    "{}:{}:{}:{}:{}",
+    f.dev, f.ino, f.size, f.ctime_ns, f.mtime_ns
+  )
+}
+
+fn parse_fingerprint(text: &str) -> Option<Fingerprint> {
+  let mut it = text.split(':');
+  let f = Fingerprint {
+    dev: it.next()?.parse().ok()?,
+    ino: it.next()?.parse().ok()?,
+    size: it.next()?.parse().ok()?,
+    ctime_ns: it.next()?.parse().ok()?,
+    mtime_ns: it.next()?.parse().ok()?,
+  };
+  it.next().is_none().then_some(f)
+}
+
+impl From<Verdict> for NativeVerdict {
+  fn from(v: Verdict) -> Self {
+    let id: Option<Identity> = v.identity;
+    NativeVerdict {
+      target_id: v.entry.target_id.clone(),
+      path: v.entry.path.to_string_lossy().into_owned(),
+      judgement: v.judgement.as_str().to_owned(),
+      reason: v.reason,
+      pid: v.entry.pid(),
+      mtime_ms: v.entry.mtime_ms,
+      uid: v.entry.uid,
+      mode: v.entry.mode,
+      fingerprint: fingerprint_text(&v.entry.fingerprint),
+      start_ticks: id.map(|i| i.start_time as f64),
+      start_time_ms: id.map(|i| i.start_time_ms),
+      record: v.record.map(Into::into),
+    }
+  }
+}
+
+/// A target as found on disk: its PID file judged, its spawn record, and the record's process (that
+/// very process, alive) — a record without a PID file is a spawn that never finished.
+#[napi(object)]
+pub struct NativeTargetState {
+  pub verdict: Option<NativeVerdict>,
+  pub record: Option<NativeRecord>,
+  pub record_process: Option<NativeIdentity>,
+}
+
+/// A spawn record without a PID file, found at load.
+#[napi(object)]
+pub struct NativeLeftoverRecord {
+  pub target_id: String,
+  pub record: NativeRecord,
+  /// Whether the process it names (that very one) is alive.
+  pub alive: bool,
+}
+
+/// A PID directory as loaded: files judged running as columns (index `i` of each is one file), the
+/// rest whole, both sorted by target ID; spawn records without a PID file; abandoned temporary files.
 #[napi(object)]
 pub struct NativeLoad {
   pub running_ids: Vec<String>,
   pub running_pids: Vec<u32>,
   pub running_start_ticks: Vec<f64>,
   pub running_start_time_ms: Vec<f64>,
-  /// Files that are invalid or untrusted, or name no process, a zombie or a reused PID.
-  pub others: Vec<NativeLoadedEntry>,
+  /// Files judged stale, reused, invalid or untrusted.
+  pub others: Vec<NativeVerdict>,
+  pub records: Vec<NativeLeftoverRecord>,
+  pub temp_files: Vec<String>,
 }
 
 /// A directory of PID files.
@@ -129,24 +241,56 @@ impl NativePidFileStore {
     self.store.delete(&target_id).map_err(|e| to_js(env, e))
   }
 
-  /// Records the absolute path the target's daemon mounted (`.<targetId>.mount`).
+  /// Writes the target's spawn record (`.<targetId>.record`) atomically.
   #[napi]
-  pub fn write_mount_path(&self, env: &Env, target_id: String, mount_path: String) -> Result<()> {
+  pub fn write_record(&self, env: &Env, target_id: String, record: NativeRecord) -> Result<()> {
     self
       .store
-      .write_mount_path(&target_id, Path::new(&mount_path))
+      .write_record(&target_id, &record.into())
       .map_err(|e| to_js(env, e))
   }
 
-  /// The mount path recorded for the target; `null` when none is, or it cannot be trusted (or is not
-  /// UTF-8, which no JavaScript caller could have written).
+  /// The target's spawn record; `null` when there is none or it cannot be trusted or parsed.
   #[napi]
-  pub fn read_mount_path(&self, env: &Env, target_id: String) -> Result<Option<String>> {
-    let path = self
+  pub fn read_record(&self, env: &Env, target_id: String) -> Result<Option<NativeRecord>> {
+    let r = self
       .store
-      .read_mount_path(&target_id)
+      .read_record(&target_id)
       .map_err(|e| to_js(env, e))?;
-    Ok(path.and_then(|p| p.into_os_string().into_string().ok()))
+    Ok(r.map(Into::into))
+  }
+
+  /// Deletes the target's spawn record alone; whether there was one.
+  #[napi]
+  pub fn delete_record(&self, env: &Env, target_id: String) -> Result<bool> {
+    self
+      .store
+      .delete_record(&target_id)
+      .map_err(|e| to_js(env, e))
+  }
+
+  /// The target's PID file, judged; `null` when there is none.
+  #[napi]
+  pub fn judge(&self, env: &Env, target_id: String) -> Result<Option<NativeVerdict>> {
+    let v = self.store.judge(&target_id).map_err(|e| to_js(env, e))?;
+    Ok(v.map(Into::into))
+  }
+
+  /// The target's PID file judged, its spawn record and the record's process.
+  #[napi]
+  pub fn state(&self, env: &Env, target_id: String) -> Result<NativeTargetState> {
+    let st = self.store.state(&target_id).map_err(|e| to_js(env, e))?;
+    Ok(NativeTargetState {
+      verdict: st.verdict.map(Into::into),
+      record: st.record.map(Into::into),
+      record_process: st.record_process.map(Into::into),
+    })
+  }
+
+  /// Deletes temporary files of writes that never finished; how many.
+  #[napi]
+  pub fn sweep_temp_files(&self, env: &Env) -> Result<u32> {
+    Ok(self.store.sweep_temp_files().map_err(|e| to_js(env, e))? as u32)
   }
 
   #[napi]
@@ -155,38 +299,44 @@ impl NativePidFileStore {
     Ok(entries.into_iter().map(Into::into).collect())
   }
 
-  /// Every PID file with the identity of the process each valid one names (looked up in parallel).
-  /// Every PID file with the process it names, split for a cheap crossing into JavaScript: files naming
-  /// a live process that started before the file was written (the common case, thousands of them) come
-  /// as columns; every other file comes whole, with its identity.
+  /// Every PID file, judged in parallel, split for a cheap crossing into JavaScript: files judged
+  /// running (the common case, thousands of them) come as columns, every other file whole; then the
+  /// spawn records without a PID file and the abandoned temporary files.
   #[napi]
   pub fn load(&self, env: &Env) -> Result<NativeLoad> {
-    let loaded = self.store.load().map_err(|e| to_js(env, e))?;
+    let (verdicts, leftovers) = self.store.load().map_err(|e| to_js(env, e))?;
     let mut out = NativeLoad {
       running_ids: Vec::new(),
       running_pids: Vec::new(),
       running_start_ticks: Vec::new(),
       running_start_time_ms: Vec::new(),
       others: Vec::new(),
+      records: Vec::new(),
+      temp_files: Vec::new(),
     };
-    for (entry, id) in loaded {
-      match (entry.pid(), id) {
-        (Some(pid), Some(id))
-          if !id.zombie && !procslot_core::started_after(id.start_time_ms, entry.mtime_ms) =>
-        {
-          out.running_ids.push(entry.target_id);
-          out.running_pids.push(pid);
+    for v in verdicts {
+      match (v.judgement, v.identity) {
+        (procslot_core::Judgement::Running, Some(id)) => {
+          out.running_ids.push(v.entry.target_id);
+          out.running_pids.push(id.pid);
           out.running_start_ticks.push(id.start_time as f64);
           out.running_start_time_ms.push(id.start_time_ms);
         }
-        (_, id) => out.others.push(NativeLoadedEntry {
-          start_ticks: id.map(|i| i.start_time as f64),
-          start_time_ms: id.map(|i| i.start_time_ms),
-          zombie: id.is_some_and(|i| i.zombie),
-          entry: entry.into(),
-        }),
+        _ => out.others.push(v.into()),
       }
     }
+    for (target_id, record, id) in leftovers.records {
+      out.records.push(NativeLeftoverRecord {
+        target_id,
+        record: record.into(),
+        alive: id.is_some(),
+      });
+    }
+    out.temp_files = leftovers
+      .temp_files
+      .into_iter()
+      .map(|p| p.to_string_lossy().into_owned())
+      .collect();
     Ok(out)
   }
 
@@ -254,50 +404,80 @@ pub fn open_process(
 ) -> Result<Option<NativeProcess>> {
   let h = ProcessHandle::open(pid, expected_start.map(|s| s as u64)).map_err(|e| to_js(env, e))?;
   Ok(h.map(|handle| NativeProcess {
-    handle: Arc::new(handle),
+    pid: handle.pid(),
+    start_time: handle.start_time(),
+    start_time_ms: handle.start_time_ms(),
+    handle: Some(Arc::new(handle)),
+    pinned: None,
   }))
 }
 
-/// One particular process, pinned by its start time and a pidfd.
+/// One particular process, pinned by its start time and a pidfd, and optionally by the version of the
+/// PID file that names it.
 #[napi]
 pub struct NativeProcess {
-  handle: Arc<ProcessHandle>,
+  pid: u32,
+  start_time: u64,
+  start_time_ms: f64,
+  /// `None` once closed: the pidfd is released (when no wait still uses it).
+  handle: Option<Arc<ProcessHandle>>,
+  pinned: Option<(Arc<PidFileStore>, std::ffi::CString, Fingerprint)>,
+}
+
+impl NativeProcess {
+  fn handle(&self, env: &Env) -> Result<&Arc<ProcessHandle>> {
+    self.handle.as_ref().ok_or_else(|| {
+      let err = procslot_core::Error::Process {
+        code: "ECLOSED".to_owned(),
+        pid: self.pid,
+        reason: "this handle is closed".to_owned(),
+      };
+      to_js(env, err)
+    })
+  }
 }
 
 #[napi]
 impl NativeProcess {
   #[napi(getter)]
   pub fn pid(&self) -> u32 {
-    self.handle.pid()
+    self.pid
   }
 
   /// The raw start time (clock ticks since boot on Linux): equal means the same process.
   #[napi(getter)]
   pub fn start_ticks(&self) -> f64 {
-    self.handle.start_time() as f64
+    self.start_time as f64
   }
 
   /// The start time, milliseconds since the epoch.
   #[napi(getter)]
   pub fn start_time_ms(&self) -> f64 {
-    self.handle.start_time_ms()
+    self.start_time_ms
   }
 
   #[napi(getter)]
   pub fn has_pidfd(&self) -> bool {
-    self.handle.has_pidfd()
+    self.handle.as_ref().is_some_and(|h| h.has_pidfd())
   }
 
+  /// Whether the process still runs (`false` once the handle is closed).
   #[napi]
   pub fn is_alive(&self) -> bool {
-    self.handle.is_alive()
+    self.handle.as_ref().is_some_and(|h| h.is_alive())
+  }
+
+  /// Releases the pidfd (once no wait uses it any more). Idempotent.
+  #[napi]
+  pub fn close(&mut self) {
+    self.handle = None;
   }
 
   /// Signals the process alone; whether it was still there.
   #[napi]
   pub fn signal(&self, env: &Env, signal: i32) -> Result<bool> {
     self
-      .handle
+      .handle(env)?
       .signal(to_signal(env, signal)?)
       .map_err(|e| to_js(env, e))
   }
@@ -306,7 +486,7 @@ impl NativeProcess {
   #[napi(ts_return_type = "'group' | 'process' | 'gone'")]
   pub fn signal_group(&self, env: &Env, signal: i32) -> Result<String> {
     let s = self
-      .handle
+      .handle(env)?
       .signal_group(to_signal(env, signal)?)
       .map_err(|e| to_js(env, e))?;
     Ok(
@@ -323,38 +503,146 @@ impl NativeProcess {
   /// did.
   #[napi(ts_return_type = "Promise<boolean>")]
   pub fn wait_exit<'env>(&self, env: &'env Env, timeout_ms: u32) -> Result<Object<'env>> {
-    let handle = self.handle.clone();
+    let handle = self.handle(env)?.clone();
     on_thread(env, move || {
       Ok(handle.wait_exit(Duration::from_millis(timeout_ms as u64)))
     })
   }
 
-  /// Waits up to `timeoutMs` until `path` is a mount point or the process exits: `'mounted'`, `'exited'`
-  /// or `'timeout'`.
-  #[napi(ts_return_type = "Promise<'mounted' | 'exited' | 'timeout'>")]
+  /// Waits up to `timeoutMs` until `path` is a mount point or the process exits.
+  #[napi(ts_return_type = "Promise<NativeMountWait>")]
   pub fn wait_mount<'env>(
     &self,
     env: &'env Env,
     path: String,
     timeout_ms: u32,
   ) -> Result<Object<'env>> {
-    let handle = self.handle.clone();
+    let handle = self.handle(env)?.clone();
     on_thread(env, move || {
       let r = procslot_core::wait_for_mount(
         Path::new(&path),
         &handle,
         Duration::from_millis(timeout_ms as u64),
       )?;
-      Ok(
-        match r {
-          MountWait::Mounted => "mounted",
-          MountWait::Exited => "exited",
-          MountWait::TimedOut => "timeout",
-        }
-        .to_owned(),
-      )
+      Ok(match r {
+        MountWait::Mounted(found) => NativeMountWait {
+          outcome: "mounted".to_owned(),
+          mount: Some(found.into()),
+        },
+        MountWait::Exited => NativeMountWait {
+          outcome: "exited".to_owned(),
+          mount: None,
+        },
+        MountWait::TimedOut => NativeMountWait {
+          outcome: "timeout".to_owned(),
+          mount: None,
+        },
+      })
     })
   }
+
+  /// Stops the process and its whole process group (on a thread of its own): SIGTERM and SIGCONT (or
+  /// SIGKILL at once with `force`), SIGKILL to whoever is left after `graceMs`, then up to `afterKillMs`
+  /// more; resolves once every member is gone or that time has passed.
+  #[napi(ts_return_type = "Promise<NativeStopped>")]
+  pub fn stop_group<'env>(
+    &self,
+    env: &'env Env,
+    force: bool,
+    grace_ms: u32,
+    after_kill_ms: u32,
+  ) -> Result<Object<'env>> {
+    let handle = self.handle(env)?.clone();
+    on_thread(env, move || {
+      let out = handle.stop_group(
+        force,
+        Duration::from_millis(grace_ms as u64),
+        Duration::from_millis(after_kill_ms as u64),
+      )?;
+      Ok(NativeStopped {
+        signal: out.signal.map(|s| s.as_str().to_owned()),
+        gone: out.gone,
+      })
+    })
+  }
+
+  /// Pins the target's PID file in `store` that names this process at the version a judgement read
+  /// (`fingerprint` from a `NativeVerdict`), so that [`check`](Self::check) can tell cheaply whether it
+  /// changed since.
+  #[napi]
+  pub fn pin_pid_file(
+    &mut self,
+    env: &Env,
+    store: &NativePidFileStore,
+    target_id: String,
+    fingerprint: String,
+  ) -> Result<()> {
+    let invalid = |what: &str| {
+      to_js(
+        env,
+        procslot_core::Error::InvalidArgument(format!("pinPidFile: {what}")),
+      )
+    };
+    procslot_core::validate_target_id(&target_id).map_err(|e| to_js(env, e))?;
+    let name = std::ffi::CString::new(format!("{target_id}.pid"))
+      .map_err(|_| invalid("a target ID with a NUL byte"))?;
+    let f = parse_fingerprint(&fingerprint).ok_or_else(|| invalid("not a fingerprint"))?;
+    self.pinned = Some((store.store.clone(), name, f));
+    Ok(())
+  }
+
+  /// One look at the process and its pinned PID file (one `fstatat` and one `poll`): 0 the file is the
+  /// version pinned and the process alive; 1 the file is that version and the process is gone; 2 the
+  /// file changed (or none was pinned): judge it again.
+  #[napi]
+  pub fn check(&self) -> u32 {
+    match &self.pinned {
+      Some((store, name, f)) if store.fingerprint_of(name).as_ref() == Some(f) => {
+        if self.is_alive() {
+          0
+        } else {
+          1
+        }
+      }
+      _ => 2,
+    }
+  }
+}
+
+/// How a wait for a mount ended; `mount` is the mount found when `outcome` is `'mounted'`.
+#[napi(object)]
+pub struct NativeMountWait {
+  #[napi(ts_type = "'mounted' | 'exited' | 'timeout'")]
+  pub outcome: String,
+  pub mount: Option<NativeMount>,
+}
+
+/// One mount: its ID, its filesystem's device (`major:minor`) and type.
+#[napi(object)]
+pub struct NativeMount {
+  pub id: f64,
+  pub dev: String,
+  pub fstype: String,
+}
+
+impl From<MountFound> for NativeMount {
+  fn from(m: MountFound) -> Self {
+    NativeMount {
+      id: m.mount.id as f64,
+      dev: m.mount.dev,
+      fstype: m.fstype,
+    }
+  }
+}
+
+/// How a stop of a process group ended.
+#[napi(object)]
+pub struct NativeStopped {
+  /// The strongest signal sent (`null`: the process was already gone).
+  #[napi(ts_type = "'SIGTERM' | 'SIGKILL' | null")]
+  pub signal: Option<String>,
+  /// Whether the process and its whole group are gone.
+  pub gone: bool,
 }
 
 fn to_signal(env: &Env, signal: i32) -> Result<procslot_core::Signal> {
@@ -387,16 +675,54 @@ pub fn process_identity(env: &Env, pid: u32) -> Result<Option<NativeIdentity>> {
   }))
 }
 
-/// Whether a process that started at `startTimeMs` started after a file written at `writtenMs` (beyond
-/// the clock's granularity): the file's PID was reused.
-#[napi]
-pub fn started_after(start_time_ms: f64, written_ms: f64) -> bool {
-  procslot_core::started_after(start_time_ms, written_ms)
+impl From<Identity> for NativeIdentity {
+  fn from(id: Identity) -> Self {
+    NativeIdentity {
+      pid: id.pid,
+      start_ticks: id.start_time as f64,
+      start_time_ms: id.start_time_ms,
+      zombie: id.zombie,
+    }
+  }
 }
 
 #[napi]
 pub fn is_mount_point(env: &Env, path: String) -> Result<bool> {
   procslot_core::is_mount_point(Path::new(&path)).map_err(|e| to_js(env, e))
+}
+
+/// The topmost mount at `path`, from the mount table (never a `stat`); `null` when it is not a mount
+/// point.
+#[napi]
+pub fn mount_at(env: &Env, path: String) -> Result<Option<NativeMount>> {
+  let m = procslot_core::mount_at(Path::new(&path)).map_err(|e| to_js(env, e))?;
+  Ok(m.map(Into::into))
+}
+
+/// Lazily unmounts `path` only if the topmost mount there is the one given (a dead daemon's).
+#[napi]
+pub fn unmount_if(env: &Env, path: String, mount_id: f64, mount_dev: String) -> Result<bool> {
+  let id = MountId {
+    id: mount_id as u64,
+    dev: mount_dev,
+  };
+  procslot_core::unmount_if(Path::new(&path), &id).map_err(|e| to_js(env, e))
+}
+
+/// Prepares a mount point on a thread of its own (a hung mount may never answer): the mount already
+/// there, else `null` once the directory exists.
+#[napi(ts_return_type = "Promise<NativeMount | null>")]
+pub fn prepare_mount_point(env: &Env, path: String) -> Result<Object<'_>> {
+  on_thread(env, move || {
+    let m = procslot_core::prepare_mount_point(Path::new(&path))?;
+    Ok(m.map(NativeMount::from))
+  })
+}
+
+/// Refuses a directory other users can write to or that belongs to another user (`EUNSAFE`).
+#[napi]
+pub fn check_private_dir(env: &Env, path: String) -> Result<()> {
+  procslot_core::check_private_dir(Path::new(&path)).map_err(|e| to_js(env, e))
 }
 
 #[napi]

@@ -7,6 +7,7 @@
 //!   locks.
 //! - [`pidfile`]: standard PID files, written atomically, read strictly, judged for trust; a per-target
 //!   lock across processes.
+//! - [`judge`]: the one judgement of a PID file: running, stale, reused, invalid or untrusted.
 //! - [`process`]: a handle on one particular process (start time, pidfd): alive, signal, wait for exit.
 //! - [`mount`]: mount points, waiting for a mount to appear, lazy unmounts.
 //!
@@ -15,6 +16,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 pub mod error;
+pub mod judge;
 pub mod liveness;
 pub mod mount;
 pub mod pidfile;
@@ -23,12 +25,17 @@ pub mod slots;
 mod sys;
 
 pub use error::{Error, Result};
+pub use judge::{judge, Judgement, Verdict};
 pub use liveness::{holder_is_dead, Probe, ProcStat, SystemProbe};
-pub use mount::{is_mount_point, unmount_lazy, wait_for_mount, MountWait};
+pub use mount::{
+  is_mount_point, mount_at, prepare_mount_point, unmount_if, unmount_lazy, wait_for_mount,
+  MountFound, MountId, MountWait,
+};
 /// Signals, as the process functions take them.
 pub use nix::sys::signal::Signal;
 pub use pidfile::{
-  parse_pid, validate_target_id, PidFileEntry, PidFileStatus, PidFileStore, TargetLock,
+  check_private_dir, parse_pid, validate_target_id, Fingerprint, Leftovers, PidFileEntry,
+  PidFileStatus, PidFileStore, SpawnRecord, TargetLock, TargetState,
 };
 pub use process::{identity, started_after, Identity, ProcessHandle, Signalled};
 pub use slots::{

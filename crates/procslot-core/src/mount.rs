@@ -2,7 +2,10 @@
 //! notification, racing the daemon's exit), and lazily unmounting what a dead FUSE daemon left behind.
 //!
 //! The mount table is read from `/proc/self/mountinfo`, never by `stat`-ing the mount point: a dead FUSE
-//! daemon's mount point answers `stat` with `ENOTCONN` ("Transport endpoint is not connected").
+//! daemon's mount point answers `stat` with `ENOTCONN` ("Transport endpoint is not connected"), a hung
+//! one never answers, and for a while after a daemon's death the attribute cache still answers as if it
+//! were alive. Whether a mount is a dead daemon's is decided by identity instead: the mount that daemon
+//! made ([`MountId`], recorded when it became ready) is still there, and the daemon is dead.
 
 use std::io;
 use std::path::{Component, Path, PathBuf};
@@ -12,11 +15,30 @@ use crate::error::{Error, Result};
 use crate::process::{clamp_ms, ProcessHandle};
 use crate::sys;
 
+/// One mount, as the mount table names it: its mount ID and its filesystem's device. A FUSE mount gets a
+/// new anonymous device each time, so the pair names one mount even if IDs are handed out again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MountId {
+  /// The mount ID (field 1 of `/proc/self/mountinfo`).
+  pub id: u64,
+  /// The device, `major:minor` (field 3).
+  pub dev: String,
+}
+
+/// A mount found at a path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MountFound {
+  /// Which mount it is.
+  pub mount: MountId,
+  /// Its filesystem type (`fuse.bindfs`, ...).
+  pub fstype: String,
+}
+
 /// How a wait for a mount ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MountWait {
-  /// The path is a mount point.
-  Mounted,
+  /// The path is a mount point: the topmost mount there.
+  Mounted(MountFound),
   /// The process exited first.
   Exited,
   /// Neither happened in time.
@@ -51,10 +73,65 @@ fn mount_table_path(path: &Path) -> PathBuf {
   }
 }
 
-fn listed(table: &str, target: &Path) -> bool {
+/// The topmost mount at `target` (already in the mount table's spelling) in a mount table text.
+fn topmost(table: &str, target: &Path) -> Option<MountFound> {
   use std::os::unix::ffi::OsStrExt;
   let want = target.as_os_str().as_bytes();
-  sys::mount_points(table).any(|p| p == want)
+  sys::mount_entries(table)
+    .filter(|e| e.point == want)
+    .last()
+    .map(|e| MountFound {
+      mount: MountId {
+        id: e.id,
+        dev: e.dev,
+      },
+      fstype: e.fstype,
+    })
+}
+
+fn read_table(path: &Path) -> Result<String> {
+  sys::open_mount_table()
+    .and_then(|f| sys::read_mount_table(&f))
+    .map_err(|e| Error::pid_io(path, "read the mount table", &e))
+}
+
+/// The topmost mount at `path` (from the mount table, no `stat`), `Ok(None)` when it is not a mount
+/// point.
+///
+/// # Errors
+/// The mount table could not be read.
+pub fn mount_at(path: &Path) -> Result<Option<MountFound>> {
+  let target = mount_table_path(path);
+  Ok(topmost(&read_table(path)?, &target))
+}
+
+/// Lazily unmounts `path` only if the topmost mount there is `mount` (the one a dead daemon made):
+/// `Ok(false)` when another mount, or none, is there.
+///
+/// # Errors
+/// The mount table could not be read or the unmount was refused.
+pub fn unmount_if(path: &Path, mount: &MountId) -> Result<bool> {
+  let target = mount_table_path(path);
+  match topmost(&read_table(path)?, &target) {
+    Some(found) if &found.mount == mount => {
+      sys::unmount_lazy(&target).map_err(|e| Error::pid_io(path, "unmount", &e))
+    }
+    _ => Ok(false),
+  }
+}
+
+/// Prepares `path` for a daemon to mount on: `Ok(Some(mount))` when it is a mount point already
+/// (nothing done: the caller decides by identity), else creates it (and its parents) and `Ok(None)`.
+/// The mount table is read first, so a mount point is never `stat`-ed (a hung one would never answer).
+///
+/// # Errors
+/// The mount table could not be read, or the directory could not be created.
+pub fn prepare_mount_point(path: &Path) -> Result<Option<MountFound>> {
+  if let Some(found) = mount_at(path)? {
+    return Ok(Some(found));
+  }
+  std::fs::create_dir_all(path).map_err(|e| Error::pid_io(path, "create the mount point", &e))?;
+  Ok(None)
 }
 
 /// Whether `path` is a mount point in this process's mount namespace (also when its daemon is dead and
@@ -63,11 +140,7 @@ fn listed(table: &str, target: &Path) -> bool {
 /// # Errors
 /// The mount table could not be read.
 pub fn is_mount_point(path: &Path) -> Result<bool> {
-  let target = mount_table_path(path);
-  let table = sys::open_mount_table()
-    .and_then(|f| sys::read_mount_table(&f))
-    .map_err(|e| Error::pid_io(path, "read the mount table", &e))?;
-  Ok(listed(&table, &target))
+  Ok(mount_at(path)?.is_some())
 }
 
 /// Waits until `path` is a mount point, `process` exits, or `timeout` passes — on the events themselves:
@@ -87,8 +160,8 @@ pub fn wait_for_mount(
   // Open first, then read: a mount made after the read changes the table after the open, so poll sees it.
   let table = sys::open_mount_table().map_err(io_err)?;
   loop {
-    if listed(&sys::read_mount_table(&table).map_err(io_err)?, &target) {
-      return Ok(MountWait::Mounted);
+    if let Some(found) = topmost(&sys::read_mount_table(&table).map_err(io_err)?, &target) {
+      return Ok(MountWait::Mounted(found));
     }
     if !process.is_alive() {
       return Ok(MountWait::Exited);

@@ -3,16 +3,21 @@
 //!
 //! - Target IDs are checked before any path is built: 1 to 200 characters of `[A-Za-z0-9._-]`, not
 //!   starting with `.` — so no `..`, no `/`, no NUL, no hidden files.
-//! - Writes go to a temporary file in the same directory (mode 0644), are flushed to disk, then renamed
-//!   over the PID file: a reader sees the old content or the new one, never half of it.
+//! - Writes go to a temporary file in the same directory (mode 0644), then are renamed over the PID file:
+//!   a reader sees the old content or the new one, never half of it. They are not forced to disk
+//!   (`fsync`): a PID file names a process, and no process survives a power loss; a crash of the writer
+//!   leaves the file complete in the page cache all the same.
 //! - Reads take at most a few bytes and never fail on bad content: anything that is not a plain decimal
 //!   PID between 2 and the system's limit is reported as invalid, not acted on.
 //! - A PID file not owned by us (or root), writable by others, a symbolic link, or not a regular file is
 //!   untrusted: reported, never adopted, signalled or deleted by the manager. A world-writable directory
 //!   without the sticky bit (anyone could swap PID files) is refused.
-//! - Beside a PID file, `.<targetId>.mount` may hold the absolute path the target's daemon mounted (its
-//!   bytes, nothing else), so that a manager that adopts the daemon later can unmount what it leaves. It
-//!   is written, trusted and deleted as the PID file is; a file that fails the checks reads as unknown.
+//! - Beside a PID file, `.<targetId>.record` holds the [`SpawnRecord`] of the daemon a manager started:
+//!   its PID and exact start time (written before the daemon may run a single instruction of its own),
+//!   the path it mounts and, once it is ready, the mount it made. The exact start time recognises a reused
+//!   PID however soon it is reused; the mount identifies the stale mount a dead daemon leaves. A record
+//!   without a PID file is a spawn that never finished. It is written, trusted and deleted as the PID
+//!   file is (the PID file is deleted first); a record that fails the checks reads as none.
 //! - [`TargetLock`] serializes work on one target across processes: a byte-range lock in
 //!   `<dir>/.procslot.lock` at an offset derived from the target ID.
 
@@ -30,6 +35,8 @@ use nix::fcntl::OFlag;
 use nix::sys::stat::Mode;
 
 use crate::error::{Error, Result};
+use crate::judge::{judge, Verdict};
+use crate::mount::MountId;
 use crate::process::{identity, Identity};
 use crate::sys::{self, LockOutcome};
 
@@ -39,8 +46,11 @@ pub const MAX_TARGET_ID_LEN: usize = 200;
 /// The most bytes a PID file may hold: ten digits and a newline, with room to spare.
 const MAX_PID_FILE_BYTES: usize = 32;
 
-/// The most bytes a mount-path file may hold (Linux's `PATH_MAX`).
+/// The most bytes a mount path may have (Linux's `PATH_MAX`).
 const MAX_MOUNT_PATH_BYTES: usize = 4096;
+
+/// The most bytes a spawn record may hold.
+const MAX_RECORD_BYTES: usize = MAX_MOUNT_PATH_BYTES + 256;
 
 /// The name of the lock file in a PID directory (hidden: never a target's PID file).
 pub const LOCK_FILE_NAME: &str = ".procslot.lock";
@@ -119,6 +129,114 @@ pub enum PidFileStatus {
   Untrusted(String),
 }
 
+/// What identifies one version of a file: a rewrite (a rename over it) changes the inode, an edit in
+/// place the change time. Equal fingerprints mean the file was not touched in between.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Fingerprint {
+  /// Device and inode.
+  pub dev: u64,
+  /// Inode number.
+  pub ino: u64,
+  /// Size in bytes.
+  pub size: u64,
+  /// Last status change, nanoseconds since the epoch.
+  pub ctime_ns: i128,
+  /// Last modification, nanoseconds since the epoch.
+  pub mtime_ns: i128,
+}
+
+impl Fingerprint {
+  fn of(meta: &std::fs::Metadata) -> Self {
+    Fingerprint {
+      dev: meta.dev(),
+      ino: meta.ino(),
+      size: meta.size(),
+      ctime_ns: meta.ctime() as i128 * 1_000_000_000 + meta.ctime_nsec() as i128,
+      mtime_ns: meta.mtime() as i128 * 1_000_000_000 + meta.mtime_nsec() as i128,
+    }
+  }
+
+  #[allow(clippy::unnecessary_cast)]
+  fn from_stat(st: &libc::stat) -> Self {
+    Fingerprint {
+      dev: st.st_dev as u64,
+      ino: st.st_ino as u64,
+      size: st.st_size as u64,
+      ctime_ns: st.st_ctime as i128 * 1_000_000_000 + st.st_ctime_nsec as i128,
+      mtime_ns: st.st_mtime as i128 * 1_000_000_000 + st.st_mtime_nsec as i128,
+    }
+  }
+}
+
+/// What a manager records beside a PID file when it starts a daemon (`.<targetId>.record`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SpawnRecord {
+  /// The daemon's PID.
+  pub pid: u32,
+  /// Its exact start time (the platform's raw unit, see [`Identity::start_time`]).
+  pub start_time: u64,
+  /// The absolute path it mounts.
+  pub mount_path: Option<PathBuf>,
+  /// The mount it made there, once it was ready.
+  pub mount: Option<MountId>,
+}
+
+impl SpawnRecord {
+  fn to_bytes(&self) -> Vec<u8> {
+    let mut out = format!("pid {}\nstart {}\n", self.pid, self.start_time).into_bytes();
+    if let Some(m) = &self.mount {
+      out.extend_from_slice(format!("mount {} {}\n", m.id, m.dev).as_bytes());
+    }
+    if let Some(p) = &self.mount_path {
+      out.extend_from_slice(b"path ");
+      out.extend_from_slice(p.as_os_str().as_bytes());
+      out.push(b'\n');
+    }
+    out
+  }
+
+  /// Parses a record; `None` for anything that is not one (a missing `pid` or `start`, a bad number, a
+  /// path that is not absolute).
+  fn parse(bytes: &[u8]) -> Option<Self> {
+    let mut pid = None;
+    let mut start = None;
+    let mut mount = None;
+    let mut mount_path = None;
+    for line in bytes.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+      let (key, value) = match line.iter().position(|&b| b == b' ') {
+        Some(i) => (&line[..i], &line[i + 1..]),
+        None => return None,
+      };
+      let text = || std::str::from_utf8(value).ok();
+      match key {
+        b"pid" => pid = Some(text()?.parse::<u32>().ok()?),
+        b"start" => start = Some(text()?.parse::<u64>().ok()?),
+        b"mount" => {
+          let (id, dev) = text()?.split_once(' ')?;
+          mount = Some(MountId {
+            id: id.parse().ok()?,
+            dev: dev.to_owned(),
+          });
+        }
+        b"path" => {
+          let p = PathBuf::from(std::ffi::OsString::from_vec(value.to_vec()));
+          if !p.is_absolute() || value.contains(&0) {
+            return None;
+          }
+          mount_path = Some(p);
+        }
+        _ => {}
+      }
+    }
+    Some(SpawnRecord {
+      pid: pid.filter(|&p| p > 1)?,
+      start_time: start?,
+      mount_path,
+      mount,
+    })
+  }
+}
+
 /// One PID file as found on disk.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PidFileEntry {
@@ -134,6 +252,8 @@ pub struct PidFileEntry {
   pub uid: u32,
   /// Its permission bits.
   pub mode: u32,
+  /// The version of the file that was read.
+  pub fingerprint: Fingerprint,
 }
 
 impl PidFileEntry {
@@ -146,13 +266,22 @@ impl PidFileEntry {
   }
 }
 
-/// A PID file and the identity of the process it names (`None`: no such process, or not a valid file).
-pub type Loaded = (PidFileEntry, Option<Identity>);
+/// What [`PidFileStore::load`] found besides the PID files.
+#[derive(Debug, Default)]
+pub struct Leftovers {
+  /// Spawn records without a PID file: spawns that never finished (or were undone half-way), with the
+  /// record and the identity of the process it names.
+  pub records: Vec<(String, SpawnRecord, Option<Identity>)>,
+  /// Temporary files of writes that never finished (their writer is gone).
+  pub temp_files: Vec<PathBuf>,
+}
 
 /// A directory of PID files.
 #[derive(Debug)]
 pub struct PidFileStore {
   dir: PathBuf,
+  /// The directory, open: cheap `fstatat`s of its files (no path walk).
+  dir_fd: File,
   euid: u32,
 }
 
@@ -190,10 +319,31 @@ impl PidFileStore {
         ),
       });
     }
+    let dir_fd = File::open(dir).map_err(|e| Error::pid_io(dir, "open the PID directory", &e))?;
     Ok(PidFileStore {
       dir: dir.to_owned(),
+      dir_fd,
       euid: nix::unistd::geteuid().as_raw(),
     })
+  }
+
+  /// The fingerprint of the file `name` of the directory (not following a link), `None` when there is
+  /// none: one `fstatat` relative to the open directory. For [`Fingerprint`] comparisons on hot paths.
+  pub fn fingerprint_of(&self, name: &std::ffi::CStr) -> Option<Fingerprint> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: `stat` is plain data; all-zero is valid.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: the directory descriptor is open for the life of `self`, `name` is NUL-terminated and
+    // `st` writable for the duration of the call.
+    let rc = unsafe {
+      libc::fstatat(
+        self.dir_fd.as_raw_fd(),
+        name.as_ptr(),
+        &mut st,
+        libc::AT_SYMLINK_NOFOLLOW,
+      )
+    };
+    (rc == 0).then(|| Fingerprint::from_stat(&st))
   }
 
   /// The directory.
@@ -210,7 +360,7 @@ impl PidFileStore {
     Ok(self.dir.join(format!("{target_id}.pid")))
   }
 
-  /// Writes `pid` to the target's PID file atomically (temporary file, fsync, rename), mode 0644.
+  /// Writes `pid` to the target's PID file atomically (temporary file, rename), mode 0644.
   ///
   /// # Errors
   /// [`Error::InvalidTargetId`]; `EINVAL` for a PID that is never a daemon's; the operating system's
@@ -231,61 +381,57 @@ impl PidFileStore {
     )
   }
 
-  /// Records the absolute path the target's daemon mounted, beside its PID file (`.<targetId>.mount`),
-  /// atomically as [`write`](Self::write). Write it before the PID file: a PID file then always has it.
+  /// Writes the target's spawn record (`.<targetId>.record`) atomically, as [`write`](Self::write).
   ///
   /// # Errors
-  /// [`Error::InvalidTargetId`]; `EINVAL` for a path that is not absolute, holds a NUL byte or is longer
-  /// than 4096 bytes; the operating system's error.
-  pub fn write_mount_path(&self, target_id: &str, mount_path: &Path) -> Result<()> {
-    let path = self.mount_path_file(target_id)?;
-    let bytes = mount_path.as_os_str().as_bytes();
-    if !mount_path.is_absolute() || bytes.contains(&0) || bytes.len() > MAX_MOUNT_PATH_BYTES {
-      return Err(Error::InvalidArgument(format!(
-        "mount path {mount_path:?} must be absolute, without NUL bytes, at most {MAX_MOUNT_PATH_BYTES} bytes"
-      )));
+  /// [`Error::InvalidTargetId`]; `EINVAL` for a mount path that is not absolute, holds a NUL byte or a
+  /// newline, or is longer than 4096 bytes; the operating system's error.
+  pub fn write_record(&self, target_id: &str, record: &SpawnRecord) -> Result<()> {
+    let path = self.record_file(target_id)?;
+    if let Some(mount_path) = &record.mount_path {
+      let bytes = mount_path.as_os_str().as_bytes();
+      if !mount_path.is_absolute()
+        || bytes.contains(&0)
+        || bytes.contains(&b'\n')
+        || bytes.len() > MAX_MOUNT_PATH_BYTES
+      {
+        return Err(Error::InvalidArgument(format!(
+          "mount path {mount_path:?} must be absolute, without NUL bytes or newlines, at most \
+           {MAX_MOUNT_PATH_BYTES} bytes"
+        )));
+      }
     }
-    write_atomic(&self.dir, &path, bytes, "write the mount-path file")
+    write_atomic(
+      &self.dir,
+      &path,
+      &record.to_bytes(),
+      "write the spawn record",
+    )
   }
 
-  /// The mount path recorded for the target, `Ok(None)` when there is none or it cannot be trusted (the
-  /// PID file's rules: owned by us or root, not writable by others, a regular file, not a link) or is
-  /// not a plain absolute path.
+  /// The target's spawn record, `Ok(None)` when there is none, it cannot be trusted (the PID file's
+  /// rules: owned by us or root, not writable by others, a regular file, not a link) or does not parse.
   ///
   /// # Errors
   /// [`Error::InvalidTargetId`]; the operating system's error (other than "no such file").
-  pub fn read_mount_path(&self, target_id: &str) -> Result<Option<PathBuf>> {
-    let path = self.mount_path_file(target_id)?;
-    let mut file = match open_no_follow(nix::fcntl::AT_FDCWD, &path) {
-      Ok(f) => f,
-      Err(Errno::ENOENT | Errno::ELOOP) => return Ok(None),
-      Err(e) => {
-        let e = io::Error::from_raw_os_error(e as i32);
-        return Err(Error::pid_io(&path, "open the mount-path file", &e));
-      }
-    };
-    let meta = file
-      .metadata()
-      .map_err(|e| Error::pid_io(&path, "read the mount-path file", &e))?;
-    if distrust(&meta, self.euid).is_some() || meta.len() > MAX_MOUNT_PATH_BYTES as u64 {
-      return Ok(None);
-    }
-    let mut bytes = Vec::with_capacity(meta.len() as usize);
-    (&mut file)
-      .take(MAX_MOUNT_PATH_BYTES as u64 + 1)
-      .read_to_end(&mut bytes)
-      .map_err(|e| Error::pid_io(&path, "read the mount-path file", &e))?;
-    let mount_path = PathBuf::from(std::ffi::OsString::from_vec(bytes));
-    let plain = mount_path.is_absolute()
-      && mount_path.as_os_str().len() <= MAX_MOUNT_PATH_BYTES
-      && !mount_path.as_os_str().as_bytes().contains(&0);
-    Ok(plain.then_some(mount_path))
+  pub fn read_record(&self, target_id: &str) -> Result<Option<SpawnRecord>> {
+    let path = self.record_file(target_id)?;
+    read_record_at(nix::fcntl::AT_FDCWD, &path, &path, self.euid)
   }
 
-  /// `<dir>/.<targetId>.mount`.
-  fn mount_path_file(&self, target_id: &str) -> Result<PathBuf> {
+  /// Deletes the target's spawn record alone; whether there was one.
+  ///
+  /// # Errors
+  /// [`Error::InvalidTargetId`]; the operating system's error.
+  pub fn delete_record(&self, target_id: &str) -> Result<bool> {
+    let path = self.record_file(target_id)?;
+    remove(&path, "delete the spawn record")
+  }
+
+  /// `<dir>/.<targetId>.record`.
+  fn record_file(&self, target_id: &str) -> Result<PathBuf> {
     validate_target_id(target_id)?;
-    Ok(self.dir.join(format!(".{target_id}.mount")))
+    Ok(self.dir.join(format!(".{target_id}.record")))
   }
 
   /// The PID in the target's file: `Ok(None)` when there is no file, or it is invalid or untrusted.
@@ -312,23 +458,17 @@ impl PidFileStore {
     )
   }
 
-  /// Deletes the target's PID file and its mount-path file; whether there was a PID file.
+  /// Deletes the target's PID file, then its spawn record (the reverse of the order they are written
+  /// in, so a record never outlives a PID file it belongs to without being seen as unfinished); whether
+  /// there was a PID file.
   ///
   /// # Errors
   /// [`Error::InvalidTargetId`]; the operating system's error.
   pub fn delete(&self, target_id: &str) -> Result<bool> {
     let path = self.path_for(target_id)?;
-    let mount = self.mount_path_file(target_id)?;
-    match std::fs::remove_file(&mount) {
-      Ok(()) => {}
-      Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-      Err(e) => return Err(Error::pid_io(&mount, "delete the mount-path file", &e)),
-    }
-    match std::fs::remove_file(&path) {
-      Ok(()) => Ok(true),
-      Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
-      Err(e) => Err(Error::pid_io(&path, "delete the PID file", &e)),
-    }
+    let had = remove(&path, "delete the PID file")?;
+    self.delete_record(target_id)?;
+    Ok(had)
   }
 
   /// Every PID file in the directory (files named `<valid target ID>.pid`), sorted by target ID.
@@ -337,10 +477,10 @@ impl PidFileStore {
   /// The directory could not be read.
   pub fn list(&self) -> Result<Vec<PidFileEntry>> {
     let pid_max = sys::pid_max();
-    let (dir, names) = self.scan()?;
+    let scan = self.scan()?;
     let mut out = Vec::new();
-    for target_id in names {
-      if let Some(found) = self.inspect_in(&dir, &target_id, pid_max)? {
+    for target_id in &scan.pid_files {
+      if let Some(found) = self.inspect_in(&scan.dir, target_id, pid_max)? {
         out.push(found);
       }
     }
@@ -348,36 +488,33 @@ impl PidFileStore {
     Ok(out)
   }
 
-  /// Every PID file (as [`list`](Self::list)) with the identity of the process each valid one names
-  /// (`None`: no such process). The files are read and the processes looked up on several threads: with
-  /// thousands of PID files, the system calls are the cost, and they run in parallel.
+  /// Every PID file (as [`list`](Self::list)) judged ([`judge`]), and what else the directory holds
+  /// that a manager must deal with ([`Leftovers`]). The files are read and the processes looked up on
+  /// several threads: with thousands of PID files, the system calls are the cost, and they run in
+  /// parallel.
   ///
   /// # Errors
   /// The directory could not be read.
-  pub fn load(&self) -> Result<Vec<Loaded>> {
-    let (dir, names) = self.scan()?;
-    let dir = &dir;
+  pub fn load(&self) -> Result<(Vec<Verdict>, Leftovers)> {
+    let scan = self.scan()?;
+    let dir = &scan.dir;
+    let names = &scan.pid_files;
     let threads = std::thread::available_parallelism()
       .map_or(1, |n| n.get())
       .clamp(1, 4)
       .min(names.len().div_ceil(256).max(1));
     let pid_max = sys::pid_max();
     let chunk = names.len().div_ceil(threads).max(1);
-    let results: Vec<Result<Vec<Loaded>>> = std::thread::scope(|scope| {
+    let results: Vec<Result<Vec<Verdict>>> = std::thread::scope(|scope| {
       let workers: Vec<_> = names
         .chunks(chunk)
         .map(|part| {
           scope.spawn(move || {
             let mut out = Vec::with_capacity(part.len());
             for target_id in part {
-              let Some(entry) = self.inspect_in(dir, target_id, pid_max)? else {
-                continue;
-              };
-              let id = match entry.pid() {
-                Some(pid) => identity(pid)?,
-                None => None,
-              };
-              out.push((entry, id));
+              if let Some(v) = self.judge_in(dir, target_id, pid_max)? {
+                out.push(v);
+              }
             }
             Ok(out)
           })
@@ -392,28 +529,129 @@ impl PidFileStore {
     for part in results {
       out.extend(part?);
     }
-    out.sort_by(|a, b| a.0.target_id.cmp(&b.0.target_id));
-    Ok(out)
+    out.sort_by(|a, b| a.entry.target_id.cmp(&b.entry.target_id));
+    let mut leftovers = Leftovers::default();
+    for target_id in &scan.records {
+      if names.binary_search(target_id).is_ok() {
+        continue;
+      }
+      let name = format!(".{target_id}.record");
+      let path = self.dir.join(&name);
+      let Some(record) = read_record_at(dir.as_fd(), Path::new(&name), &path, self.euid)? else {
+        continue;
+      };
+      let id = exact_identity(&record)?;
+      leftovers.records.push((target_id.clone(), record, id));
+    }
+    leftovers.temp_files = scan.temp_files;
+    Ok((out, leftovers))
   }
 
-  /// The directory, open (files are opened relative to it: no path walk per file), and the target IDs
-  /// of its PID files (`<valid target ID>.pid`), unsorted.
-  fn scan(&self) -> Result<(File, Vec<String>)> {
+  /// The target's PID file, judged ([`judge`]); `Ok(None)` when there is none.
+  ///
+  /// # Errors
+  /// [`Error::InvalidTargetId`]; the operating system's error (other than "no such file").
+  pub fn judge(&self, target_id: &str) -> Result<Option<Verdict>> {
+    let Some(entry) = self.inspect(target_id)? else {
+      return Ok(None);
+    };
+    let record = match entry.pid() {
+      Some(_) => self.read_record(target_id)?,
+      None => None,
+    };
+    Ok(Some(verdict(entry, record)?))
+  }
+
+  /// Everything about a target at once: its PID file judged, and its spawn record with the process it
+  /// names (only that very process, alive). A record without a PID file is a spawn that never finished.
+  ///
+  /// # Errors
+  /// [`Error::InvalidTargetId`]; the operating system's error.
+  pub fn state(&self, target_id: &str) -> Result<TargetState> {
+    let entry = self.inspect(target_id)?;
+    let record = self.read_record(target_id)?;
+    let record_process = match &record {
+      Some(r) => exact_identity(r)?,
+      None => None,
+    };
+    let verdict = match entry {
+      Some(e) => Some(verdict(e, record.clone())?),
+      None => None,
+    };
+    Ok(TargetState {
+      verdict,
+      record,
+      record_process,
+    })
+  }
+
+  /// Deletes the temporary files of writes that never finished: `.<name>.<pid>.<n>.tmp` files of this
+  /// directory whose writer is gone, or that are older than ten minutes. Returns how many.
+  ///
+  /// # Errors
+  /// The directory could not be read.
+  pub fn sweep_temp_files(&self) -> Result<usize> {
+    let scan = self.scan()?;
+    let mut n = 0;
+    for path in scan.temp_files {
+      if std::fs::remove_file(&path).is_ok() {
+        n += 1;
+      }
+    }
+    Ok(n)
+  }
+
+  /// The directory, open (files are opened relative to it: no path walk per file), with the target IDs
+  /// of its PID files (`<valid target ID>.pid`, sorted), of its spawn records, and its abandoned
+  /// temporary files.
+  fn scan(&self) -> Result<Scan> {
     let dir =
       File::open(&self.dir).map_err(|e| Error::pid_io(&self.dir, "open the PID directory", &e))?;
     let rd = std::fs::read_dir(&self.dir)
       .map_err(|e| Error::pid_io(&self.dir, "list the PID directory", &e))?;
-    let mut names = Vec::new();
+    let mut scan = Scan {
+      dir,
+      pid_files: Vec::new(),
+      records: Vec::new(),
+      temp_files: Vec::new(),
+    };
     for entry in rd {
       let entry = entry.map_err(|e| Error::pid_io(&self.dir, "list the PID directory", &e))?;
       let name = entry.file_name();
-      if let Some(target_id) = name.to_str().and_then(|n| n.strip_suffix(".pid")) {
+      let Some(name) = name.to_str() else { continue };
+      if let Some(target_id) = name.strip_suffix(".pid") {
         if validate_target_id(target_id).is_ok() {
-          names.push(target_id.to_owned());
+          scan.pid_files.push(target_id.to_owned());
         }
+      } else if let Some(target_id) = name
+        .strip_prefix('.')
+        .and_then(|n| n.strip_suffix(".record"))
+      {
+        if validate_target_id(target_id).is_ok() {
+          scan.records.push(target_id.to_owned());
+        }
+      } else if abandoned_temp_file(name, &entry, self.euid) {
+        scan.temp_files.push(self.dir.join(name));
       }
     }
-    Ok((dir, names))
+    scan.pid_files.sort();
+    Ok(scan)
+  }
+
+  /// Judges the PID file of `target_id` (a name from [`scan`](Self::scan)), opened relative to `dir`.
+  fn judge_in(&self, dir: &File, target_id: &str, pid_max: u32) -> Result<Option<Verdict>> {
+    let Some(entry) = self.inspect_in(dir, target_id, pid_max)? else {
+      return Ok(None);
+    };
+    let record = match entry.pid() {
+      Some(_) => {
+        let name = format!(".{target_id}.record");
+        let path = self.dir.join(&name);
+        read_record_at(dir.as_fd(), Path::new(&name), &path, self.euid)?
+      }
+      None => None,
+    };
+    Ok(Some(verdict(entry, record)?))
   }
 
   /// The PID file of `target_id` (a name from [`scan`](Self::scan)), opened relative to `dir`.
@@ -429,28 +667,54 @@ impl PidFileStore {
     )
   }
 
-  /// Takes the target's cross-process lock without waiting: `Ok(None)` when another open holds it.
+  /// Takes the target's lock without waiting: `Ok(None)` when another process, or another lock of this
+  /// process, holds it.
   ///
   /// # Errors
-  /// [`Error::InvalidTargetId`]; the lock file could not be opened.
+  /// [`Error::InvalidTargetId`]; the lock file could not be opened, or cannot be trusted (`EUNSAFE`).
   pub fn try_lock(&self, target_id: &str) -> Result<Option<TargetLock>> {
-    let lock = TargetLock::open(self, target_id)?;
-    match sys::try_lock(&lock.file, lock.offset, 1) {
-      Ok(LockOutcome::Acquired) | Ok(LockOutcome::Unsupported) => Ok(Some(lock)),
-      Ok(LockOutcome::Busy) => Ok(None),
-      Err(e) => Err(Error::pid_io(&self.dir.join(LOCK_FILE_NAME), "lock", &e)),
+    let (file, key) = lock_file(self, target_id)?;
+    {
+      let mut reg = registry();
+      if !reg.held.insert(key) {
+        return Ok(None);
+      }
+    }
+    match sys::try_lock(&file, key.2, 1) {
+      Ok(LockOutcome::Acquired) | Ok(LockOutcome::Unsupported) => {
+        Ok(Some(TargetLock { file, key }))
+      }
+      Ok(LockOutcome::Busy) => {
+        release_key(key);
+        Ok(None)
+      }
+      Err(e) => {
+        release_key(key);
+        Err(Error::pid_io(&self.dir.join(LOCK_FILE_NAME), "lock", &e))
+      }
     }
   }
 
-  /// Takes the target's cross-process lock, blocking until it is free. Run it off the JavaScript thread.
+  /// Takes the target's lock, blocking until it is free (in this process, then across processes). Run it
+  /// off the JavaScript thread.
   ///
   /// # Errors
-  /// [`Error::InvalidTargetId`]; the lock file could not be opened or locked.
+  /// [`Error::InvalidTargetId`]; the lock file could not be opened, trusted or locked.
   pub fn lock(&self, target_id: &str) -> Result<TargetLock> {
-    let lock = TargetLock::open(self, target_id)?;
-    sys::lock_wait(&lock.file, lock.offset, 1)
-      .map_err(|e| Error::pid_io(&self.dir.join(LOCK_FILE_NAME), "lock", &e))?;
-    Ok(lock)
+    let (file, key) = lock_file(self, target_id)?;
+    {
+      let mut reg = registry();
+      while !reg.held.insert(key) {
+        reg = FREED.wait(reg).unwrap_or_else(|p| p.into_inner());
+      }
+    }
+    match sys::lock_wait(&file, key.2, 1) {
+      Ok(_) => Ok(TargetLock { file, key }),
+      Err(e) => {
+        release_key(key);
+        Err(Error::pid_io(&self.dir.join(LOCK_FILE_NAME), "lock", &e))
+      }
+    }
   }
 }
 
@@ -471,6 +735,7 @@ fn inspect_at(
     mtime_ms: meta.map_or(0.0, mtime_ms),
     uid: meta.map_or(0, |m| m.uid()),
     mode: meta.map_or(0, |m| m.mode() & 0o7777),
+    fingerprint: meta.map_or_else(Fingerprint::default, Fingerprint::of),
   };
   let mut file = match open_no_follow(dir, name) {
     Ok(f) => f,
@@ -519,6 +784,138 @@ fn inspect_at(
   Ok(Some(entry(status, Some(&meta))))
 }
 
+/// Judges `entry` with `record` and the identity of the process its PID names now.
+fn verdict(entry: PidFileEntry, record: Option<SpawnRecord>) -> Result<Verdict> {
+  let identity = match entry.pid() {
+    Some(pid) => identity(pid)?,
+    None => None,
+  };
+  let record = record.filter(|r| Some(r.pid) == entry.pid());
+  let (judgement, reason) = judge(&entry, record.as_ref(), identity.as_ref());
+  Ok(Verdict {
+    judgement,
+    reason,
+    entry,
+    identity,
+    record,
+  })
+}
+
+/// The identity of the process a record names, only if it is that very process (same start time) and
+/// alive.
+fn exact_identity(record: &SpawnRecord) -> Result<Option<Identity>> {
+  Ok(identity(record.pid)?.filter(|id| !id.zombie && id.start_time == record.start_time))
+}
+
+/// Reads and parses a spawn record (`name` relative to `dir`); `Ok(None)` when there is none or it
+/// cannot be trusted or parsed.
+fn read_record_at(
+  dir: BorrowedFd<'_>,
+  name: &Path,
+  path: &Path,
+  euid: u32,
+) -> Result<Option<SpawnRecord>> {
+  let mut file = match open_no_follow(dir, name) {
+    Ok(f) => f,
+    Err(Errno::ENOENT | Errno::ELOOP) => return Ok(None),
+    Err(e) => {
+      let e = io::Error::from_raw_os_error(e as i32);
+      return Err(Error::pid_io(path, "open the spawn record", &e));
+    }
+  };
+  let meta = file
+    .metadata()
+    .map_err(|e| Error::pid_io(path, "read the spawn record", &e))?;
+  if distrust(&meta, euid).is_some() || meta.len() > MAX_RECORD_BYTES as u64 {
+    return Ok(None);
+  }
+  let mut bytes = Vec::with_capacity(meta.len() as usize);
+  (&mut file)
+    .take(MAX_RECORD_BYTES as u64 + 1)
+    .read_to_end(&mut bytes)
+    .map_err(|e| Error::pid_io(path, "read the spawn record", &e))?;
+  Ok(SpawnRecord::parse(&bytes))
+}
+
+/// Whether `name` is a temporary file of [`write_atomic`] that its writer abandoned: ours, named
+/// `.<name>.<pid>.<n>.tmp`, and its writer is not running or it is older than ten minutes.
+fn abandoned_temp_file(name: &str, entry: &std::fs::DirEntry, euid: u32) -> bool {
+  let Some(stem) = name.strip_prefix('.').and_then(|n| n.strip_suffix(".tmp")) else {
+    return false;
+  };
+  let mut parts = stem.rsplitn(3, '.');
+  let (Some(n), Some(pid), Some(_)) = (parts.next(), parts.next(), parts.next()) else {
+    return false;
+  };
+  let (Ok(_), Ok(pid)) = (n.parse::<u64>(), pid.parse::<u32>()) else {
+    return false;
+  };
+  let Ok(meta) = entry.metadata() else {
+    return false;
+  };
+  if !meta.is_file() || (meta.uid() != euid && euid != 0) {
+    return false;
+  }
+  let old = meta
+    .modified()
+    .ok()
+    .and_then(|m| m.elapsed().ok())
+    .is_some_and(|age| age.as_secs() > 600);
+  old || !matches!(identity(pid), Ok(Some(id)) if !id.zombie)
+}
+
+/// Removes `path`; whether it was there.
+fn remove(path: &Path, what: &str) -> Result<bool> {
+  match std::fs::remove_file(path) {
+    Ok(()) => Ok(true),
+    Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+    Err(e) => Err(Error::pid_io(path, what, &e)),
+  }
+}
+
+/// Refuses a directory that other users could write to (sticky or not) or that belongs to another
+/// user (not us, not root): a manager writes logs and takes locks there, and anyone who can plant a
+/// file in it can redirect them.
+///
+/// # Errors
+/// `EUNSAFE` saying why; `ENOTDIR`; the operating system's error when it cannot be read.
+pub fn check_private_dir(dir: &Path) -> Result<()> {
+  let meta = std::fs::metadata(dir).map_err(|e| Error::pid_io(dir, "read the directory", &e))?;
+  let euid = nix::unistd::geteuid().as_raw();
+  let why = if !meta.is_dir() {
+    return Err(Error::PidFile {
+      code: "ENOTDIR".to_owned(),
+      path: dir.to_owned(),
+      reason: "not a directory".to_owned(),
+    });
+  } else if meta.mode() & 0o002 != 0 {
+    let sticky = if meta.mode() & 0o1000 != 0 {
+      ", sticky"
+    } else {
+      ""
+    };
+    format!(
+      "writable by other users (mode {:o}{sticky})",
+      meta.mode() & 0o7777
+    )
+  } else if meta.uid() != euid && meta.uid() != 0 {
+    format!(
+      "owned by uid {}, not by us (uid {euid}) or root",
+      meta.uid()
+    )
+  } else {
+    return Ok(());
+  };
+  Err(Error::PidFile {
+    code: "EUNSAFE".to_owned(),
+    path: dir.to_owned(),
+    reason: format!(
+      "{why}: another user could plant files there (logs, locks); use a directory only this user \
+       can write to"
+    ),
+  })
+}
+
 /// Opens a file for reading as PID files are: a symbolic link is refused with `ELOOP`, not followed
 /// (`O_NOFOLLOW`), and a FIFO never blocks the open (`O_NONBLOCK`).
 fn open_no_follow(dir: BorrowedFd<'_>, name: &Path) -> nix::Result<File> {
@@ -548,7 +945,7 @@ fn distrust(meta: &std::fs::Metadata, euid: u32) -> Option<String> {
 }
 
 /// Writes `bytes` to `path` (in `dir`) atomically: a temporary file in the same directory, mode 0644,
-/// flushed to disk, renamed over `path`.
+/// renamed over `path` (not forced to disk: see the module's documentation).
 fn write_atomic(dir: &Path, path: &Path, bytes: &[u8], what: &str) -> Result<()> {
   let name = path
     .file_name()
@@ -569,7 +966,6 @@ fn write_atomic(dir: &Path, path: &Path, bytes: &[u8], what: &str) -> Result<()>
     // The umask may have taken bits away; the file is readable by all.
     f.set_permissions(std::fs::Permissions::from_mode(0o644))?;
     f.write_all(bytes)?;
-    f.sync_all()?;
     std::fs::rename(&tmp, path)
   })();
   if let Err(e) = result {
@@ -587,29 +983,113 @@ fn mtime_ms(meta: &std::fs::Metadata) -> f64 {
     .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
 }
 
-/// A held per-target lock; dropping it releases it.
-#[derive(Debug)]
-pub struct TargetLock {
-  file: File,
-  offset: u64,
+/// A listing of a PID directory.
+struct Scan {
+  dir: File,
+  pid_files: Vec<String>,
+  records: Vec<String>,
+  temp_files: Vec<PathBuf>,
 }
 
-impl TargetLock {
-  fn open(store: &PidFileStore, target_id: &str) -> Result<Self> {
-    validate_target_id(target_id)?;
-    let path = store.dir.join(LOCK_FILE_NAME);
-    let file = OpenOptions::new()
-      .read(true)
-      .write(true)
-      .create(true)
-      .mode(0o644)
-      .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-      .open(&path)
-      .map_err(|e| Error::pid_io(&path, "open the lock file", &e))?;
-    Ok(TargetLock {
-      file,
-      offset: lock_offset(target_id),
+/// A target as found on disk: see [`PidFileStore::state`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct TargetState {
+  /// Its PID file, judged; `None` when there is none.
+  pub verdict: Option<Verdict>,
+  /// Its spawn record, whichever PID it names.
+  pub record: Option<SpawnRecord>,
+  /// The process the record names, when that very process is alive.
+  pub record_process: Option<Identity>,
+}
+
+/// The lock files this process has open — one descriptor per file, kept open for the life of the
+/// process: with `fcntl` record locks (macOS), closing any descriptor of a file drops every lock the
+/// process holds on it — and the target locks held through them, by (device, inode, offset). Locks of one
+/// process exclude each other here; the kernel excludes other processes.
+struct LockRegistry {
+  files: std::collections::HashMap<(u64, u64), std::sync::Arc<File>>,
+  held: std::collections::HashSet<LockKey>,
+}
+
+/// (device, inode, offset) of a target's lock.
+type LockKey = (u64, u64, u64);
+
+static REGISTRY: std::sync::LazyLock<std::sync::Mutex<LockRegistry>> =
+  std::sync::LazyLock::new(|| {
+    std::sync::Mutex::new(LockRegistry {
+      files: Default::default(),
+      held: Default::default(),
     })
+  });
+static FREED: std::sync::Condvar = std::sync::Condvar::new();
+
+/// The registry, locked (a panic elsewhere never poisons it for good: its data stays consistent).
+fn registry() -> std::sync::MutexGuard<'static, LockRegistry> {
+  REGISTRY.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Marks a target's lock free in this process and wakes whoever waits for it.
+fn release_key(key: LockKey) {
+  registry().held.remove(&key);
+  FREED.notify_all();
+}
+
+/// The store's lock file (opened once per process, created if missing, never through a link, refused
+/// unless it is ours or root's and not writable by others) and the key of the target's lock in it.
+fn lock_file(store: &PidFileStore, target_id: &str) -> Result<(std::sync::Arc<File>, LockKey)> {
+  validate_target_id(target_id)?;
+  let path = store.dir.join(LOCK_FILE_NAME);
+  let offset = lock_offset(target_id);
+  let mut reg = registry();
+  let cached = std::fs::symlink_metadata(&path)
+    .ok()
+    .and_then(|m| reg.files.get(&(m.dev(), m.ino())).cloned());
+  let file = match cached {
+    Some(f) => f,
+    None => {
+      let f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .mode(0o644)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(&path)
+        .map_err(|e| Error::pid_io(&path, "open the lock file", &e))?;
+      let meta = f
+        .metadata()
+        .map_err(|e| Error::pid_io(&path, "read the lock file", &e))?;
+      reg
+        .files
+        .entry((meta.dev(), meta.ino()))
+        .or_insert_with(|| std::sync::Arc::new(f))
+        .clone()
+    }
+  };
+  drop(reg);
+  let meta = file
+    .metadata()
+    .map_err(|e| Error::pid_io(&path, "read the lock file", &e))?;
+  if let Some(why) = distrust(&meta, store.euid) {
+    return Err(Error::PidFile {
+      code: "EUNSAFE".to_owned(),
+      path,
+      reason: format!("the lock file cannot be trusted: {why}"),
+    });
+  }
+  Ok((file, (meta.dev(), meta.ino(), offset)))
+}
+
+/// A held per-target lock; dropping it releases it (the lock file stays open).
+#[derive(Debug)]
+pub struct TargetLock {
+  file: std::sync::Arc<File>,
+  key: LockKey,
+}
+
+impl Drop for TargetLock {
+  fn drop(&mut self) {
+    let _ = sys::unlock(&self.file, self.key.2, 1);
+    release_key(self.key);
   }
 }
 

@@ -78,6 +78,15 @@ pub enum Signalled {
   Gone,
 }
 
+/// How [`ProcessHandle::stop_group`] ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stopped {
+  /// The strongest signal sent (`None`: the process was already gone).
+  pub signal: Option<Signal>,
+  /// Whether the process and every member of its process group are gone.
+  pub gone: bool,
+}
+
 /// One particular process, pinned by its start time and, where the kernel has them, by a pidfd.
 #[derive(Debug)]
 pub struct ProcessHandle {
@@ -250,6 +259,113 @@ impl ProcessHandle {
     }
   }
 
+  /// Stops this process and the process group it leads: SIGTERM then SIGCONT (a stopped process can act
+  /// on it) to the group, or SIGKILL at once with `force`; waits up to `grace` for the process **and
+  /// every member of its group** to be gone, then SIGKILLs whoever is left and waits up to `after_kill`
+  /// more. Members are found by their process group in the process table and signalled through their
+  /// own pidfds once the leader is gone, so a reused group ID is never signalled. A process that does
+  /// not lead its group is stopped alone.
+  ///
+  /// # Errors
+  /// A signal was refused (`EPERM`) or the process table could not be read.
+  pub fn stop_group(&self, force: bool, grace: Duration, after_kill: Duration) -> Result<Stopped> {
+    let pgid = self.pid;
+    let leads =
+      self.is_alive() && matches!(sys::process_group(self.pid), Ok(Some((g, _))) if g == pgid);
+    let first = if force {
+      Signal::SIGKILL
+    } else {
+      Signal::SIGTERM
+    };
+    let mut signal = match self.signal_group(first)? {
+      Signalled::Gone => None,
+      _ => Some(first),
+    };
+    if signal.is_some() && !force {
+      self.signal_group(Signal::SIGCONT)?;
+    }
+    let mut deadline = Instant::now() + if force { after_kill } else { grace };
+    let mut killed = force;
+    loop {
+      let mut left: Vec<ProcessHandle> = Vec::new();
+      if leads {
+        match sys::group_members(pgid) {
+          Ok(Some(pids)) => {
+            for pid in pids.into_iter().filter(|&p| p != self.pid && p > 1) {
+              if let Some(member) = ProcessHandle::open(pid, None)? {
+                // Opened, then checked: the pidfd is of a process that was in the group.
+                if matches!(sys::process_group(pid), Ok(Some((g, false))) if g == pgid) {
+                  left.push(member);
+                }
+              }
+            }
+          }
+          Ok(None) => {
+            // No listing here: the group is empty once `kill(-pgid, 0)` finds nobody.
+            if self.is_alive() || group_exists(pgid) {
+              if Instant::now() >= deadline {
+                if killed {
+                  return Ok(Stopped {
+                    signal,
+                    gone: false,
+                  });
+                }
+                if self.is_alive() {
+                  self.signal_group(Signal::SIGKILL)?;
+                } else if group_exists(pgid) {
+                  let _ = killpg(Pid::from_raw(pgid as i32), Signal::SIGKILL);
+                }
+                signal = Some(Signal::SIGKILL);
+                killed = true;
+                deadline = Instant::now() + after_kill;
+              }
+              std::thread::sleep(Duration::from_millis(5));
+              continue;
+            }
+            return Ok(Stopped { signal, gone: true });
+          }
+          Err(e) => return Err(Error::process_io(self.pid, "list its process group", &e)),
+        }
+      }
+      let leader_alive = self.is_alive();
+      if !leader_alive && left.is_empty() {
+        return Ok(Stopped { signal, gone: true });
+      }
+      if Instant::now() >= deadline {
+        if killed {
+          return Ok(Stopped {
+            signal,
+            gone: false,
+          });
+        }
+        if leader_alive {
+          self.signal(Signal::SIGKILL)?;
+        }
+        for m in &left {
+          m.signal(Signal::SIGKILL)?;
+        }
+        signal = Some(Signal::SIGKILL);
+        killed = true;
+        deadline = Instant::now() + after_kill;
+        continue;
+      }
+      let mut fds: Vec<&OwnedFd> = Vec::new();
+      if leader_alive {
+        if let Some(fd) = self.pidfd() {
+          fds.push(fd);
+        }
+      }
+      fds.extend(left.iter().filter_map(|m| m.pidfd()));
+      let wait = deadline.saturating_duration_since(Instant::now());
+      if fds.is_empty() {
+        // No pidfds (an old kernel): look again soon.
+        std::thread::sleep(wait.min(Duration::from_millis(5)));
+      } else {
+        poll_any(&fds, clamp_ms(wait));
+      }
+    }
+  }
+
   /// The pidfd, for waiting on it together with other descriptors.
   pub(crate) fn pidfd(&self) -> Option<&OwnedFd> {
     self.pidfd.as_ref()
@@ -260,6 +376,26 @@ impl ProcessHandle {
 pub(crate) fn clamp_ms(d: Duration) -> i32 {
   let ms = d.as_nanos().div_ceil(1_000_000);
   ms.min(i32::MAX as u128) as i32
+}
+
+/// Whether any process is in process group `pgid` (`kill(-pgid, 0)`).
+fn group_exists(pgid: u32) -> bool {
+  pgid > 1 && !matches!(killpg(Pid::from_raw(pgid as i32), None), Err(Errno::ESRCH))
+}
+
+/// Waits until any of `fds` is readable or `timeout_ms` passes.
+fn poll_any(fds: &[&OwnedFd], timeout_ms: i32) {
+  use std::os::fd::AsRawFd;
+  let mut pfds: Vec<libc::pollfd> = fds
+    .iter()
+    .map(|fd| libc::pollfd {
+      fd: fd.as_raw_fd(),
+      events: libc::POLLIN,
+      revents: 0,
+    })
+    .collect();
+  // SAFETY: `pfds` is a valid array of `pfds.len()` pollfd structs for the duration of the call.
+  unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, timeout_ms) };
 }
 
 /// Whether `fd` is readable within `timeout_ms` (a pidfd is readable once its process exited).
@@ -321,6 +457,37 @@ mod tests {
     assert_eq!(h.signal_group(Signal::SIGKILL).unwrap(), Signalled::Process);
     assert!(h.wait_exit(Duration::from_secs(10)));
     child.wait().unwrap();
+  }
+
+  #[test]
+  fn stop_group_waits_for_members_that_ignore_sigterm() {
+    use std::io::BufRead;
+    use std::os::unix::process::CommandExt;
+    // A leader in its own group whose child ignores SIGTERM; the leader exits on it.
+    let mut child = Command::new("sh")
+      .args(["-c", "(trap '' TERM; echo ready; exec sleep 600) & wait"])
+      .process_group(0)
+      .stdout(Stdio::piped())
+      .spawn()
+      .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+      .read_line(&mut line)
+      .unwrap();
+    assert_eq!(line, "ready\n");
+    let h = ProcessHandle::open(child.id(), None).unwrap().unwrap();
+    let members = sys::group_members(child.id()).unwrap().unwrap();
+    assert!(members.len() >= 2, "{members:?}");
+    let out = h
+      .stop_group(false, Duration::from_millis(200), Duration::from_secs(10))
+      .unwrap();
+    assert!(out.gone);
+    assert_eq!(out.signal, Some(Signal::SIGKILL));
+    child.wait().unwrap();
+    assert_eq!(
+      sys::group_members(h.pid()).unwrap().unwrap(),
+      Vec::<u32>::new()
+    );
   }
 
   #[test]

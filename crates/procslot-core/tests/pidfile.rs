@@ -118,46 +118,131 @@ fn the_target_lock_excludes_another_open_until_released() {
 }
 
 #[test]
-fn a_mount_path_is_kept_beside_the_pid_file_trusted_as_it_is_and_deleted_with_it() {
-  use std::path::Path;
+fn a_spawn_record_is_kept_beside_the_pid_file_trusted_as_it_is_and_deleted_after_it() {
+  use procslot_core::{MountId, SpawnRecord};
+  use std::path::{Path, PathBuf};
   let tmp = TempDir::new();
   let store = PidFileStore::open(&tmp.0).unwrap();
-  assert_eq!(store.read_mount_path("t1").unwrap(), None);
-  let mnt = Path::new("/mnt/with space/and\nnewline");
-  store.write_mount_path("t1", mnt).unwrap();
+  assert_eq!(store.read_record("t1").unwrap(), None);
+  let record = SpawnRecord {
+    pid: 4242,
+    start_time: 987_654,
+    mount_path: Some(PathBuf::from("/mnt/with space")),
+    mount: Some(MountId {
+      id: 123,
+      dev: "0:52".into(),
+    }),
+  };
+  store.write_record("t1", &record).unwrap();
   store.write("t1", 4242).unwrap();
-  let file = tmp.0.join(".t1.mount");
-  assert_eq!(fs::read(&file).unwrap(), mnt.as_os_str().as_encoded_bytes());
+  let file = tmp.0.join(".t1.record");
   assert_eq!(fs::metadata(&file).unwrap().mode() & 0o777, 0o644);
-  assert_eq!(store.read_mount_path("t1").unwrap().as_deref(), Some(mnt));
+  assert_eq!(store.read_record("t1").unwrap().as_ref(), Some(&record));
   // It is no PID file of its own.
   assert_eq!(store.list().unwrap().len(), 1);
 
-  // Only absolute, plain paths are written; invalid target IDs never become paths.
-  assert!(store
-    .write_mount_path("t2", Path::new("relative/mnt"))
-    .is_err());
-  assert!(store.write_mount_path("../t2", Path::new("/mnt")).is_err());
-  assert!(store.read_mount_path("a/b").is_err());
-  assert!(!tmp.0.join(".t2.mount").exists());
+  // Only absolute, plain mount paths are written; invalid target IDs never become paths.
+  let with = |p: &str| SpawnRecord {
+    mount_path: Some(PathBuf::from(p)),
+    ..record.clone()
+  };
+  assert!(store.write_record("t2", &with("relative/mnt")).is_err());
+  assert!(store.write_record("t2", &with("/a\nb")).is_err());
+  assert!(store.write_record("../t2", &record).is_err());
+  assert!(store.read_record("a/b").is_err());
+  assert!(!tmp.0.join(".t2.record").exists());
 
-  // What fails the PID file's trust rules, or is not a plain absolute path, reads as unknown.
+  // What fails the PID file's trust rules, or does not parse, reads as none.
   fs::set_permissions(&file, fs::Permissions::from_mode(0o666)).unwrap();
-  assert_eq!(store.read_mount_path("t1").unwrap(), None);
+  assert_eq!(store.read_record("t1").unwrap(), None);
   fs::set_permissions(&file, fs::Permissions::from_mode(0o644)).unwrap();
-  fs::write(tmp.0.join(".t3.mount"), "relative/mnt").unwrap();
-  assert_eq!(store.read_mount_path("t3").unwrap(), None);
-  fs::write(tmp.0.join(".t4.mount"), "/mnt/a\0b").unwrap();
-  assert_eq!(store.read_mount_path("t4").unwrap(), None);
-  std::os::unix::fs::symlink(&file, tmp.0.join(".t5.mount")).unwrap();
-  assert_eq!(store.read_mount_path("t5").unwrap(), None);
+  fs::write(
+    tmp.0.join(".t3.record"),
+    "pid 5\nstart 1\npath relative/mnt\n",
+  )
+  .unwrap();
+  assert_eq!(store.read_record("t3").unwrap(), None);
+  fs::write(tmp.0.join(".t4.record"), "pid x\nstart 1\n").unwrap();
+  assert_eq!(store.read_record("t4").unwrap(), None);
+  std::os::unix::fs::symlink(&file, tmp.0.join(".t5.record")).unwrap();
+  assert_eq!(store.read_record("t5").unwrap(), None);
   if nix::unistd::geteuid().is_root() {
-    fs::write(tmp.0.join(".t6.mount"), "/mnt/x").unwrap();
-    std::os::unix::fs::chown(tmp.0.join(".t6.mount"), Some(65534), None).unwrap();
-    assert_eq!(store.read_mount_path("t6").unwrap(), None);
+    fs::write(tmp.0.join(".t6.record"), "pid 5\nstart 1\n").unwrap();
+    std::os::unix::fs::chown(tmp.0.join(".t6.record"), Some(65534), None).unwrap();
+    assert_eq!(store.read_record("t6").unwrap(), None);
   }
+  let _ = Path::new("/");
 
   assert!(store.delete("t1").unwrap());
   assert!(!file.exists());
-  assert_eq!(store.read_mount_path("t1").unwrap(), None);
+  assert_eq!(store.read_record("t1").unwrap(), None);
+}
+
+#[test]
+fn load_judges_each_file_and_finds_unfinished_spawns_and_abandoned_temporary_files() {
+  use procslot_core::{Judgement, SpawnRecord};
+  let tmp = TempDir::new();
+  let store = PidFileStore::open(&tmp.0).unwrap();
+  let me = procslot_core::identity(std::process::id())
+    .unwrap()
+    .unwrap();
+  store.write("mine", std::process::id()).unwrap();
+  let exact = SpawnRecord {
+    pid: std::process::id(),
+    start_time: me.start_time,
+    mount_path: None,
+    mount: None,
+  };
+  store.write_record("mine", &exact).unwrap();
+  // The same PID with another start time on record: reused, however recent the file.
+  store.write("reused", std::process::id()).unwrap();
+  let other = SpawnRecord {
+    start_time: me.start_time + 1,
+    ..exact.clone()
+  };
+  store.write_record("reused", &other).unwrap();
+  let gone = std::process::Command::new("true").spawn().unwrap();
+  let gone_pid = gone.id();
+  let mut gone = gone;
+  gone.wait().unwrap();
+  store.write("dead", gone_pid).unwrap();
+  fs::write(tmp.0.join("bad.pid"), "nope\n").unwrap();
+  // A record without a PID file: a spawn that never finished.
+  store.write_record("half", &exact).unwrap();
+  // A temporary file whose writer is gone, and one whose writer (we) still runs.
+  fs::write(tmp.0.join(format!(".x.pid.{gone_pid}.0.tmp")), "1").unwrap();
+  fs::write(
+    tmp.0.join(format!(".y.pid.{}.0.tmp", std::process::id())),
+    "1",
+  )
+  .unwrap();
+
+  let (verdicts, leftovers) = store.load().unwrap();
+  let got: Vec<(&str, Judgement)> = verdicts
+    .iter()
+    .map(|v| (v.entry.target_id.as_str(), v.judgement))
+    .collect();
+  assert_eq!(
+    got,
+    vec![
+      ("bad", Judgement::Invalid),
+      ("dead", Judgement::Stale),
+      ("mine", Judgement::Running),
+      ("reused", Judgement::Reused),
+    ]
+  );
+  assert_eq!(leftovers.records.len(), 1);
+  assert_eq!(leftovers.records[0].0, "half");
+  assert_eq!(
+    leftovers.records[0].2.map(|i| i.pid),
+    Some(std::process::id())
+  );
+  assert_eq!(
+    leftovers.temp_files,
+    vec![tmp.0.join(format!(".x.pid.{gone_pid}.0.tmp"))]
+  );
+  assert_eq!(store.sweep_temp_files().unwrap(), 1);
+  let state = store.state("half").unwrap();
+  assert!(state.verdict.is_none());
+  assert!(state.record_process.is_some());
 }

@@ -47,8 +47,29 @@ pub fn read_mount_table(_file: &File) -> io::Result<String> {
 }
 
 /// No entries.
-pub fn mount_points(_table: &str) -> impl Iterator<Item = Vec<u8>> + '_ {
+pub fn mount_entries(_table: &str) -> impl Iterator<Item = super::MountEntry> + '_ {
   std::iter::empty()
+}
+
+/// Not listable here: `Ok(None)` (callers fall back to `kill(-pgid, 0)`).
+///
+/// # Errors
+/// Never.
+pub fn group_members(_pgid: u32) -> io::Result<Option<Vec<u32>>> {
+  Ok(None)
+}
+
+/// The process group of `pid` (`getpgid`) — zombies are not told apart here — `Ok(None)` when there is
+/// no such process.
+///
+/// # Errors
+/// `getpgid` failing for another reason.
+pub fn process_group(pid: u32) -> io::Result<Option<(u32, bool)>> {
+  match nix::unistd::getpgid(Some(nix::unistd::Pid::from_raw(pid as i32))) {
+    Ok(g) => Ok(Some((g.as_raw() as u32, false))),
+    Err(nix::errno::Errno::ESRCH) => Ok(None),
+    Err(e) => Err(e.into()),
+  }
 }
 
 /// Unsupported here.

@@ -10,6 +10,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::sync::OnceLock;
 
+use super::MountEntry;
 use crate::liveness::ProcStat;
 
 /// The largest PID Linux can ever hand out (`PID_MAX_LIMIT` on 64-bit).
@@ -172,12 +173,77 @@ pub fn read_mount_table(file: &File) -> io::Result<String> {
   Ok(String::from_utf8_lossy(&out).into_owned())
 }
 
-/// The mount points in a `/proc/self/mountinfo` text (field 5, octal escapes undone).
-pub fn mount_points(table: &str) -> impl Iterator<Item = Vec<u8>> + '_ {
-  table
-    .lines()
-    .filter_map(|line| line.split(' ').nth(4))
-    .map(unescape_octal)
+/// The mounts of a `/proc/self/mountinfo` text, in mount order (a later entry at one mount point lies on
+/// top of an earlier one): mount ID (field 1), device (field 3, `major:minor`), mount point (field 5,
+/// octal escapes undone) and filesystem type (the first field after the ` - ` separator).
+pub fn mount_entries(table: &str) -> impl Iterator<Item = MountEntry> + '_ {
+  table.lines().filter_map(|line| {
+    let mut fields = line.split(' ');
+    let id = fields.next()?.parse().ok()?;
+    let dev = fields.nth(1)?.to_owned();
+    let point = unescape_octal(fields.nth(1)?);
+    let fstype = line
+      .split_once(" - ")
+      .and_then(|(_, rest)| rest.split(' ').next())
+      .unwrap_or("")
+      .to_owned();
+    Some(MountEntry {
+      id,
+      dev,
+      point,
+      fstype,
+    })
+  })
+}
+
+/// The processes whose process group is `pgid` (field 5 of `/proc/<pid>/stat`), zombies left out.
+/// `Ok(Some(..))`: this platform can list them.
+///
+/// # Errors
+/// `/proc` could not be listed.
+pub fn group_members(pgid: u32) -> io::Result<Option<Vec<u32>>> {
+  let mut out = Vec::new();
+  for entry in std::fs::read_dir("/proc")? {
+    let Ok(entry) = entry else { continue };
+    let Some(pid) = entry
+      .file_name()
+      .to_str()
+      .and_then(|n| n.parse::<u32>().ok())
+    else {
+      continue;
+    };
+    let Ok(text) = std::fs::read(format!("/proc/{pid}/stat")) else {
+      continue;
+    };
+    if let Some((group, zombie)) = parse_pgrp(&text) {
+      if group == pgid && !zombie {
+        out.push(pid);
+      }
+    }
+  }
+  Ok(Some(out))
+}
+
+/// The process group of `pid` and whether it is a zombie, `Ok(None)` when there is no such process.
+///
+/// # Errors
+/// `/proc` unreadable for another reason.
+pub fn process_group(pid: u32) -> io::Result<Option<(u32, bool)>> {
+  match std::fs::read(format!("/proc/{pid}/stat")) {
+    Ok(text) => Ok(parse_pgrp(&text)),
+    Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT) | Some(libc::ESRCH)) => Ok(None),
+    Err(e) => Err(e),
+  }
+}
+
+/// Field 5 (process group) and the zombie state of a `/proc/<pid>/stat` line.
+fn parse_pgrp(text: &[u8]) -> Option<(u32, bool)> {
+  let close = text.iter().rposition(|&b| b == b')')?;
+  let rest = std::str::from_utf8(&text[close + 1..]).ok()?;
+  let mut fields = rest.split_ascii_whitespace();
+  let state = fields.next()?;
+  let pgrp = fields.nth(1)?.parse().ok()?;
+  Some((pgrp, state == "Z" || state == "X"))
 }
 
 fn unescape_octal(field: &str) -> Vec<u8> {
@@ -279,8 +345,21 @@ mod tests {
   fn mountinfo_fields_are_unescaped() {
     let table =
       "36 35 98:0 /mnt1 /mnt/with\\040space rw - ext3 /dev/root rw\n22 1 0:5 / / rw - ext4 x rw\n";
-    let points: Vec<Vec<u8>> = mount_points(table).collect();
-    assert_eq!(points, vec![b"/mnt/with space".to_vec(), b"/".to_vec()]);
+    let entries: Vec<MountEntry> = mount_entries(table).collect();
+    assert_eq!(entries[0].point, b"/mnt/with space".to_vec());
+    assert_eq!(entries[1].point, b"/".to_vec());
+    assert_eq!(entries[0].id, 36);
+    assert_eq!(entries[0].dev, "98:0");
+    assert_eq!(entries[0].fstype, "ext3");
+    assert_eq!(entries[1].fstype, "ext4");
+  }
+
+  #[test]
+  fn our_own_process_group_is_listed() {
+    let (pgrp, zombie) = process_group(std::process::id()).unwrap().unwrap();
+    assert!(!zombie);
+    let members = group_members(pgrp).unwrap().unwrap();
+    assert!(members.contains(&std::process::id()));
   }
 
   #[test]

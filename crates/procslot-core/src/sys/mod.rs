@@ -7,7 +7,9 @@
 //! - `start_time_ms`, `start_time_granularity_ms`: a start time from `proc_stat` on the wall clock;
 //! - `pidfd_open`, `pidfd_send_signal`: process file descriptors where the kernel has them (`Ok(None)`
 //!   elsewhere);
-//! - `open_mount_table`, `read_mount_table`, `mount_points`, `poll_mounts_or_exit`, `unmount_lazy`: the
+//! - `group_members`, `process_group`: the members of a process group (Linux `/proc`; unlisted
+//!   elsewhere);
+//! - `open_mount_table`, `read_mount_table`, `mount_entries`, `poll_mounts_or_exit`, `unmount_lazy`: the
 //!   mount table and waiting for it to change (Linux `/proc/self/mountinfo`; unsupported elsewhere).
 
 #[cfg(unix)]
@@ -19,8 +21,9 @@ pub use locks::{lock_wait, lock_wait_until, probe_lock, try_lock, unlock, LockOu
 mod linux;
 #[cfg(target_os = "linux")]
 pub use linux::{
-  mount_points, open_mount_table, pid_max, pidfd_open, pidfd_send_signal, poll_mounts_or_exit,
-  proc_stat, read_mount_table, start_time_granularity_ms, start_time_ms, unmount_lazy,
+  group_members, mount_entries, open_mount_table, pid_max, pidfd_open, pidfd_send_signal,
+  poll_mounts_or_exit, proc_stat, process_group, read_mount_table, start_time_granularity_ms,
+  start_time_ms, unmount_lazy,
 };
 
 #[cfg(target_os = "macos")]
@@ -37,9 +40,22 @@ pub use other::{pid_max, proc_stat, start_time_granularity_ms, start_time_ms};
 mod fallback;
 #[cfg(all(unix, not(target_os = "linux")))]
 pub use fallback::{
-  mount_points, open_mount_table, pidfd_open, pidfd_send_signal, poll_mounts_or_exit,
-  read_mount_table, unmount_lazy,
+  group_members, mount_entries, open_mount_table, pidfd_open, pidfd_send_signal,
+  poll_mounts_or_exit, process_group, read_mount_table, unmount_lazy,
 };
+
+/// One line of the mount table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MountEntry {
+  /// The mount's ID (unique among the mounts that exist at one time).
+  pub id: u64,
+  /// The device of its filesystem, `major:minor` (a new anonymous device for each FUSE mount).
+  pub dev: String,
+  /// Where it is mounted.
+  pub point: Vec<u8>,
+  /// The filesystem type (`fuse.bindfs`, `ext4`, ...).
+  pub fstype: String,
+}
 
 #[cfg(not(unix))]
 compile_error!("procslot-core supports Unix platforms only (Linux and macOS)");

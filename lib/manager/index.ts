@@ -1,0 +1,378 @@
+/**
+ * `FuseProcessManager`: supervises one long-running daemon per target, tracked in memory and in a
+ * standard PID file. This file composes the phases, each in a file of its own: `types` (options, events),
+ * `queue` (one call per target, under its lock), `tracking` (memory as a cache of the PID directory,
+ * adoption), `spawn` (spawn to ready), `kill` (the whole process group), `daemon-io` (logs, the gate,
+ * redaction).
+ * Re-exported by the package's `index.ts`.
+ */
+import { EventEmitter } from 'node:events'
+import { mkdirSync, unlinkSync } from 'node:fs'
+import { resolve } from 'node:path'
+
+import { ProcslotError, SpawnError, TargetLockedError, nativeError } from '../errors'
+import { checkPrivateDir } from '../native'
+import { PidFileStore, checkTargetId } from '../pidfile'
+import { checkFunction, checkMs, checkObject, checkOneOf, checkString, optional } from '../validate'
+import { AFTER_SIGKILL_MS, killLocked, undoLocked } from './kill'
+import { TargetQueue } from './queue'
+import { spawnLocked, type SpawnSettings } from './spawn'
+import { Tracker, type StaleEvent } from './tracking'
+import type {
+  FuseProcessManagerOptions,
+  KillOptions,
+  Logger,
+  ManagerEvents,
+  ManagerStats,
+  ProcessInfo,
+  UntrustedPidFile,
+} from './types'
+
+export type {
+  FuseProcessManagerOptions,
+  KillOptions,
+  Logger,
+  ManagerEvents,
+  ManagerStats,
+  ProcessInfo,
+  SpawnContext,
+  UntrustedPidFile,
+} from './types'
+export { redactEnv } from './daemon-io'
+
+const SILENT: Logger = { debug() {}, info() {}, warn() {}, error() {} }
+
+function positive(name: string, value: number | undefined, fallback: number): number {
+  return optional(value, fallback, (v) => checkMs(name, v))
+}
+
+/** Refuses a directory other users can write to (`PidFileError` code `EUNSAFE`). */
+function checkPrivate(dir: string): void {
+  try {
+    checkPrivateDir(dir)
+  } catch (err) {
+    throw nativeError(err, { path: dir })
+  }
+}
+
+/**
+ * Supervises one long-running daemon per target — first of all FUSE filesystems — and tracks each in
+ * memory and in a standard PID file (`<pidDir>/<targetId>.pid`), so that a restarted manager finds them
+ * again. The PID directory is the truth, memory a cache: several managers, in one process or many, may
+ * share a `pidDir`, and every decision looks at the target's PID file again. A spawn records the daemon's
+ * exact identity beside the PID file before the daemon may run, so a manager killed at any moment leaves
+ * nothing the next one cannot see, and a reused PID is never taken for the daemon.
+ *
+ * @example
+ * ```js
+ * const manager = new FuseProcessManager({
+ *   pidDir: '/run/myapp/fuse',
+ *   command: 'bindfs',
+ *   args: ({ mountPath, targetId }) => ['-f', `/srv/data/${targetId}`, mountPath],
+ * })
+ * await manager.spawn('target-123', '/mnt/target-123')
+ * manager.isRunning('target-123') // true
+ * await manager.kill('target-123')
+ * ```
+ */
+export class FuseProcessManager extends EventEmitter<ManagerEvents> implements Disposable {
+  /** The PID-file directory. */
+  readonly pidDir: string
+  /** How many live daemons construction found through their PID files. */
+  readonly loaded: number
+  /** How many stale or invalid PID files construction deleted. */
+  readonly cleaned: number
+  /** PID files construction found but will not touch (another owner, writable by others, a link). */
+  readonly untrusted: readonly UntrustedPidFile[]
+
+  readonly #store: PidFileStore
+  readonly #settings: SpawnSettings
+  readonly #log: Logger
+  readonly #queue: TargetQueue
+  readonly #tracker: Tracker
+  #spawnedCount = 0
+  #closed = false
+
+  /**
+   * Creates `pidDir` and loads every PID file in it: live daemons are tracked (`loadedFromDisk: true`),
+   * stale files (dead process, reused PID) and invalid ones are deleted, untrusted ones are reported and
+   * left alone; spawns that never finished (a manager died half-way) are undone in the background,
+   * before any call on their target. The `stale` events of the load are emitted after the constructor
+   * returns; `loaded` and `cleaned` are set at once.
+   * @throws {PidFileError} `EUNSAFE` for a `pidDir` or `logDir` other users can write to, or the operating
+   * system's error.
+   */
+  constructor(options: FuseProcessManagerOptions) {
+    super()
+    checkObject('options', options)
+    checkString('options.command', options.command)
+    if (options.args !== undefined) checkFunction('options.args', options.args)
+    if (options.ready !== undefined) checkOneOf('options.ready', options.ready, ['mount', 'alive'])
+    if (options.logDir !== undefined) checkString('options.logDir', options.logDir)
+    this.#store = new PidFileStore(options.pidDir)
+    this.pidDir = options.pidDir
+    checkPrivate(options.pidDir)
+    const logDir = options.logDir ?? options.pidDir
+    if (options.logDir !== undefined) {
+      try {
+        mkdirSync(logDir, { recursive: true, mode: 0o755 })
+      } catch (err) {
+        throw nativeError(err, { path: logDir })
+      }
+      checkPrivate(logDir)
+    }
+    this.#log = options.logger ?? SILENT
+    this.#settings = {
+      command: options.command,
+      args: options.args ?? (({ mountPath }) => [mountPath]),
+      ready: options.ready ?? 'mount',
+      logDir,
+      killTimeoutMs: positive('killTimeoutMs', options.killTimeoutMs, 10_000),
+      startTimeoutMs: positive('startTimeoutMs', options.startTimeoutMs, 10_000),
+      settleMs: positive('settleMs', options.settleMs, 250),
+    }
+    const native = this.#store.native
+    this.#queue = new TargetQueue(native, this.#log)
+    this.#tracker = new Tracker(native, this.#queue, this.#log, this)
+
+    let load: ReturnType<typeof native.load>
+    try {
+      load = native.load()
+    } catch (err) {
+      throw nativeError(err, { path: options.pidDir })
+    }
+    const { runningIds, runningPids, runningStartTicks, runningStartTimeMs, others, records, tempFiles } = load
+    this.#log.info({ pidDir: this.pidDir, files: runningIds.length + others.length }, 'loading PID files')
+    // Files the core judged running: adopted as they come (their records are read when first needed).
+    for (let i = 0; i < runningIds.length; i++) {
+      this.#tracker.trackLoaded(runningIds[i]!, runningPids[i]!, runningStartTicks[i]!, runningStartTimeMs[i]!)
+    }
+    let cleaned = 0
+    const untrusted: UntrustedPidFile[] = []
+    const stale: StaleEvent[] = []
+    for (const v of others) {
+      if (v.judgement === 'untrusted') {
+        this.#log.warn({ targetId: v.targetId, path: v.path, reason: v.reason }, 'untrusted PID file left alone')
+        untrusted.push({ targetId: v.targetId, path: v.path, reason: v.reason ?? 'untrusted' })
+      } else if (this.#tracker.dropFile(v, false, (e) => stale.push(e))) {
+        cleaned++
+      }
+    }
+    for (const file of tempFiles) {
+      try {
+        unlinkSync(file)
+      } catch {}
+    }
+    // Spawns that never finished: undone under their lock before anything else happens to them.
+    for (const r of records) {
+      void this.#queue
+        .run(r.targetId, this.#settings.killTimeoutMs + AFTER_SIGKILL_MS, (why) => new TargetLockedError(r.targetId, why), () =>
+          undoLocked(this.#tracker, r.targetId, this.#settings.killTimeoutMs),
+        )
+        .then(
+          (undone) => undone && this.#log.info({ targetId: r.targetId, pid: r.record.pid }, 'undid a spawn that never finished'),
+          (err: unknown) => {
+            this.#log.error({ targetId: r.targetId, err: (err as Error).message }, 'could not undo a spawn that never finished')
+            if (this.listenerCount('error') > 0) this.emit('error', err as Error)
+          },
+        )
+    }
+    this.loaded = runningIds.length
+    this.cleaned = cleaned
+    this.untrusted = untrusted
+    this.#log.info({ loaded: this.loaded, cleaned, untrusted: untrusted.length }, 'PID file loading complete')
+    // After the constructor returns: a listener attached right after `new` sees them.
+    if (stale.length > 0) process.nextTick(() => stale.forEach((e) => this.emit('stale', e)))
+  }
+
+  /** Tracked daemons by target ID (a read-only view). */
+  get processes(): ReadonlyMap<string, ProcessInfo> {
+    return new Map(this.#tracker.all().map((t) => [t.targetId, this.#tracker.info(t)]))
+  }
+
+  /**
+   * The path of the target's PID file.
+   * @throws {InvalidTargetIdError}
+   */
+  pidFileFor(targetId: string): string {
+    return this.#store.pathFor(targetId)
+  }
+
+  /**
+   * Starts the target's daemon, or returns the running one (found through its PID file, whichever
+   * manager started it) without starting another. The daemon runs `command` with
+   * `args({ targetId, mountPath })` in its own process group, detached (it outlives the manager), with
+   * `env` over `process.env` and its output appended to `<logDir>/<targetId>.log`. Its identity (PID and
+   * exact start time) is recorded beside the PID file before it runs. Resolves once it is ready —
+   * `mountPath` is a mount point, or with `ready: 'alive'` it stayed up for `settleMs` — with its PID file
+   * written and it tracked.
+   *
+   * Two calls for one target at once — in this manager or in managers of other processes sharing
+   * `pidDir` — never start two daemons. Nothing here touches `mountPath` on the JavaScript thread: a hung
+   * FUSE mount there makes the spawn reject after `startTimeoutMs`.
+   * @throws {InvalidTargetIdError}
+   * @throws {SpawnError} it exited, was not ready within `startTimeoutMs`, could not be started, its log
+   * file was refused (`log`), `mountPath` is another mount (`mounted`), the target runs at another path
+   * (`mount-path-differs`) or its PID file is untrusted; its process group was killed and nothing stays
+   * tracked or on disk. `logTail` has the end of its log.
+   */
+  spawn(targetId: string, mountPath: string, env: Readonly<Record<string, string>> = {}): Promise<ProcessInfo> {
+    try {
+      this.#open()
+      checkTargetId(targetId)
+      checkString('mountPath', mountPath)
+    } catch (err) {
+      return Promise.reject(err)
+    }
+    const s = this.#settings
+    return this.#queue.run(
+      targetId,
+      s.startTimeoutMs,
+      (why) => new SpawnError(`target ${targetId}: ${why}`, { targetId, reason: 'locked' }),
+      () => spawnLocked(this.#tracker, s, targetId, resolve(mountPath), env, () => this.#spawnedCount++),
+    )
+  }
+
+  /**
+   * Stops the target's daemon — the one its PID file names, whichever manager started it: SIGTERM (then
+   * SIGCONT, so that a stopped process can act on it) to its process group, SIGKILL to whoever is left
+   * after `timeoutMs` (at once with `force`), resolving once the **whole group** is gone. Then unmounts
+   * what it left mounted (the very mount it made, by identity), forgets it and deletes its PID file.
+   * Resolves `true`, also for a target that is unknown or already dead (cleaned up all the same); `false`
+   * when its PID file is untrusted (left alone, nothing signalled).
+   *
+   * Never signals a process that is not the one recorded (same exact start time; for a PID file written
+   * by another tool, started before the file was written).
+   * @throws {InvalidTargetIdError}
+   * @throws {TargetLockedError} another call kept the target busy past `timeoutMs`.
+   */
+  kill(targetId: string, options: KillOptions = {}): Promise<boolean> {
+    let timeoutMs: number
+    try {
+      this.#open()
+      checkTargetId(targetId)
+      timeoutMs = positive('timeoutMs', options.timeoutMs, this.#settings.killTimeoutMs)
+    } catch (err) {
+      return Promise.reject(err)
+    }
+    return this.#queue.run(
+      targetId,
+      timeoutMs + AFTER_SIGKILL_MS + this.#settings.startTimeoutMs,
+      (why) => new TargetLockedError(targetId, why),
+      () => killLocked(this.#tracker, targetId, options.force === true, timeoutMs),
+    )
+  }
+
+  /**
+   * Whether the target's daemon is running, by its PID file: a daemon another manager started is adopted,
+   * a dead one marked exited. Never waits for a lock.
+   * @throws {InvalidTargetIdError}
+   */
+  isRunning(targetId: string): boolean {
+    const t = this.#tracker.get(targetId)
+    if (t !== undefined && !t.exited && t.proc.check() === 0) return true
+    checkTargetId(targetId)
+    return this.#tracker.refresh(targetId) !== undefined
+  }
+
+  /**
+   * The target's daemon (through its PID file, as {@link isRunning}), or the dead one memory still holds,
+   * or `null`.
+   * @throws {InvalidTargetIdError}
+   */
+  getProcessInfo(targetId: string): ProcessInfo | null {
+    checkTargetId(targetId)
+    this.#tracker.refresh(targetId)
+    const t = this.#tracker.get(targetId)
+    return t ? this.#tracker.info(t) : null
+  }
+
+  /** Every tracked daemon (running, or exited and not yet cleaned up). */
+  listAllProcesses(): ProcessInfo[] {
+    return this.#tracker.all().map((t) => this.#tracker.info(t))
+  }
+
+  /**
+   * Drops dead daemons from memory and disk (and unmounts what they left mounted), and deletes PID files
+   * of dead processes that were not tracked. Returns how many were dropped. Targets busy in a `spawn` or
+   * `kill` (here or in another manager) are left for later.
+   */
+  cleanupDeadProcesses(): number {
+    let dropped = 0
+    for (const t of this.#tracker.all()) {
+      if (t.killing || this.#queue.busy(t.targetId)) continue
+      if (this.#tracker.refresh(t.targetId) !== undefined) continue
+      const still = this.#tracker.get(t.targetId)
+      if (still === undefined) {
+        dropped++ // refresh found the file stale and dropped it
+        continue
+      }
+      if (still.exited && this.#tracker.forget(still, false)) dropped++
+    }
+    let load: ReturnType<PidFileStore['native']['load']>
+    try {
+      load = this.#store.native.load()
+    } catch (err) {
+      throw nativeError(err, { path: this.pidDir })
+    }
+    for (const v of load.others) {
+      if (v.judgement === 'untrusted' || this.#tracker.get(v.targetId) !== undefined || this.#queue.busy(v.targetId)) continue
+      if (this.#tracker.dropFile(v, false, (e) => this.emit('stale', e))) dropped++
+    }
+    return dropped
+  }
+
+  /** Kills every tracked daemon (see {@link kill}). */
+  async cleanupAll(options: { force?: boolean } = {}): Promise<void> {
+    if (this.#closed) return
+    await Promise.all(this.#tracker.all().map((t) => this.kill(t.targetId, { force: options.force })))
+  }
+
+  /** Counts and per-daemon details, in the Python manager's shape (camelCased). */
+  getStats(): ManagerStats {
+    const now = Date.now()
+    const processes = this.#tracker.all().map((t) => {
+      const info = this.#tracker.info(t)
+      return {
+        targetId: t.targetId,
+        pid: t.pid,
+        alive: info.alive,
+        uptimeSeconds: Math.max(0, (now - t.proc.startTimeMs) / 1000),
+        mountPath: info.mountPath,
+        pidFile: info.pidFile,
+        pidFileExists: info.pidFileExists,
+      }
+    })
+    const alive = processes.filter((p) => p.alive).length
+    return {
+      totalTracked: processes.length,
+      alive,
+      dead: processes.length - alive,
+      allPidsEverSpawned: this.#spawnedCount,
+      pidFilesOnDisk: this.#store.list().length,
+      pidDirectory: this.pidDir,
+      processes,
+    }
+  }
+
+  /**
+   * Frees this manager's process handles (pidfds). The daemons are not touched: they run on, and the next
+   * manager finds them through their PID files. Idempotent; calls after it reject with `ECLOSED`.
+   */
+  close(): void {
+    if (this.#closed) return
+    this.#closed = true
+    this.#tracker.close()
+  }
+
+  /** {@link close}. */
+  [Symbol.dispose](): void {
+    this.close()
+  }
+
+  #open(): void {
+    if (this.#closed) {
+      throw new ProcslotError(`FuseProcessManager for ${this.pidDir} is closed`, { code: 'ECLOSED' })
+    }
+  }
+}

@@ -1,0 +1,196 @@
+/**
+ * Spawn to ready: the target's state on disk first (a running daemon is returned, what a dead one or an
+ * unfinished spawn left is cleaned), the mount point prepared off the JavaScript thread, the daemon
+ * started behind a gate until its identity is recorded, then readiness waited for on the event itself,
+ * the record completed with the mount it made, the PID file written.
+ * Internal to the manager (not exported by the package).
+ */
+import { join } from 'node:path'
+
+import { SpawnError, nativeError } from '../errors'
+import { mountAt, openProcess, prepareMountPoint, unmountIf, type NativeMount } from '../native'
+import { redactEnv, openLog, resolveCommand, startGated, tail, type Gated } from './daemon-io'
+import { AFTER_SIGKILL_MS, stopGroup, undoUnfinished } from './kill'
+import { awaitNative, withDeadline } from './queue'
+import { Proc, mountRef, type MountRef, type Tracked, type Tracker } from './tracking'
+import type { ProcessInfo, SpawnContext } from './types'
+import { closeSync } from 'node:fs'
+
+/** What a spawn needs of the manager's options. */
+export interface SpawnSettings {
+  readonly command: string
+  readonly args: (context: SpawnContext) => readonly string[]
+  readonly ready: 'mount' | 'alive'
+  readonly logDir: string
+  readonly startTimeoutMs: number
+  readonly settleMs: number
+  readonly killTimeoutMs: number
+}
+
+/** The body of `spawn`, with the target's lock held. `onSpawned` counts each process started. */
+export async function spawnLocked(
+  tr: Tracker,
+  s: SpawnSettings,
+  targetId: string,
+  mountPath: string,
+  env: Readonly<Record<string, string>>,
+  onSpawned: () => void,
+): Promise<ProcessInfo> {
+  const running = tr.refresh(targetId, true)
+  if (running !== undefined) {
+    const recorded = tr.mountOf(running)
+    if (recorded !== null && recorded !== mountPath) {
+      throw new SpawnError(
+        `target ${targetId}: already running (PID ${running.pid}) at ${recorded}, not at ${mountPath}; kill it first to move it`,
+        { targetId, reason: 'mount-path-differs' },
+      )
+    }
+    tr.log.debug({ targetId, pid: running.pid }, 'already running')
+    return tr.info(running)
+  }
+  const st = tr.native.state(targetId)
+  if (st.verdict?.judgement === 'untrusted') {
+    throw new SpawnError(`target ${targetId}: its PID file ${st.verdict.path} cannot be trusted (${st.verdict.reason}); not touching it`, {
+      targetId,
+      reason: 'untrusted',
+    })
+  }
+  // Whatever a dead daemon or an unfinished spawn left of this target goes first.
+  await undoUnfinished(tr, targetId, st, s.killTimeoutMs)
+  const dead = tr.get(targetId)
+  if (dead !== undefined) tr.forget(dead, true)
+
+  const deadline = Date.now() + s.startTimeoutMs
+  const left = () => Math.max(0, deadline - Date.now())
+  const existing = await withDeadline(
+    prepareMountPoint(mountPath).catch((err: unknown) => {
+      throw nativeError(err, { path: mountPath })
+    }),
+    s.startTimeoutMs,
+    () => new SpawnError(`target ${targetId}: ${mountPath} did not answer within ${s.startTimeoutMs} ms`, { targetId, reason: 'timeout' }),
+  )
+  if (existing !== null) {
+    throw new SpawnError(`target ${targetId}: ${mountPath} is already a mount point (${existing.fstype})`, { targetId, reason: 'mounted' })
+  }
+
+  const logFile = join(s.logDir, `${targetId}.log`)
+  const args = [...s.args({ targetId, mountPath })]
+  const fullEnv = { ...process.env, ...env }
+  const file = resolveCommand(s.command, fullEnv.PATH)
+  if (file === null) {
+    throw new SpawnError(`target ${targetId}: ${s.command} could not be started: no such executable (PATH ${fullEnv.PATH ?? ''})`, {
+      targetId,
+      reason: 'spawn',
+      logFile,
+      cause: Object.assign(new Error(`spawn ${s.command} ENOENT`), { code: 'ENOENT' }),
+    })
+  }
+  tr.log.info({ targetId, mountPath, command: s.command, args, env: redactEnv(env), logFile }, 'spawning daemon')
+  const fd = openLog(logFile, targetId)
+  let gated: Gated
+  try {
+    gated = await startGated(file, args, fullEnv, fd)
+  } catch (err) {
+    throw new SpawnError(`target ${targetId}: ${s.command} could not be started: ${(err as Error).message}`, {
+      targetId,
+      reason: 'spawn',
+      logFile,
+      logTail: tail(logFile),
+      cause: err,
+    })
+  } finally {
+    closeSync(fd)
+  }
+  onSpawned()
+  const { child, pid } = gated
+  const exited = new Promise<[number | null, NodeJS.Signals | null]>((res) => child.once('exit', (code, signal) => res([code, signal])))
+  const handle = openProcess(pid)
+  const fail = async (
+    proc: Proc | null,
+    reason: 'exited' | 'timeout' | 'spawn',
+    what: string,
+    cause?: unknown,
+  ): Promise<never> => {
+    if (proc !== null) await stopGroup(targetId, proc, true, 0).catch(() => {})
+    // The path was no mount point before the spawn: a mount there now is the daemon's.
+    const m = safeMountAt(mountPath)
+    if (m !== null) unmountIf(mountPath, m.id, m.dev)
+    try {
+      tr.native.deleteRecord(targetId)
+    } catch {}
+    let code: number | null = null
+    let signal: NodeJS.Signals | null = null
+    if (reason === 'exited') [code, signal] = await exited
+    throw new SpawnError(`target ${targetId}: ${s.command} (PID ${pid}) ${what}`, {
+      targetId,
+      reason,
+      exitCode: code,
+      signal,
+      logFile,
+      logTail: tail(logFile),
+      cause,
+    })
+  }
+  if (handle === null) return fail(null, 'exited', 'exited at once')
+  const proc = new Proc(pid, handle.startTicks, handle.startTimeMs, handle)
+  // Its identity goes on disk before it may run: a manager killed from here on leaves a record that
+  // the next manager finds.
+  try {
+    tr.native.writeRecord(targetId, { pid, startTicks: proc.startTicks, mountPath })
+  } catch (err) {
+    return fail(proc, 'spawn', 'could not be recorded', nativeError(err, { targetId }))
+  }
+  gated.open()
+
+  let mount: MountRef | null = null
+  if (s.ready === 'mount') {
+    const out = await awaitNative(handle.waitMount(mountPath, left()), left())
+    if (out.outcome === 'exited') return fail(proc, 'exited', `exited before ${mountPath} was mounted`)
+    if (out.outcome === 'timeout') return fail(proc, 'timeout', `did not mount ${mountPath} within ${s.startTimeoutMs} ms`)
+    mount = toRef(out.mount)
+  } else {
+    if (await awaitNative(handle.waitExit(s.settleMs), s.settleMs)) return fail(proc, 'exited', 'exited before it settled')
+    mount = toRef(safeMountAt(mountPath))
+  }
+  const t: Tracked = {
+    targetId,
+    pid,
+    proc,
+    mountPath,
+    mount,
+    envKeys: Object.keys(env),
+    loadedFromDisk: false,
+    child,
+    killing: false,
+    exitReported: false,
+    exited: false,
+  }
+  try {
+    // The record again, now with the mount the daemon made, then the PID file: the spawn is complete.
+    tr.writeFiles(t)
+  } catch (err) {
+    return fail(proc, 'spawn', 'could not be recorded', err)
+  }
+  tr.set(t)
+  void exited.then(([code, signal]) => {
+    if (tr.get(targetId) === t && !t.exited) tr.markExited(t, code, signal)
+  })
+  const info = tr.info(t)
+  tr.log.info({ targetId, pid, mountPath }, 'daemon ready')
+  tr.events.emit('spawn', info)
+  return info
+}
+
+function toRef(m: NativeMount | null | undefined): MountRef | null {
+  return m == null ? null : mountRef({ mountId: m.id, mountDev: m.dev })
+}
+
+function safeMountAt(path: string): NativeMount | null {
+  try {
+    return mountAt(path)
+  } catch {
+    return null
+  }
+}
+
+export { AFTER_SIGKILL_MS }
