@@ -7,9 +7,10 @@
 import './lib/native'
 
 export { DEFAULT_SLOTS_FILE, MAX_SLOTS, SlotTable, getProcessId, releaseProcessId } from './lib/slots'
-export type { AcquireOptions, SlotInfo, SlotTableOptions } from './lib/slots'
+export type { AcquireOptions, GetProcessIdOptions, SlotInfo, SlotTableOptions, WaitForSlotOptions } from './lib/slots'
 // Loaded on first use (see lib/lazy.ts): a program that only wants its slot never loads them.
 export {
+  EtcdSlotTable,
   FuseProcessManager,
   MultiProcessClient,
   PidFileStore,
@@ -20,8 +21,17 @@ export {
   newMultiProcessClient,
   newMultiProcessClientWithFile,
 } from './lib/lazy'
-export type { ConcurrencyConfig, Config, PartialConfig } from './lib/config'
+export type { AcquireConfigOptions, ConcurrencyConfig, Config, PartialConfig, WaitingConfig } from './lib/config'
 export type { FrozenConfig } from './lib/client'
+export type {
+  EtcdAcquireOptions,
+  EtcdClientConfig,
+  EtcdConcurrencyOptions,
+  EtcdSlotInfo,
+  EtcdSlotTableEvents,
+  EtcdSlotTableOptions,
+  EtcdWaitOptions,
+} from './lib/etcd'
 export type { PidFileInfo } from './lib/pidfile'
 export type {
   FuseProcessManagerOptions,
@@ -30,9 +40,13 @@ export type {
   ManagerEvents,
   ManagerStats,
   ProcessInfo,
+  RestartPolicy,
   SpawnContext,
+  SpawnOptions,
   UntrustedPidFile,
 } from './lib/manager'
+export { EtcdError } from './lib/errors'
+export type { EtcdErrorCode } from './lib/errors'
 export {
   InvalidTargetIdError,
   PidFileError,

@@ -1,7 +1,7 @@
 import test from 'ava'
 import { execFile, spawn, spawnSync } from 'node:child_process'
 import { once } from 'node:events'
-import { chmodSync, existsSync, mkdirSync, readFileSync, utimesSync, writeFileSync } from 'node:fs'
+import { chmodSync, chownSync, existsSync, mkdirSync, readFileSync, utimesSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 
@@ -81,3 +81,31 @@ test('procslot pids exits 2 with one line for a missing or unsafe directory, and
   t.is(unsafe.stderr.split('\n').length, 2, 'one line')
   t.is((await procslot('pids')).code, 2, 'the directory is required')
 })
+
+const rootOnly = process.getuid?.() === 0 ? test : test.skip
+
+rootOnly('as root, procslot pids reads another user’s PID files and marks them, and shows recorded mount paths', async (t) => {
+  const { dir, cleanup } = tempDir()
+  t.teardown(cleanup)
+  const sleeper = spawn('sleep', ['600'], { stdio: 'ignore' })
+  t.teardown(() => sleeper.kill('SIGKILL'))
+  await deadline(once(sleeper, 'spawn'), 20_000, 'sleep to start')
+  const pid = sleeper.pid!
+  writeFileSync(join(dir, 'theirs.pid'), `${pid}\n`)
+  chownSync(join(dir, 'theirs.pid'), 65534, 65534)
+  writeFileSync(join(dir, 'mine.pid'), `${pid}\n`)
+  writeFileSync(join(dir, '.mine.record'), `pid ${pid}\nstart ${startTicks(pid)}\npath /mnt/mine\n`)
+  const run = await procslot('pids', dir, '--json')
+  t.is(run.code, 0, run.stderr)
+  const by = Object.fromEntries((JSON.parse(run.stdout) as { files: Array<Row & { foreignOwner: number | null; mountPath: string | null }> }).files.map((f) => [f.targetId, f]))
+  t.like(by.theirs, { pid, state: 'running', foreignOwner: 65534 })
+  t.like(by.mine, { pid, state: 'running', foreignOwner: null, mountPath: '/mnt/mine' })
+  const table = await procslot('pids', dir)
+  t.regex(table.stdout, /^theirs +\d+ +yes +running \(uid 65534\)/m)
+  t.regex(table.stdout, /^mine +\d+ +yes +running +\S+ \S+ +\/mnt\/mine/m)
+})
+
+function startTicks(pid: number): string {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+  return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19]!
+}

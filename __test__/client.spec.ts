@@ -318,3 +318,47 @@ test('client processes get distinct IDs; a slot is freed by close() and when its
   t.is((await next.ask('info')).processId, 0)
   t.is((await next.ask('info')).processCount, 3)
 })
+
+test('the fleet size: concurrency.slots and acquireMultiProcessConfig({ slots }) make a new file exactly that big', (t) => {
+  const { dir, cleanup } = tempDir()
+  t.teardown(cleanup)
+  const client = newMultiProcessClient(join(dir, 'data'), { concurrency: { slotsFile: join(dir, 'a'), slots: 3 } })
+  t.teardown(() => client.close())
+  t.is(client.processCount, 3)
+  t.is(statSync(join(dir, 'a')).size, 24)
+  const config = acquireMultiProcessConfig(join(dir, 'b'), { slots: 1 })
+  t.teardown(() => releaseProcessId(join(dir, 'b')))
+  t.deepEqual(config.concurrency, { processId: 0, processCount: 1, slotsFile: join(dir, 'b') })
+  t.throws(() => newMultiProcessClient(join(dir, 'data'), { concurrency: { slots: 0 } }), { instanceOf: RangeError })
+  t.throws(() => acquireMultiProcessConfig(join(dir, 'c'), { slots: 1.5 }), { instanceOf: RangeError })
+})
+
+test('with waitMs or a signal, newMultiProcessClient and acquireMultiProcessConfig wait for a free slot', async (t) => {
+  const { dir, file } = slotFile(t, 1)
+  const holder = await Holder.start(file)
+  t.teardown(() => holder.stop())
+  t.is((await holder.ask('id')).id, 0)
+
+  await t.throwsAsync(newMultiProcessClient(join(dir, 'data'), { concurrency: { slotsFile: file }, waitMs: 100 }), {
+    instanceOf: SlotsExhaustedError,
+  })
+  const controller = new AbortController()
+  const aborted = acquireMultiProcessConfig(file, { signal: controller.signal })
+  controller.abort(new Error('stop'))
+  await t.throwsAsync(aborted, { message: 'stop' })
+
+  const waiting = newMultiProcessClient(join(dir, 'data'), { concurrency: { slotsFile: file }, waitMs: 60_000 })
+  t.true(waiting instanceof Promise)
+  await holder.ask('release')
+  const client = await waiting
+  t.is(client.processId, 0)
+  t.is(client.processCount, 1)
+  t.deepEqual(holders(file), [{ slot: 0, pid: process.pid }])
+  client.close()
+  t.deepEqual(holders(file), [], 'close gives the waited-for slot back')
+
+  const config = await acquireMultiProcessConfig(file, { waitMs: 1000 })
+  t.is(config.concurrency.processId, 0)
+  t.is(getProcessId(file), 0)
+  t.true(releaseProcessId(file))
+})

@@ -138,7 +138,7 @@ test('PM2 cluster mode (ecosystem.config.cjs): instance N takes slot N, keeps it
   t.is(app.instance_var, 'NODE_APP_INSTANCE')
   t.true(existsSync(app.script))
   const instances = app.instances
-  t.true(Number(app.env.PROCSLOT_SLOTS) > instances, 'spare slots for reload overlaps')
+  t.is(Number(app.env.PROCSLOT_FLEET), instances, 'the slot file has exactly one slot per instance')
 
   const { dir, cleanup } = tempDir()
   t.teardown(cleanup)
@@ -147,12 +147,17 @@ test('PM2 cluster mode (ecosystem.config.cjs): instance N takes slot N, keeps it
   const base = { ...process.env, ...app.env, PROCSLOT_SLOTS_FILE: file, DATA_DIR: join(dir, 'data'), PORT: '0' }
   const running: JsonLines[] = []
   t.teardown(() => Promise.all(running.map((p) => p.kill())))
-  const start = async (instance: number) => {
+  const launch = (instance: number) => {
     const proc = new JsonLines(app.script, [], { env: { ...base, NODE_APP_INSTANCE: String(instance) } })
     running.push(proc)
-    const line = (await proc.next(`instance ${instance} to listen`)) as { instance: number; processId: number; pid: number; port: number }
-    return { proc, ...line }
+    return proc
   }
+  type Listening = { instance: number; processId: number; processCount: number; pid: number; port: number }
+  const listening = async (proc: JsonLines, instance: number) => ({
+    proc,
+    ...((await proc.next(`instance ${instance} to listen`)) as Listening),
+  })
+  const start = (instance: number) => listening(launch(instance), instance)
   const stop = async (proc: JsonLines) => {
     proc.child.kill('SIGINT') // what pm2 stop / pm2 reload send
     return deadline(proc.exited, 20_000, 'the instance to stop')
@@ -162,12 +167,19 @@ test('PM2 cluster mode (ecosystem.config.cjs): instance N takes slot N, keeps it
   const order = [3, 1, 0, 2].filter((i) => i < instances)
   const fleet = await Promise.all(order.map(start))
   for (const member of fleet) t.is(member.processId, member.instance, `instance ${member.instance} holds slot ${member.instance}`)
-  for (const member of fleet) t.like(await get(member.port), { instance: member.instance, processId: member.instance })
+  for (const member of fleet) {
+    t.like(await get(member.port), { instance: member.instance, processId: member.instance, processCount: instances })
+  }
 
-  // A reload overlap: a second process of instance 1 starts while the first lives. It must not take slot 1.
-  const overlap = await start(1)
-  t.is(overlap.processId, instances, 'it takes a spare slot, not the live instance 1 slot')
-  t.deepEqual(await stop(overlap.proc), { code: 0, signal: null })
+  // A reload overlap: a new process of instance 1 starts while the old one lives. Every slot is held, so
+  // it waits; when PM2 stops the old one, the new one takes slot 1. Never two live holders of slot 1.
+  const oldOne = fleet.find((m) => m.instance === 1)!
+  const newOne = launch(1)
+  t.deepEqual(liveSlots(file), [0, 1, 2, 3].filter((i) => i < instances), 'the new process holds nothing yet')
+  t.deepEqual(await stop(oldOne.proc), { code: 0, signal: null })
+  const reloaded = await listening(newOne, 1)
+  t.is(reloaded.processId, 1, 'the new instance 1 takes slot 1 once the old one is gone')
+  fleet[fleet.indexOf(oldOne)] = reloaded
 
   // Instance 2 crashes and PM2 restarts it with the same number: it gets slot 2 back.
   const crashed = fleet.find((m) => m.instance === 2)!

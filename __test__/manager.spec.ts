@@ -72,7 +72,7 @@ fuseTest('kill stops the daemon with SIGTERM, unmounts, and removes its PID file
   t.true(await manager.kill('t1'), 'an unknown target resolves true')
 })
 
-fuseTest('a daemon killed behind the manager’s back emits exit, and cleanupDeadProcesses leaves no stale mount', async (t) => {
+fuseTest('a daemon killed behind the manager’s back emits exit with its mount and PID file already gone; it stays as exited until cleanupDeadProcesses', async (t) => {
   const box = sandbox(t)
   const manager = box.bindfs()
   const mountPath = box.mnt('t1')
@@ -81,12 +81,12 @@ fuseTest('a daemon killed behind the manager’s back emits exit, and cleanupDea
   process.kill(pid, 'SIGKILL')
   const [event] = await deadline(exit, 20_000, 'the exit event')
   t.deepEqual(event, { targetId: 't1', pid, code: null, signal: 'SIGKILL' })
-  t.true(mounted(mountPath), 'a SIGKILLed FUSE daemon leaves its mount behind')
+  t.false(mounted(mountPath), 'the mount the dead daemon left was unmounted at once')
+  t.false(existsSync(join(box.pidDir, 't1.pid')))
+  t.false(existsSync(join(box.pidDir, '.t1.record')))
   t.false(manager.isRunning('t1'))
   t.is(manager.getProcessInfo('t1')?.status, 'exited')
   t.is(manager.cleanupDeadProcesses(), 1)
-  t.false(mounted(mountPath))
-  t.false(existsSync(join(box.pidDir, 't1.pid')))
   t.is(manager.getProcessInfo('t1'), null)
   // The mount point is usable again: a new daemon mounts there.
   await manager.spawn('t1', mountPath)

@@ -14,9 +14,10 @@ import { fileURLToPath } from 'node:url'
 
 import { SlotTable, getProcessId, releaseProcessId } from '../index.js'
 import * as binding from '../binding.js'
+import { etcdCases, type EtcdBench } from './etcd.ts'
 import { managerCases } from './manager.ts'
 import { releaseCases, type ReleaseSizes } from './release.ts'
-import { compare, formatNs, formatRate, formatTable, timerOverhead, type Comparison, type Stats } from './harness.ts'
+import { compare, formatNs, formatRate, formatTable, stats, timerOverhead, type Comparison, type Stats } from './harness.ts'
 
 const jsonOut = process.argv.includes('--json')
 const RESULTS = fileURLToPath(new URL('./results.json', import.meta.url))
@@ -124,6 +125,49 @@ sys.stdin.read()
   return { stop: () => child.kill('SIGKILL') }
 }
 
+const CLI = fileURLToPath(new URL('../lib/cli.js', import.meta.url))
+const INDEX = fileURLToPath(new URL('../index.js', import.meta.url))
+
+/**
+ * A holder of a one-slot table in another process, driven over stdin/stdout lines: `take` acquires the
+ * slot, `release` gives it back and answers with the monotonic time (process.hrtime, the same clock in
+ * every process) just after. Its PID is the `pid` field of its first line.
+ */
+async function slotHolder(file: string): Promise<{ ask: (cmd: string) => Promise<Record<string, string | number>>; kill: () => Promise<void> }> {
+  const script = `
+    const { SlotTable } = require(${JSON.stringify(INDEX)})
+    const table = SlotTable.open(${JSON.stringify(file)})
+    const say = (m) => process.stdout.write(JSON.stringify({ pid: process.pid, ...m }) + '\\n')
+    require('node:readline').createInterface({ input: process.stdin }).on('line', (cmd) => {
+      if (cmd === 'take') say({ slot: table.acquire() })
+      if (cmd === 'release') { table.release(); say({ at: String(process.hrtime.bigint()) }) }
+    })
+    say({ ready: true })`
+  const child = spawn(process.execPath, ['-e', script], { stdio: ['pipe', 'pipe', 'inherit'] })
+  const lines = createInterface({ input: child.stdout! })
+  const waiting: Array<(l: Record<string, string | number>) => void> = []
+  lines.on('line', (l) => waiting.shift()?.(JSON.parse(l)))
+  const next = () => new Promise<Record<string, string | number>>((resolve) => waiting.push(resolve))
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()))
+  await next()
+  return {
+    ask: (cmd) => {
+      const reply = next()
+      child.stdin!.write(cmd + '\n')
+      return reply
+    },
+    kill: async () => {
+      child.kill('SIGKILL')
+      await exited
+    },
+  }
+}
+
+/** Statistics of `samples` (nanoseconds) under `name`, in the shape `compare` gives. */
+function sampled(name: string, samples: number[]): Stats {
+  return stats(name, 1, samples)
+}
+
 async function main(): Promise<void> {
   const began = Date.now()
   const dir = mkdtempSync(join(tmpdir(), 'procslot-bench-'))
@@ -134,12 +178,13 @@ async function main(): Promise<void> {
   const freeFile = join(dir, 'free-1024')
   const open: SlotTable[] = []
   const results: CaseResult[] = []
+  let etcd: EtcdBench | null = null
   let sizes: ReleaseSizes | null = null
   const timerNs = timerOverhead()
 
   try {
     // 1. getProcessId(file) once cached: a look-up in the facade, vs the empty napi call.
-    progress('1/11 getProcessId (cached) vs binding.noop()')
+    progress('1/13 getProcessId (cached) vs binding.noop()')
     if (getProcessId(idFile) < 0) throw new Error(`getProcessId(${idFile}) failed`)
     const c1 = compare(
       { name: 'getProcessId(file), cached', fn: () => getProcessId(idFile), batch: 1000 },
@@ -150,7 +195,7 @@ async function main(): Promise<void> {
 
     // 2. The whole life of a table on an existing file. Nothing else has the file open in this process,
     // so every open is a fresh native open and every close drops it.
-    progress('2/11 cold cycle vs fs.openSync + fs.closeSync')
+    progress('2/13 cold cycle vs fs.openSync + fs.closeSync')
     SlotTable.open(cycleFile).close()
     const c2 = compare(
       {
@@ -168,7 +213,7 @@ async function main(): Promise<void> {
     results.push(result(2, 'cold cycle (fresh table)', c2, 'median ≤ 10 µs', (c) => c.ours.median <= 10_000))
 
     // 3. A snapshot of 1024 slots (every slot's word and lock probed) vs reading the same 8 KiB file.
-    progress(`3/11 snapshot() of ${BIG} slots vs fs.readFileSync`)
+    progress(`3/13 snapshot() of ${BIG} slots vs fs.readFileSync`)
     const snapTable = SlotTable.open(snapFile, { slots: BIG })
     open.push(snapTable)
     if (snapTable.snapshot().length !== BIG) throw new Error(`${snapFile} should have ${BIG} slots`)
@@ -183,7 +228,7 @@ async function main(): Promise<void> {
     // 4. acquire() on a fresh table whose slots 0..1022 name dead holders, none of them locked.
     // Baseline: the same acquire() on a fresh 1024-slot table whose slots are all free (zero words), with
     // the same untimed open before and release + close after: what the dead holders add to an acquire.
-    progress(`4/11 acquire() past ${BIG - 1} dead holders vs acquire() on a free table`)
+    progress(`4/13 acquire() past ${BIG - 1} dead holders vs acquire() on a free table`)
     const pids = deadPids()
     if (pids.length === 0) throw new Error('found no dead PID to fill the table with')
     const words = Array.from({ length: BIG - 1 }, (_, i) => deadWord(pids[i % pids.length]!))
@@ -233,7 +278,7 @@ async function main(): Promise<void> {
 
     // 5. acquire() of the one free slot (the last) of a table whose 1023 other slots are held by live
     // holders (1023 OFD locks, words naming a live PID), vs acquire() on a table of free slots.
-    progress(`5/11 acquire(), ${BIG - 1} live holders vs acquire() on a free table`)
+    progress(`5/13 acquire(), ${BIG - 1} live holders vs acquire() on a free table`)
     const liveFile = join(dir, 'live-1023')
     SlotTable.open(liveFile, { slots: BIG }).close()
     const holders = await liveHolders(liveFile, BIG, BIG - 1)
@@ -270,7 +315,7 @@ async function main(): Promise<void> {
     }
 
     // 6. getProcessId with a relative path, cached, vs the same with an absolute path.
-    progress('6/11 getProcessId(relative), cached vs getProcessId(absolute), cached')
+    progress('6/13 getProcessId(relative), cached vs getProcessId(absolute), cached')
     const rel = relative(process.cwd(), idFile)
     if (getProcessId(rel) !== getProcessId(idFile)) throw new Error('relative and absolute paths disagree')
     const c6 = compare(
@@ -280,10 +325,85 @@ async function main(): Promise<void> {
     )
     results.push(result(6, c6.ours.name, c6, '≤ 2× baseline', (c) => c.ratio <= 2))
 
-    let id = 7
+    // 7. procslot exec -- true vs true alone: what taking a slot and execve add to a process start.
+    progress('7/13 procslot exec -- true vs true alone (50 each)')
+    const execFile = join(dir, 'exec-slots')
+    const c7 = compare(
+      {
+        name: 'procslot exec -- true',
+        fn: () => {
+          const r = spawnSync(process.execPath, [CLI, 'exec', '--file', execFile, '--slots', '4', '--', 'true'])
+          if (r.status !== 0) throw new Error(`procslot exec failed: ${r.stderr}`)
+        },
+      },
+      { name: 'true', fn: () => spawnSync('true') },
+      { warmupMs: 0, minWarmupSamples: 3, maxSamples: 50, minSamples: 50, maxTimeMs: 0 },
+    )
+    results.push(result(7, c7.ours.name, c7, null, () => true))
+
+    // 8. and 9. waitForSlot's wake-up: from another process's release (its own clock reading right
+    // after) or from our SIGKILL of the holder, to the resolution of the wait. Baseline: waitForSlot
+    // on a table with a free slot (nothing to wait for).
+    const wakeFile = join(dir, 'wake-1')
+    SlotTable.open(wakeFile, { slots: 1 }).close()
+    const freeWake = join(dir, 'wake-free')
+    SlotTable.open(freeWake, { slots: 1 }).close()
+    const immediate: number[] = []
+    const freeTable = SlotTable.open(freeWake)
+    for (let i = 0; i < 50; i++) {
+      const t0 = process.hrtime.bigint()
+      await freeTable.waitForSlot()
+      immediate.push(Number(process.hrtime.bigint() - t0))
+      freeTable.release()
+    }
+    freeTable.close()
+    const baseline = sampled('waitForSlot() on a free slot', immediate)
+    const wakeTable = SlotTable.open(wakeFile)
+    open.push(wakeTable)
+
+    progress('8/13 waitForSlot wake-up after a release (50)')
+    const afterRelease: number[] = []
+    const holder = await slotHolder(wakeFile)
+    try {
+      for (let i = 0; i < 50; i++) {
+        if ((await holder.ask('take')).slot !== 0) throw new Error('the holder did not get the slot')
+        const waiting = wakeTable.waitForSlot({ timeoutMs: 10_000 })
+        // Release at a random moment of the waiter's 10 ms cycle, once its thread is surely waiting (not
+        // synchronization: the wait is measured from the release's own clock reading).
+        await new Promise((resolve) => setTimeout(resolve, 15 + Math.random() * 20))
+        const { at } = await holder.ask('release')
+        await waiting
+        afterRelease.push(Number(process.hrtime.bigint() - BigInt(at!)))
+        wakeTable.release()
+      }
+    } finally {
+      await holder.kill()
+    }
+    const s8 = sampled('waitForSlot() wake-up after a release', afterRelease)
+    results.push(result(8, s8.name, { ours: s8, baseline, ratio: s8.median / baseline.median }, 'median ≤ 50 ms', (c) => c.ours.median <= 50e6))
+
+    progress('9/13 waitForSlot wake-up after SIGKILL of the holder (30)')
+    const afterKill: number[] = []
+    for (let i = 0; i < 30; i++) {
+      const victim = await slotHolder(wakeFile)
+      if ((await victim.ask('take')).slot !== 0) throw new Error('the holder did not get the slot')
+      const waiting = wakeTable.waitForSlot({ timeoutMs: 10_000 })
+      await new Promise((resolve) => setTimeout(resolve, 15 + Math.random() * 20)) // as in case 8
+      const killedAt = process.hrtime.bigint()
+      await victim.kill()
+      await waiting
+      afterKill.push(Number(process.hrtime.bigint() - killedAt))
+      wakeTable.release()
+    }
+    const s9 = sampled('waitForSlot() wake-up after SIGKILL of the holder', afterKill)
+    results.push(result(9, s9.name, { ours: s9, baseline, ratio: s9.median / baseline.median }, 'median ≤ 50 ms', (c) => c.ours.median <= 50e6))
+
+    let id = 10
     for (const m of await managerCases(dir, progress)) {
       results.push(result(id++, m.name, m.comparison, m.aim, () => m.met === true))
     }
+    etcd = await etcdCases(dir, progress, id)
+    for (const m of etcd.cases) results.push(result(id++, m.name, m.comparison, m.aim, () => m.met === true))
     const release = await releaseCases(dir, progress)
     for (const r of release.cases) results.push(result(id++, r.name, r.comparison, r.aim, () => r.met === true))
     sizes = release.sizes
@@ -310,6 +430,8 @@ async function main(): Promise<void> {
       units: 'nanoseconds per operation; opsPerSec = 1e9 / mean',
     },
     cases: results,
+    etcdKeepAlive: etcd?.traffic ?? null,
+    etcdSkipped: etcd?.skipped ?? null,
     tarballs: sizes,
   }
   const json = JSON.stringify(report, null, 2)
@@ -338,6 +460,16 @@ async function main(): Promise<void> {
       `load ${m.loadavg.map((l) => l.toFixed(2)).join(' ')}, ${m.date}`,
   )
   console.log(formatTable(header, rows, new Set([1, 2, 3, 4, 6, 7])))
+  if (etcd?.traffic) {
+    const k = etcd.traffic
+    console.log(
+      `\netcd keep-alive traffic of one idle holder (TTL ${k.ttlSeconds} s, over ${k.windowMs / 1000} s): ` +
+        `${k.requestsPerMinute} requests/min, ${k.bytesPerMinute} B/min on the wire ` +
+        `(${k.bytesUpPerMinute} up, ${k.bytesDownPerMinute} down)`,
+    )
+  } else if (etcd?.skipped) {
+    console.log(`\netcd cases skipped: ${etcd.skipped}`)
+  }
   console.log(
     `\nper operation; samples: ${results.map((r) => `${r.id}: ${r.ours.samples}×${r.ours.batch}`).join(', ')}; ` +
       `timer overhead ${formatNs(timerNs)} per sample; ratio = median / baseline median; ` +

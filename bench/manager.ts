@@ -10,7 +10,7 @@ import { join } from 'node:path'
 import { setImmediate as tick } from 'node:timers/promises'
 
 import { FuseProcessManager } from '../index.js'
-import { compare, compareAsync, type Comparison } from './harness.ts'
+import { compare, compareAsync, stats, type Comparison } from './harness.ts'
 
 export interface ManagerCase {
   readonly name: string
@@ -35,7 +35,7 @@ export async function managerCases(dir: string, progress: (m: string) => void): 
   const sleepers: ChildProcess[] = []
   try {
     // 5. Construction over 10,000 PID files naming live processes (all adopted), vs reading them with fs.
-    progress(`5/9 new FuseProcessManager over ${FILES} PID files vs an fs read loop`)
+    progress(`5/12 new FuseProcessManager over ${FILES} PID files vs an fs read loop`)
     const pidDir = join(dir, 'pids-10k')
     mkdirSync(pidDir, { recursive: true })
     for (let i = 0; i < 4; i++) {
@@ -83,7 +83,7 @@ export async function managerCases(dir: string, progress: (m: string) => void): 
 
     // 6. spawn to ready: a bindfs mount.
     if (hasBindfs()) {
-      progress('6/9 spawn to ready, bindfs mount')
+      progress('6/12 spawn to ready, bindfs mount')
       const src = join(dir, 'src')
       mkdirSync(src, { recursive: true })
       const m = new FuseProcessManager({ pidDir: join(dir, 'pids-bindfs'), command: 'bindfs', args: ({ mountPath }) => ['-f', src, mountPath] })
@@ -95,11 +95,11 @@ export async function managerCases(dir: string, progress: (m: string) => void): 
       )
       out.push({ name: c6.ours.name, comparison: c6, aim: null, met: null })
     } else {
-      progress('6/9 skipped: bindfs (and root) needed')
+      progress('6/12 skipped: bindfs (and root) needed')
     }
 
     // 7. spawn to ready with ready: 'alive' (the settle time, 250 ms by default, is most of it).
-    progress("7/9 spawn to ready, ready: 'alive'")
+    progress("7/12 spawn to ready, ready: 'alive'")
     const alive = new FuseProcessManager({ pidDir: join(dir, 'pids-alive'), command: 'sleep', args: () => ['3600'], ready: 'alive' })
     const c7 = await compareAsync(
       { name: "spawn(), ready: 'alive' (settleMs 250)", fn: () => alive.spawn('a', join(dir, 'mnt-a')), after: async () => void (await alive.kill('a', { force: true })) },
@@ -109,7 +109,7 @@ export async function managerCases(dir: string, progress: (m: string) => void): 
     out.push({ name: c7.ours.name, comparison: c7, aim: null, met: null })
 
     // 8. kill of a SIGTERM-obeying process vs child.kill() + its exit event.
-    progress('8/9 kill() of a SIGTERM-obeying process vs child.kill() + exit')
+    progress('8/12 kill() of a SIGTERM-obeying process vs child.kill() + exit')
     const quick = new FuseProcessManager({ pidDir: join(dir, 'pids-kill'), command: 'sleep', args: () => ['3600'], ready: 'alive', settleMs: 0 })
     let child: ChildProcess | undefined
     const c8 = await compareAsync(
@@ -131,7 +131,7 @@ export async function managerCases(dir: string, progress: (m: string) => void): 
     out.push({ name: c8.ours.name, comparison: c8, aim: 'median ≤ 20 ms', met: c8.ours.median <= 20e6 })
 
     // 9. isRunning on a tracked target vs process.kill(pid, 0).
-    progress('9/9 isRunning() on a tracked target vs process.kill(pid, 0)')
+    progress('9/12 isRunning() on a tracked target vs process.kill(pid, 0)')
     const { pid } = await quick.spawn('r', join(dir, 'mnt-r'))
     const c9 = compare(
       { name: 'isRunning(target), tracked (PID file checked)', fn: () => quick.isRunning('r'), batch: 100 },
@@ -140,6 +140,135 @@ export async function managerCases(dir: string, progress: (m: string) => void): 
     )
     await quick.kill('r', { force: true })
     out.push({ name: c9.ours.name, comparison: c9, aim: 'median ≤ 2 µs', met: c9.ours.median <= 2000 })
+
+    // 10. A watched daemon's death: SIGKILL to the manager's exit event, vs Node's own 'exit' of a child.
+    progress("10/12 SIGKILL to the 'exit' event (watched daemon) vs SIGKILL to a ChildProcess 'exit'")
+    const watched = new FuseProcessManager({ pidDir: join(dir, 'pids-exit'), command: 'sleep', args: () => ['3600'], ready: 'alive', settleMs: 0 })
+    let victim = 0
+    let plain: ChildProcess | undefined
+    const c10 = await compareAsync(
+      {
+        name: "SIGKILL -> 'exit' event (watched)",
+        before: async () => void (victim = (await watched.spawn('e', join(dir, 'mnt-e'))).pid),
+        fn: async () => {
+          const exited = once(watched, 'exit')
+          process.kill(victim, 'SIGKILL')
+          await exited
+        },
+        after: async () => void watched.cleanupDeadProcesses(),
+      },
+      {
+        name: "SIGKILL -> ChildProcess 'exit'",
+        before: async () => {
+          plain = spawn('sleep', ['3600'], { stdio: 'ignore' })
+          await once(plain, 'spawn')
+        },
+        fn: async () => {
+          const exited = once(plain!, 'exit')
+          plain!.kill('SIGKILL')
+          await exited
+        },
+      },
+      { samples: 100, maxTimeMs: 30_000 },
+    )
+    watched.close()
+    out.push({ name: c10.ours.name, comparison: c10, aim: 'max ≤ 100 ms', met: c10.ours.max <= 100e6 })
+
+    // 11. SIGKILL of a bindfs daemon to its restarted mount answering, vs killing and spawning by hand.
+    if (hasBindfs()) {
+      progress('11/12 SIGKILL to a restarted bindfs mount answering vs kill() + spawn() by hand')
+      const src = join(dir, 'src')
+      mkdirSync(src, { recursive: true })
+      writeFileSync(join(src, 'f'), 'x')
+      const bindfs = (name: string, restart: 'no' | 'always') =>
+        new FuseProcessManager({
+          pidDir: join(dir, `pids-${name}`),
+          command: 'bindfs',
+          args: ({ mountPath }) => ['-f', src, mountPath],
+          restart,
+          restartDelayMs: 0,
+          maxRestarts: 1_000_000,
+        })
+      const sup = bindfs('restart', 'always')
+      const byHand = bindfs('by-hand', 'no')
+      const [m1, m2] = [join(dir, 'mnt-restart'), join(dir, 'mnt-by-hand')]
+      let current = (await sup.spawn('r', m1)).pid
+      await byHand.spawn('h', m2)
+      const c11 = await compareAsync(
+        {
+          name: 'SIGKILL -> restarted bindfs mount answering (restart: always)',
+          fn: async () => {
+            const restarted = once(sup, 'restart') as Promise<[{ pid: number }]>
+            process.kill(current, 'SIGKILL')
+            current = (await restarted)[0].pid
+            readdirSync(m1)
+          },
+        },
+        {
+          name: 'kill({ force }) + spawn() by hand, mount answering',
+          fn: async () => {
+            await byHand.kill('h', { force: true })
+            await byHand.spawn('h', m2)
+            readdirSync(m2)
+          },
+        },
+        { samples: 20, maxTimeMs: 30_000 },
+      )
+      await sup.cleanupAll({ force: true })
+      await byHand.cleanupAll({ force: true })
+      out.push({ name: c11.ours.name, comparison: c11, aim: null, met: null })
+    } else {
+      progress('11/12 skipped: bindfs (and root) needed')
+    }
+
+    // 12. Watching 1,000 idle daemons: threads, memory, and CPU per idle second, vs the same process
+    // with the daemons running and no manager.
+    progress('12/12 watching 1000 idle daemons: CPU per idle second, threads, memory')
+    const idleDir = join(dir, 'pids-idle')
+    mkdirSync(idleDir, { recursive: true })
+    const idle: ChildProcess[] = []
+    for (let i = 0; i < 1000; i++) {
+      const c = spawn('sleep', ['3600'], { stdio: 'ignore' })
+      idle.push(c)
+    }
+    await Promise.all(idle.map((c) => once(c, 'spawn')))
+    sleepers.push(...idle)
+    idle.forEach((c, i) => writeFileSync(join(idleDir, `idle-${i}.pid`), `${c.pid}
+`))
+    const threads = () => readdirSync('/proc/self/task').length
+    const watcherThreads = () =>
+      readdirSync('/proc/self/task').filter((task) => readFileSync(`/proc/self/task/${task}/comm`, 'utf8').trim() === 'procslot-watch').length
+    const rss = () => process.memoryUsage().rss
+    const cpuPerSecond = async (): Promise<number> => {
+      const before = process.cpuUsage()
+      const t0 = process.hrtime.bigint()
+      await new Promise((r) => setTimeout(r, 1000)) // measuring an idle second, not synchronizing
+      const used = process.cpuUsage(before)
+      const elapsed = Number(process.hrtime.bigint() - t0)
+      return ((used.user + used.system) * 1000 * 1e9) / elapsed // ns of CPU per second
+    }
+    const base: number[] = []
+    for (let i = 0; i < 3; i++) base.push(await cpuPerSecond())
+    const [threads0, rss0] = [threads(), rss()]
+    const watcher = new FuseProcessManager({ pidDir: idleDir, command: 'true' })
+    await tick()
+    await tick()
+    const [threads1, rss1] = [threads(), rss()]
+    const ours: number[] = []
+    for (let i = 0; i < 3; i++) ours.push(await cpuPerSecond())
+    const name = `watching 1000 idle daemons: CPU ns per idle second (${watcherThreads()} watcher thread in the process, +${threads1 - threads0} threads, +${((rss1 - rss0) / 2 ** 20).toFixed(1)} MiB RSS)`
+    const c12: Comparison = {
+      ours: stats(name, 1, ours),
+      baseline: stats('the same process, no manager', 1, base),
+      ratio: 0,
+    }
+    watcher.close()
+    out.push({
+      name,
+      comparison: { ...c12, ratio: c12.ours.median / Math.max(1, c12.baseline.median) },
+      aim: 'no measurable CPU while idle',
+      met: c12.ours.median - c12.baseline.median < 1e6, // under 0.1 % of a core
+    })
   } finally {
     for (const s of sleepers) s.kill('SIGKILL')
   }

@@ -34,6 +34,12 @@ export interface PidRow {
   readonly command: string | null
   /** The mount path its spawner recorded beside it, if any. */
   readonly mountPath: string | null
+  /**
+   * The owner's user ID when the file belongs to another user and was read anyway (run as root, a
+   * listing reads other users' files instead of refusing them); `null` otherwise. A manager run by this
+   * user would not touch such a file.
+   */
+  readonly foreignOwner: number | null
   /** The PID file. */
   readonly path: string
   /** When the file was last written (ISO 8601). */
@@ -46,7 +52,7 @@ export interface PidListing {
   readonly files: PidRow[]
 }
 
-function row(v: NativeVerdict): PidRow {
+function row(v: NativeVerdict, foreignOwner: number | null): PidRow {
   const running = v.judgement === 'running'
   return {
     targetId: v.targetId,
@@ -57,6 +63,7 @@ function row(v: NativeVerdict): PidRow {
     startTime: running && v.startTimeMs != null ? new Date(v.startTimeMs).toISOString() : null,
     command: running && v.pid != null ? processCommand(v.pid) : null,
     mountPath: v.record?.mountPath ?? null,
+    foreignOwner,
     path: v.path,
     written: new Date(v.mtimeMs).toISOString(),
   }
@@ -79,8 +86,8 @@ export function listPids(dir: string): PidListing {
   try {
     const store = new PidFileStore(path)
     for (const f of store.list()) {
-      const v = store.native.judge(f.targetId)
-      if (v) files.push(row(v))
+      const d = store.native.judgeForDisplay(f.targetId)
+      if (d) files.push(row(d.verdict, d.foreignOwner ?? null))
     }
   } catch (err) {
     return fail(oneLine((err as Error).message))
@@ -99,7 +106,7 @@ export function formatPids(listing: PidListing): string {
     f.targetId,
     f.pid === null ? '-' : String(f.pid),
     f.alive ? 'yes' : 'no',
-    f.state,
+    f.foreignOwner === null ? f.state : `${f.state} (uid ${f.foreignOwner})`,
     f.startTime ? formatTime(new Date(f.startTime)) : '-',
     f.mountPath ?? '-',
     shorten(f.state === 'running' ? (f.command ?? '?') : (f.reason ?? ''), 60),

@@ -20,10 +20,27 @@ const commands: Record<string, Command> = {
     summary: 'show the PID files of a directory: target, pid, alive, running/stale/reused/invalid/untrusted, mount',
     load: () => import('./cli-pids'),
   },
+  status: {
+    usage: 'status <pidDir> <targetId> [--json]',
+    summary: "a daemon's status, exit 0 running, 1 dead with a PID file, 3 not running, 4 unknown (LSB)",
+    load: () => import('./cli-status'),
+  },
+  stop: {
+    usage: 'stop <pidDir> <targetId> [--timeout ms] [--force]',
+    summary: 'stop a daemon (its process group, SIGTERM then SIGKILL), unmount what it leaves, remove its PID file',
+    load: () => import('./cli-stop'),
+  },
   demo: {
     usage: 'demo',
     summary: 'run the prefork demo: cluster workers take slots, a SIGKILLed one is replaced on its slot',
     load: () => import('./cli-demo'),
+  },
+  exec: {
+    usage: 'exec [--file F] [--slots N] [--preferred N] [--wait ms] -- COMMAND [ARGS...]',
+    summary:
+      'take a slot and become COMMAND (same PID), which holds it for its life; PROCSLOT_ID, PROCSLOT_COUNT, ' +
+      'PROCSLOT_FILE in its environment; exit 75 (EX_TEMPFAIL) when no slot frees within --wait (default 0 ms)',
+    load: () => import('./cli-exec'),
   },
 }
 
@@ -67,7 +84,7 @@ export async function main(argv: string[]): Promise<number> {
   const command = Object.hasOwn(commands, name) ? commands[name] : undefined
   try {
     if (command === undefined) throw new CliFailure(`unknown command "${name}"; try procslot --help`)
-    if (rest.some(isHelp)) {
+    if (rest.slice(0, rest.indexOf('--') >>> 0).some(isHelp)) {
       process.stdout.write(`usage: procslot ${command.usage}\n\n${command.summary}\n`)
       return 0
     }

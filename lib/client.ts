@@ -9,13 +9,17 @@ import { resolve } from 'node:path'
 import {
   checkConcurrency,
   checkCount,
+  checkSlots,
   checkSlotsFile,
+  checkWaiting,
+  type WaitingConfig,
   defaultConfig,
   type Config,
   type ConcurrencyConfig,
   type PartialConfig,
 } from './config'
 import { DEFAULT_SLOTS_FILE, SlotTable } from './slots'
+import { isEtcdConfig, newEtcdMultiProcessClient, type EtcdClientConfig } from './etcd/client'
 import { checkObject, checkString } from './validate'
 
 /**
@@ -31,12 +35,47 @@ interface Lease {
   readonly slot: number
 }
 
-function acquireLease(slotsFile: string): Lease {
-  const table = SlotTable.open(slotsFile)
+/** Takes this process's slot of `slotsFile` for a client (waiting for one with `waiting`). */
+function acquireLease(slotsFile: string, slots: number | undefined): Lease
+function acquireLease(
+  slotsFile: string,
+  slots: number | undefined,
+  waiting: { timeoutMs: number | undefined; signal: AbortSignal | undefined },
+): Promise<Lease>
+function acquireLease(
+  slotsFile: string,
+  slots: number | undefined,
+  waiting?: { timeoutMs: number | undefined; signal: AbortSignal | undefined },
+): Lease | Promise<Lease> {
+  const table = SlotTable.open(slotsFile, slots === undefined ? {} : { slots })
+  const heldBefore = (() => {
+    try {
+      return table.held
+    } catch (err) {
+      table.close()
+      throw err
+    }
+  })()
+  if (waiting) {
+    return table.waitForSlot(waiting).then(
+      (slot) => recordLease(table, slot, heldBefore),
+      (err: unknown) => {
+        table.close()
+        throw err
+      },
+    )
+  }
   try {
+    return recordLease(table, table.acquire(), heldBefore)
+  } catch (err) {
+    table.close()
+    throw err
+  }
+}
+
+function recordLease(table: SlotTable, slot: number, heldBefore: number): Lease {
+  {
     const lease = leases.get(table.path)
-    const heldBefore = table.held
-    const slot = table.acquire()
     if (lease && lease.slot === slot) {
       lease.clients++
     } else {
@@ -45,9 +84,6 @@ function acquireLease(slotsFile: string): Lease {
       leases.set(table.path, { clients: 1, slot, owned: heldBefore === -1 })
     }
     return { table, slot }
-  } catch (err) {
-    table.close()
-    throw err
   }
 }
 
@@ -62,6 +98,15 @@ function releaseLease({ table, slot }: Lease): void {
   }
   // The lease decides what is given back, not which client's table happened to take the slot.
   table.detach()
+}
+
+/**
+ * A slot held some other way than through a slot file (an etcd lease, lib/etcd/): the client calls
+ * `release()` when it closes.
+ */
+interface ExternalLease {
+  readonly slot: number
+  release(): void
 }
 
 /** A {@link Config} that cannot be changed: a client's `config`. */
@@ -84,17 +129,17 @@ export class MultiProcessClient {
   readonly config: FrozenConfig
   /** The data directory, as an absolute path; it exists (it was created if needed). */
   readonly dataDir: string
-  #lease: Lease | null
+  #lease: Lease | ExternalLease | null
   #closed = false
 
-  private constructor(dataDir: string, concurrency: ConcurrencyConfig, lease: Lease | null) {
+  private constructor(dataDir: string, concurrency: ConcurrencyConfig, lease: Lease | ExternalLease | null) {
     this.dataDir = dataDir
     this.config = freeze(concurrency)
     this.#lease = lease
   }
 
   /** @internal Use {@link newClient} or {@link newMultiProcessClient}. */
-  static create(dataDir: string, concurrency: ConcurrencyConfig, lease: Lease | null): MultiProcessClient {
+  static create(dataDir: string, concurrency: ConcurrencyConfig, lease: Lease | ExternalLease | null): MultiProcessClient {
     return new MultiProcessClient(dataDir, concurrency, lease)
   }
 
@@ -152,7 +197,7 @@ export class MultiProcessClient {
     this.#closed = true
     const lease = this.#lease
     this.#lease = null
-    if (lease) releaseLease(lease)
+    if (lease) 'release' in lease ? lease.release() : releaseLease(lease)
   }
 
   /** Calls {@link MultiProcessClient.close}, for `using client = newMultiProcessClient(dir)`. */
@@ -194,6 +239,11 @@ export function newClient(dataDir: string, config: Config = defaultConfig()): Mu
  * of the process, however it ends. If creating `dataDir` fails, the ID is released before the error is
  * thrown. The port of the Go helpers' `NewMultiProcessClient(dir)`.
  *
+ * Give the fleet size as `config.concurrency.slots`, so that a new slot file has exactly that many slots
+ * and `processCount` is the fleet. With `config.waitMs` or `config.signal`, a full table is waited on
+ * (off the JavaScript thread) until a slot frees, and the client comes as a Promise:
+ * `const client = await newMultiProcessClient(dir, { concurrency: { slotsFile, slots: 4 }, waitMs: 30_000 })`.
+ *
  * @param dataDir - the client's data directory, created if needed
  * @param config - a whole or partial config (`Partial<Config>` will do)
  * @throws {SlotsExhaustedError} (`ESLOTSFULL`) when every slot is held by a live process
@@ -201,27 +251,47 @@ export function newClient(dataDir: string, config: Config = defaultConfig()): Mu
  * @throws {TypeError | RangeError} for an invalid config or `dataDir`
  * @throws the `fs` error when `dataDir` cannot be created
  */
-export function newMultiProcessClient(dataDir: string, config: PartialConfig = {}): MultiProcessClient {
+export function newMultiProcessClient(dataDir: string, config: WaitingConfig): Promise<MultiProcessClient>
+/**
+ * Opens a client whose ID is a slot under an etcd prefix, unique across every host sharing the prefix
+ * (see {@link EtcdSlotTable}): it resolves once the slot is held; `close()` releases it.
+ *
+ * @throws (rejects) {SlotsExhaustedError} (`ESLOTSFULL`) when every slot is held (after `waitMs`)
+ * @throws (rejects) {EtcdError} `EETCDUNAVAILABLE` and the other codes of {@link EtcdSlotTable.open}
+ */
+export function newMultiProcessClient(dataDir: string, config: EtcdClientConfig): Promise<MultiProcessClient>
+export function newMultiProcessClient(dataDir: string, config?: PartialConfig): MultiProcessClient
+export function newMultiProcessClient(
+  dataDir: string,
+  config: PartialConfig | EtcdClientConfig = {},
+): MultiProcessClient | Promise<MultiProcessClient> {
+  // Across hosts: the ID comes from etcd (lib/etcd/client.ts), asynchronously; every error rejects.
+  if (isEtcdConfig(config)) return (async () => newEtcdMultiProcessClient(checkDataDir(dataDir), config))()
   const dir = checkDataDir(dataDir)
   checkObject('config', config)
-  const given = checkObject<Partial<ConcurrencyConfig>>('config.concurrency', config.concurrency ?? {})
+  const given = checkObject<NonNullable<PartialConfig['concurrency']>>('config.concurrency', config.concurrency ?? {})
   const slotsFile = checkSlotsFile(given.slotsFile ?? DEFAULT_SLOTS_FILE, 'config.concurrency.slotsFile')
+  const slots = checkSlots('config.concurrency.slots', given.slots)
+  const waiting = checkWaiting('config.', config)
 
   if (given.processCount !== undefined && checkCount('config.concurrency.processCount', given.processCount) > 1) {
     const concurrency = checkConcurrency({ processId: given.processId ?? 0, processCount: given.processCount, slotsFile })
     mkdirSync(dir, { recursive: true })
-    return MultiProcessClient.create(dir, concurrency, null)
+    const client = MultiProcessClient.create(dir, concurrency, null)
+    return waiting ? Promise.resolve(client) : client
   }
 
-  const lease = acquireLease(slotsFile)
-  try {
-    const concurrency = { processId: lease.slot, processCount: lease.table.size, slotsFile }
-    mkdirSync(dir, { recursive: true })
-    return MultiProcessClient.create(dir, concurrency, lease)
-  } catch (err) {
-    releaseLease(lease)
-    throw err
+  const open = (lease: Lease): MultiProcessClient => {
+    try {
+      const concurrency = { processId: lease.slot, processCount: lease.table.size, slotsFile }
+      mkdirSync(dir, { recursive: true })
+      return MultiProcessClient.create(dir, concurrency, lease)
+    } catch (err) {
+      releaseLease(lease)
+      throw err
+    }
   }
+  return waiting ? acquireLease(slotsFile, slots, waiting).then(open) : open(acquireLease(slotsFile, slots))
 }
 
 /**

@@ -2,9 +2,9 @@
  * Config builders: the port of the Go helpers' `DefaultCometConfig`, `MultiProcessConfig` and
  * `MultiProcessCometConfig`. Each returns a fresh, mutable object; a client freezes its own copy.
  */
-import { SlotTable, DEFAULT_SLOTS_FILE, getProcessId } from './slots'
+import { SlotTable, DEFAULT_SLOTS_FILE, MAX_SLOTS, getProcessId } from './slots'
 import { SlotsExhaustedError } from './errors'
-import { checkInteger, checkObject, checkString, outOfRange } from './validate'
+import { checkInteger, checkMs, checkObject, checkSignal, checkString, outOfRange } from './validate'
 
 /** Which process of a fleet this is. Part of {@link Config}. */
 export interface ConcurrencyConfig {
@@ -28,7 +28,56 @@ export interface Config {
  */
 export interface PartialConfig {
   /** Which process of a fleet this is; missing fields take their defaults. */
-  concurrency?: Partial<ConcurrencyConfig>
+  concurrency?: Partial<ConcurrencyConfig> & {
+    /**
+     * The fleet size, for a slot file this client creates: a new file gets exactly this many slots, so
+     * `processCount` is the fleet, not the machine's core count. A smaller file grows to it.
+     *
+     * @default `os.availableParallelism()` for a new file
+     */
+    slots?: number
+  }
+  /**
+   * Wait up to this many milliseconds for a free slot when every slot is held (instead of failing at
+   * once); then {@link newMultiProcessClient} returns a Promise. Past it, the promise rejects with a
+   * {@link SlotsExhaustedError}.
+   */
+  waitMs?: number
+  /**
+   * Abort the wait for a free slot (the promise rejects with the signal's reason); then
+   * {@link newMultiProcessClient} returns a Promise.
+   */
+  signal?: AbortSignal
+}
+
+/** A config that makes {@link newMultiProcessClient} wait for a free slot, and return a Promise. */
+export type WaitingConfig = PartialConfig & ({ waitMs: number } | { signal: AbortSignal })
+
+/** Options of {@link acquireMultiProcessConfig}. */
+export interface AcquireConfigOptions {
+  /** The fleet size, for a new file (as {@link SlotTableOptions.slots}). @default `os.availableParallelism()` */
+  readonly slots?: number
+  /** Wait up to this many milliseconds for a free slot; then the result is a Promise. */
+  readonly waitMs?: number
+  /** Abort the wait (rejects with the signal's reason); then the result is a Promise. */
+  readonly signal?: AbortSignal
+}
+
+/** @internal Checks the waiting part of a config or options: `undefined` when nothing waits. */
+export function checkWaiting(
+  where: string,
+  given: { waitMs?: unknown; signal?: unknown },
+): { timeoutMs: number | undefined; signal: AbortSignal | undefined } | undefined {
+  if (given.waitMs === undefined && given.signal === undefined) return undefined
+  return {
+    timeoutMs: given.waitMs === undefined ? undefined : checkMs(`${where}waitMs`, given.waitMs),
+    signal: given.signal === undefined ? undefined : checkSignal(`${where}signal`, given.signal),
+  }
+}
+
+/** @internal */
+export function checkSlots(name: string, slots: unknown): number | undefined {
+  return slots === undefined ? undefined : checkInteger(name, slots, 1, MAX_SLOTS)
 }
 
 /** @internal */
@@ -96,23 +145,51 @@ export function multiProcessConfig(
 
 /**
  * Acquires this process's ID in a slot file, as {@link getProcessId} does, and returns the config for
- * it: `processCount` is the table's size. The ID is held until {@link releaseProcessId}`(slotsFile)` or
- * the end of the process — a client opened with {@link newClient} on this config does not release it. The
- * port of the Go helpers' `MultiProcessCometConfig(file)`.
+ * it: `processCount` is the table's size — give the fleet size as `options.slots`, so that a new file has
+ * exactly that many slots. The ID is held until {@link releaseProcessId}`(slotsFile)` or the end of the
+ * process — a client opened with {@link newClient} on this config does not release it. The port of the Go
+ * helpers' `MultiProcessCometConfig(file)`.
+ *
+ * With `options.waitMs` or `options.signal`, it waits for a free slot when every slot is held, and
+ * returns a Promise.
  *
  * @param slotsFile - the slot file
  * @default slotsFile {@link DEFAULT_SLOTS_FILE}
  * @returns a fresh object the caller may edit
- * @throws {SlotsExhaustedError} (`ESLOTSFULL`) when every slot is held by a live process
+ * @throws {SlotsExhaustedError} (`ESLOTSFULL`) when every slot is held by a live process (past `waitMs`)
  * @throws {SlotFileError} when the file is refused or cannot be used (its `code` says why)
- * @throws {TypeError} when `slotsFile` is not a non-empty string
+ * @throws {TypeError | RangeError} for an invalid `slotsFile` or options
  */
-export function acquireMultiProcessConfig(slotsFile: string = DEFAULT_SLOTS_FILE): Config {
+export function acquireMultiProcessConfig(
+  slotsFile: string | undefined,
+  options: AcquireConfigOptions & ({ waitMs: number } | { signal: AbortSignal }),
+): Promise<Config>
+export function acquireMultiProcessConfig(slotsFile?: string, options?: AcquireConfigOptions): Config
+export function acquireMultiProcessConfig(
+  slotsFile: string = DEFAULT_SLOTS_FILE,
+  options: AcquireConfigOptions = {},
+): Config | Promise<Config> {
   checkSlotsFile(slotsFile)
-  const processId = getProcessId(slotsFile)
+  checkObject('options', options)
+  const slots = checkSlots('options.slots', options.slots)
+  const waiting = checkWaiting('options.', options)
+  if (waiting) {
+    return (async () => {
+      const table = SlotTable.open(slotsFile, slots === undefined ? {} : { slots })
+      try {
+        // Held by the process from now on, as getProcessId holds it: not given back by this table.
+        const processId = await table.waitForSlot({ timeoutMs: waiting.timeoutMs, signal: waiting.signal })
+        getProcessId(slotsFile) // the same slot, remembered for getProcessId's callers
+        return { concurrency: { processId, processCount: table.size, slotsFile } }
+      } finally {
+        table.detach()
+      }
+    })()
+  }
+  const processId = getProcessId(slotsFile, slots === undefined ? undefined : { slots })
   // Joins this process's open of the file (getProcessId keeps it open), so closing it frees nothing. It
   // also says why getProcessId gave -1: a refused file throws here.
-  const table = SlotTable.open(slotsFile)
+  const table = SlotTable.open(slotsFile, slots === undefined ? {} : { slots })
   try {
     const processCount = table.size
     if (processId < 0) throw new SlotsExhaustedError(table.path, processCount)

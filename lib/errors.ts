@@ -291,3 +291,39 @@ export class TargetLockedError extends ProcslotError {
     this.targetId = targetId
   }
 }
+
+/** Codes an {@link EtcdError} can carry. */
+export type EtcdErrorCode = 'EETCDUNAVAILABLE' | 'ELEASELOST' | 'ECLOSED' | 'EETCDCLIENT' | 'EETCD'
+
+/**
+ * Slots on etcd ({@link EtcdSlotTable}) could not be used.
+ *
+ * | code | meaning |
+ * | --- | --- |
+ * | `EETCDUNAVAILABLE` | no endpoint answered within the call's deadline (down, unreachable, no quorum) |
+ * | `ELEASELOST` | the holder's lease ran out by its own clock, or etcd no longer knows it: stop using the ID |
+ * | `ECLOSED` | the table was closed |
+ * | `EETCDCLIENT` | the `etcd3` package (an optional peer dependency) is not installed |
+ * | `EETCD` | etcd refused the request (`cause` says why: permissions, authentication, ...) |
+ */
+export class EtcdError extends ProcslotError {
+  override readonly name = 'EtcdError' as const
+  /** Stable, machine-readable reason. */
+  declare readonly code: EtcdErrorCode
+  /** The key prefix of the table. */
+  readonly prefix: string
+  /** The etcd endpoints the table talks to. */
+  readonly endpoints: readonly string[]
+  /** The slot concerned (for `ELEASELOST`: the slot that was lost), or `-1`. */
+  readonly slot: number
+
+  constructor(
+    message: string,
+    options: { code: EtcdErrorCode; prefix: string; endpoints: readonly string[]; slot?: number; cause?: unknown },
+  ) {
+    super(message, options)
+    this.prefix = options.prefix
+    this.endpoints = options.endpoints
+    this.slot = options.slot ?? -1
+  }
+}

@@ -1,7 +1,7 @@
 /**
  * The parts of the API a program that only wants its slot never touches, loaded on first use: the FUSE
  * process manager (and with it `node:child_process`), PID files, the multi-process client and its config
- * helpers. `require('procslot')` then costs the slot code and the native binding only.
+ * helpers, slots on etcd. `require('procslot')` then costs the slot code and the native binding only.
  *
  * Each name is a getter on this module's exports. `index.ts` re-exports them, and the compiled
  * `index.js` reads them through getters of the form Node's cjs-module-lexer recognizes, so
@@ -10,6 +10,7 @@
  */
 import type * as Client from './client'
 import type * as Config from './config'
+import type * as Etcd from './etcd'
 import type * as Manager from './manager'
 import type * as PidFile from './pidfile'
 
@@ -27,6 +28,7 @@ lazy(['MultiProcessClient', 'newClient', 'newMultiProcessClient', 'newMultiProce
   require('./client'),
 )
 lazy(['defaultConfig', 'multiProcessConfig', 'acquireMultiProcessConfig'], () => require('./config'))
+lazy(['EtcdSlotTable'], () => require('./etcd'))
 
 /**
  * Spawns long-running daemons (FUSE mount daemons first of all), tracks each in memory and in a PID file,
@@ -58,3 +60,9 @@ export declare const defaultConfig: typeof Config.defaultConfig
 export declare const multiProcessConfig: typeof Config.multiProcessConfig
 /** A multi-process config whose ID is this process's slot in a file. See {@link Config.acquireMultiProcessConfig}. */
 export declare const acquireMultiProcessConfig: typeof Config.acquireMultiProcessConfig
+/**
+ * The slot interface on etcd, for fleets spread over several hosts (needs the `etcd3` package). See
+ * {@link Etcd.EtcdSlotTable}.
+ */
+export declare const EtcdSlotTable: typeof Etcd.EtcdSlotTable
+export type EtcdSlotTable = Etcd.EtcdSlotTable

@@ -7,7 +7,7 @@ import { isAbsolute, join } from 'node:path'
 
 import { SlotFileError, SlotsExhaustedError, slotFileError } from './errors'
 import * as native from './native'
-import { checkBoolean, checkInteger, checkMs, checkString } from './validate'
+import { checkBoolean, checkInteger, checkMs, checkSignal, checkString } from './validate'
 
 /**
  * The slot file used when none is named: `worker-slots` in the per-user directory
@@ -81,6 +81,20 @@ export interface AcquireOptions {
   readonly preferred?: number
 }
 
+/** Options of {@link SlotTable.waitForSlot}. */
+export interface WaitForSlotOptions extends AcquireOptions {
+  /**
+   * The longest wait, in milliseconds; past it, the promise rejects with a {@link SlotsExhaustedError}.
+   * `0` tries once. Without it the wait lasts until a slot frees, the signal aborts, or the table is
+   * closed — and, like a timer, keeps the process alive while it lasts.
+   *
+   * @default no limit
+   */
+  readonly timeoutMs?: number
+  /** Aborts the wait: the promise rejects with the signal's `reason`. */
+  readonly signal?: AbortSignal
+}
+
 let cpus = 0
 
 /**
@@ -91,6 +105,9 @@ function defaultSlots(): number {
   if (cpus === 0) cpus = Math.min(availableParallelism(), MAX_SLOTS)
   return cpus
 }
+
+/** @internal The slot count of a new file when none is given. */
+export const availableSlots: () => number = defaultSlots
 
 function checkPath(path: unknown): string {
   return checkString('the slot file path', path)
@@ -204,6 +221,8 @@ export class SlotTable {
   readonly #native: native.NativeSlotTable
   readonly #path: string
   #closed = false
+  /** The waits in progress, cancelled by {@link SlotTable.close}. */
+  readonly #waiters = new Set<native.NativeWaiter>()
 
   private constructor(table: native.NativeSlotTable) {
     this.#native = table
@@ -290,6 +309,56 @@ export class SlotTable {
   }
 
   /**
+   * Like {@link SlotTable.acquire}, but when every slot is held, waits until one frees — released, or its
+   * holder dead — and takes it (within about 10 ms of the event: the wait looks again every 10 ms, on a
+   * thread of its own, never on the JavaScript thread). The slot is this table's, as if `acquire` had
+   * taken it.
+   *
+   * @returns the slot, 0-based
+   * @throws {SlotsExhaustedError} (rejects) when `timeoutMs` passes with every slot held
+   * @throws the signal's `reason` (rejects) when `signal` aborts (before or during the wait)
+   * @throws {SlotFileError} (rejects) `ECLOSED` when the table is closed during the wait; when the file
+   *   cannot be used
+   * @throws {TypeError | RangeError} for invalid options
+   */
+  async waitForSlot(options: WaitForSlotOptions = {}): Promise<number> {
+    const preferred =
+      options.preferred === undefined ? undefined : checkInteger('preferred', options.preferred, 0, Number.MAX_SAFE_INTEGER)
+    const timeoutMs = options.timeoutMs === undefined ? undefined : checkMs('timeoutMs', options.timeoutMs)
+    const signal = options.signal === undefined ? undefined : checkSignal('signal', options.signal)
+    signal?.throwIfAborted()
+    const first = this.#call((t) => t.acquire(preferred === undefined ? undefined : Math.min(preferred, 0xffffffff)))
+    if (first >= 0) return first
+    if (timeoutMs === 0) throw new SlotsExhaustedError(this.#path, this.size)
+
+    const waiter = this.#call((t) => t.waiter())
+    const abort = (): void => waiter.cancel()
+    signal?.addEventListener('abort', abort, { once: true })
+    this.#waiters.add(waiter)
+    let waited: native.NativeWaited
+    try {
+      waited = await waiter.wait(preferred === undefined ? undefined : Math.min(preferred, 0xffffffff), timeoutMs)
+    } catch (err) {
+      throw slotFileError(err, this.#path)
+    } finally {
+      signal?.removeEventListener('abort', abort)
+      this.#waiters.delete(waiter)
+    }
+    const gone = this.#closed || signal?.aborted === true
+    if (waited.slot >= 0 && !gone) {
+      if (waited.took) this.#native.adopt(waited.slot)
+      forget()
+      if (this.#native.replacedSeen) warnReplaced(this.#path)
+      return waited.slot
+    }
+    // Taken just as the caller went away: not theirs any more.
+    if (waited.slot >= 0 && waited.took) waiter.giveBack(waited.slot)
+    if (signal?.aborted) throw signal.reason
+    if (this.#closed) throw this.#closedError()
+    throw new SlotsExhaustedError(this.#path, this.size)
+  }
+
+  /**
    * Frees this process's slot (with `slot`, only if that is the one it holds).
    *
    * @returns `true` if a slot was freed; `false` if this process held none (idempotent)
@@ -333,6 +402,7 @@ export class SlotTable {
   close(): void {
     if (this.#closed) return
     this.#closed = true
+    for (const waiter of this.#waiters) waiter.cancel()
     this.#native.close()
     forget()
   }
@@ -353,10 +423,12 @@ export class SlotTable {
     this.close()
   }
 
+  #closedError(): SlotFileError {
+    return new SlotFileError(`slot file ${this.#path}: this table is closed`, { code: 'ECLOSED', path: this.#path })
+  }
+
   #call<T>(fn: (table: native.NativeSlotTable) => T): T {
-    if (this.#closed) {
-      throw new SlotFileError(`slot file ${this.#path}: this table is closed`, { code: 'ECLOSED', path: this.#path })
-    }
+    if (this.#closed) throw this.#closedError()
     try {
       return fn(this.#native)
     } catch (err) {

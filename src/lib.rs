@@ -10,10 +10,10 @@ use std::time::Duration;
 mod error;
 pub mod supervise;
 
-use napi::bindgen_prelude::Uint32Array;
+use napi::bindgen_prelude::{Object, Uint32Array};
 use napi::Env;
 use napi_derive::napi;
-use procslot_core::{OpenOptions, SlotFile};
+use procslot_core::{Cancel, OpenOptions, SlotFile, Waited};
 
 pub(crate) use error::to_js;
 
@@ -213,6 +213,23 @@ impl NativeSlotTable {
     Ok(Uint32Array::new(flat))
   }
 
+  /// A waiter for a free slot of this file (see [`NativeWaiter`]).
+  #[napi]
+  pub fn waiter(&self, env: &Env) -> Result<NativeWaiter> {
+    Ok(NativeWaiter {
+      file: Arc::clone(self.file_arc(env)?),
+      cancel: Cancel::new(),
+    })
+  }
+
+  /// Records that this table took `slot` (through `wait_for_slot`), so that `close` gives it back.
+  #[napi]
+  pub fn adopt(&mut self, slot: u32) {
+    if self.file.as_ref().and_then(|f| f.held()) == Some(slot as usize) {
+      self.took = Some(slot as usize);
+    }
+  }
+
   /// Closes this table without giving back the slot it took: the slot stays held (pinned by the core)
   /// until it is released by another handle or the process ends. Idempotent.
   #[napi]
@@ -229,4 +246,140 @@ impl NativeSlotTable {
       file.release(Some(slot));
     }
   }
+}
+
+/// One wait for a free slot: its own reference to the file (so that a slot it takes can be given back
+/// even if the table that started it was closed meanwhile) and its cancellation token.
+#[napi]
+pub struct NativeWaiter {
+  file: Arc<SlotFile>,
+  cancel: Arc<Cancel>,
+}
+
+/// What a wait came to.
+#[napi(object)]
+pub struct NativeWaited {
+  /// The slot; -1: the timeout passed; -2: cancelled.
+  pub slot: i32,
+  /// Whether this wait took the slot (`false`: the process held it already).
+  pub took: bool,
+}
+
+#[napi]
+impl NativeWaiter {
+  /// Waits on a thread of its own until a slot is taken, `timeout_ms` passes or `cancel` is called.
+  #[napi(ts_return_type = "Promise<NativeWaited>")]
+  pub fn wait<'env>(
+    &self,
+    env: &'env Env,
+    preferred: Option<u32>,
+    timeout_ms: Option<f64>,
+  ) -> Result<Object<'env>> {
+    let file = Arc::clone(&self.file);
+    let cancel = Arc::clone(&self.cancel);
+    let deadline =
+      timeout_ms.map(|ms| std::time::Instant::now() + Duration::from_secs_f64(ms.max(0.0) / 1e3));
+    supervise::on_thread(env, move || {
+      Ok(
+        match file.wait_for_slot(preferred.map(|p| p as usize), deadline, &cancel)? {
+          Waited::Slot(slot, took) => NativeWaited {
+            slot: slot as i32,
+            took,
+          },
+          Waited::TimedOut => NativeWaited {
+            slot: -1,
+            took: false,
+          },
+          Waited::Cancelled => NativeWaited {
+            slot: -2,
+            took: false,
+          },
+        },
+      )
+    })
+  }
+
+  /// Ends the wait (now, or as soon as it starts).
+  #[napi]
+  pub fn cancel(&self) {
+    self.cancel.cancel();
+  }
+
+  /// Gives back `slot` if this process holds it (a slot taken by a wait whose caller went away).
+  #[napi]
+  pub fn give_back(&self, slot: u32) -> bool {
+    self.file.release(Some(slot as usize))
+  }
+}
+
+/// Why `exec_with_slot` returned: it returns only when it could not become the program.
+#[napi(object)]
+pub struct NativeExecFailure {
+  /// `"no-slot"`: every slot stayed held for the whole wait; `"exec"`: `execve` failed.
+  pub kind: String,
+  /// The slot file's absolute path.
+  pub path: String,
+  /// Its slot count (`"no-slot"`).
+  pub slots: u32,
+  /// How long it waited, in milliseconds (`"no-slot"`).
+  pub waited_ms: f64,
+  /// The errno name of the failed `execve` (`"exec"`).
+  pub code: Option<String>,
+  /// Why `execve` failed, in words (`"exec"`).
+  pub reason: Option<String>,
+}
+
+/// Takes a slot and becomes `program` (`execve`), which inherits it; returns only on failure.
+#[napi]
+pub fn exec_with_slot(
+  env: &Env,
+  path: String,
+  options: NativeOpenOptions,
+  preferred: Option<u32>,
+  wait_ms: f64,
+  program: String,
+  args: Vec<String>,
+) -> Result<NativeExecFailure> {
+  let open = OpenOptions {
+    mode: options.mode,
+    allow_foreign_owner: options.allow_foreign_owner,
+    ..open_options(
+      options.slots,
+      options.default_slots,
+      options.timeout_ms,
+      options.private_dir,
+    )
+  };
+  let args: Vec<std::ffi::OsString> = args.into_iter().map(Into::into).collect();
+  let failure = procslot_core::exec::exec(
+    Path::new(&path),
+    &open,
+    preferred.map(|p| p as usize),
+    Duration::from_secs_f64(wait_ms.max(0.0) / 1e3),
+    program.as_ref(),
+    &args,
+  )
+  .map_err(|e| to_js(env, e))?;
+  Ok(match failure {
+    procslot_core::exec::ExecFailure::NoSlot {
+      path,
+      slots,
+      waited,
+    } => NativeExecFailure {
+      kind: "no-slot".into(),
+      path: path.to_string_lossy().into_owned(),
+      slots: slots as u32,
+      waited_ms: waited.as_secs_f64() * 1e3,
+      code: None,
+      reason: None,
+    },
+    procslot_core::exec::ExecFailure::Exec { code, reason, .. } => NativeExecFailure {
+      kind: "exec".into(),
+      path,
+      slots: 0,
+      waited_ms: 0.0,
+      code: Some(code),
+      reason: Some(reason),
+    },
+  })
 }

@@ -1,7 +1,9 @@
 //! Bindings for PID files, process handles and mount points (the FUSE process manager's native half).
 //! Waits that can take seconds (a process's exit, a mount appearing, another process's lock) run on a
 //! thread of their own and settle a promise, so that neither the JavaScript thread nor libuv's small
-//! thread pool (which `fs` needs) is ever blocked by them.
+//! thread pool (which `fs` needs) is ever blocked by them. Judgements of PID files come from the core
+//! and cross as a string union, unchanged; deaths of watched processes come from the core's one watcher
+//! thread through a weak threadsafe function.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -154,6 +156,13 @@ impl From<Verdict> for NativeVerdict {
   }
 }
 
+/// A PID file judged for display; `foreign_owner` is set when root read another user's file.
+#[napi(object)]
+pub struct NativeDisplayVerdict {
+  pub verdict: NativeVerdict,
+  pub foreign_owner: Option<u32>,
+}
+
 /// A target as found on disk: its PID file judged, its spawn record, and the record's process (that
 /// very process, alive) — a record without a PID file is a spawn that never finished.
 #[napi(object)]
@@ -235,7 +244,7 @@ impl NativePidFileStore {
     )
   }
 
-  /// Deletes the target's PID file and its mount-path file; whether there was a PID file.
+  /// Deletes the target's PID file, then its spawn record; whether there was a PID file.
   #[napi]
   pub fn delete(&self, env: &Env, target_id: String) -> Result<bool> {
     self.store.delete(&target_id).map_err(|e| to_js(env, e))
@@ -274,6 +283,24 @@ impl NativePidFileStore {
   pub fn judge(&self, env: &Env, target_id: String) -> Result<Option<NativeVerdict>> {
     let v = self.store.judge(&target_id).map_err(|e| to_js(env, e))?;
     Ok(v.map(Into::into))
+  }
+
+  /// The target's PID file judged for display: as root, a file of another user is read as that user
+  /// would (`owner` says whose it is) instead of being reported untrusted. Nothing may act on it.
+  #[napi]
+  pub fn judge_for_display(
+    &self,
+    env: &Env,
+    target_id: String,
+  ) -> Result<Option<NativeDisplayVerdict>> {
+    let v = self
+      .store
+      .judge_for_display(&target_id)
+      .map_err(|e| to_js(env, e))?;
+    Ok(v.map(|(v, owner)| NativeDisplayVerdict {
+      verdict: v.into(),
+      foreign_owner: owner,
+    }))
   }
 
   /// The target's PID file judged, its spawn record and the record's process.
@@ -377,7 +404,7 @@ impl NativeTargetLock {
 
 /// Runs `work` on a new thread and settles a promise with its result; a core error rejects it with the
 /// same JavaScript error a synchronous call would throw (built on the JavaScript thread, where it settles).
-fn on_thread<'env, T, F>(env: &'env Env, work: F) -> Result<Object<'env>>
+pub(crate) fn on_thread<'env, T, F>(env: &'env Env, work: F) -> Result<Object<'env>>
 where
   T: napi::bindgen_prelude::ToNapiValue + Send + 'static,
   F: FnOnce() -> procslot_core::Result<T> + Send + 'static,
@@ -735,4 +762,80 @@ pub fn unmount_lazy(env: &Env, path: String) -> Result<bool> {
 #[napi]
 pub fn validate_target_id(env: &Env, target_id: String) -> Result<()> {
   procslot_core::validate_target_id(&target_id).map_err(|e| to_js(env, e))
+}
+
+type ExitCallback =
+  napi::threadsafe_function::ThreadsafeFunction<u32, (), u32, Status, false, true>;
+
+/// Reports the death of watched processes to JavaScript: the core's one watcher thread (an epoll set over
+/// pidfds) calls `callback(token)` once per watched process that exits. It does not keep the event loop
+/// alive by itself.
+#[napi]
+pub struct NativeExitWatcher {
+  callback: Arc<ExitCallback>,
+  watches: std::collections::HashMap<u32, procslot_core::watch::WatchId>,
+}
+
+#[napi]
+impl NativeExitWatcher {
+  #[napi(constructor)]
+  pub fn new(callback: napi::bindgen_prelude::Function<u32, ()>) -> Result<Self> {
+    let tsfn = callback
+      .build_threadsafe_function::<u32>()
+      .callee_handled::<false>()
+      .weak::<true>()
+      .build()?;
+    Ok(NativeExitWatcher {
+      callback: Arc::new(tsfn),
+      watches: std::collections::HashMap::new(),
+    })
+  }
+
+  /// Watches `process` under `token` (replacing an earlier watch of that token); `false` when it cannot be
+  /// watched (no pidfd, or its handle is closed).
+  #[napi]
+  pub fn watch(&mut self, env: &Env, process: &NativeProcess, token: u32) -> Result<bool> {
+    self.unwatch(token);
+    let Some(handle) = process.handle.as_ref() else {
+      return Ok(false);
+    };
+    let callback = self.callback.clone();
+    let on_exit = Box::new(move || {
+      callback.call(
+        token,
+        napi::threadsafe_function::ThreadsafeFunctionCallMode::NonBlocking,
+      );
+    });
+    let id = procslot_core::watch::watch(handle, on_exit).map_err(|e| to_js(env, e))?;
+    match id {
+      Some(id) => {
+        self.watches.insert(token, id);
+        Ok(true)
+      }
+      None => Ok(false),
+    }
+  }
+
+  /// Stops watching `token`; whether it was watched (its callback will not come).
+  #[napi]
+  pub fn unwatch(&mut self, token: u32) -> bool {
+    self
+      .watches
+      .remove(&token)
+      .is_some_and(procslot_core::watch::unwatch)
+  }
+
+  /// Stops every watch of this watcher (the watcher thread serves others on). Idempotent.
+  #[napi]
+  pub fn close(&mut self) {
+    for (_, id) in self.watches.drain() {
+      procslot_core::watch::unwatch(id);
+    }
+  }
+}
+
+/// How many processes the watcher thread watches now (all watchers of this process).
+#[napi]
+pub fn watched_count() -> u32 {
+  procslot_core::watch::watched() as u32
 }

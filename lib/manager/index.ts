@@ -17,6 +17,7 @@ import { checkFunction, checkMs, checkObject, checkOneOf, checkString, optional 
 import { AFTER_SIGKILL_MS, killLocked, undoLocked } from './kill'
 import { TargetQueue } from './queue'
 import { spawnLocked, type SpawnSettings } from './spawn'
+import { Supervisor } from './supervise'
 import { Tracker, type StaleEvent } from './tracking'
 import type {
   FuseProcessManagerOptions,
@@ -25,6 +26,8 @@ import type {
   ManagerEvents,
   ManagerStats,
   ProcessInfo,
+  RestartPolicy,
+  SpawnOptions,
   UntrustedPidFile,
 } from './types'
 
@@ -35,7 +38,9 @@ export type {
   ManagerEvents,
   ManagerStats,
   ProcessInfo,
+  RestartPolicy,
   SpawnContext,
+  SpawnOptions,
   UntrustedPidFile,
 } from './types'
 export { redactEnv } from './daemon-io'
@@ -90,6 +95,7 @@ export class FuseProcessManager extends EventEmitter<ManagerEvents> implements D
   readonly #log: Logger
   readonly #queue: TargetQueue
   readonly #tracker: Tracker
+  readonly #supervisor: Supervisor
   #spawnedCount = 0
   #closed = false
 
@@ -134,6 +140,23 @@ export class FuseProcessManager extends EventEmitter<ManagerEvents> implements D
     const native = this.#store.native
     this.#queue = new TargetQueue(native, this.#log)
     this.#tracker = new Tracker(native, this.#queue, this.#log, this)
+    const policy = options.restart ?? 'no'
+    if (options.restart !== undefined) checkOneOf('options.restart', options.restart, ['no', 'on-failure', 'always'])
+    this.#supervisor = new Supervisor(
+      this.#tracker,
+      this.#queue,
+      this.#settings,
+      {
+        restart: policy,
+        restartDelayMs: positive('restartDelayMs', options.restartDelayMs, 100),
+        restartMaxDelayMs: positive('restartMaxDelayMs', options.restartMaxDelayMs, 30_000),
+        maxRestarts: positive('maxRestarts', options.maxRestarts, 5),
+        restartWindowMs: positive('restartWindowMs', options.restartWindowMs, 60_000),
+      },
+      () => this.#spawnedCount++,
+    )
+    this.#tracker.onTracked = (t) => this.#supervisor.watch(t)
+    this.#tracker.onDropped = (t) => this.#supervisor.unwatch(t)
 
     let load: ReturnType<typeof native.load>
     try {
@@ -183,6 +206,14 @@ export class FuseProcessManager extends EventEmitter<ManagerEvents> implements D
     this.#log.info({ loaded: this.loaded, cleaned, untrusted: untrusted.length }, 'PID file loading complete')
     // After the constructor returns: a listener attached right after `new` sees them.
     if (stale.length > 0) process.nextTick(() => stale.forEach((e) => this.emit('stale', e)))
+    // The daemons found running are watched from the next turn of the event loop on (opening thousands
+    // of pidfds is no part of construction); one that died meanwhile is reported then.
+    if (runningIds.length > 0) {
+      setImmediate(() => {
+        if (this.#closed) return
+        for (const t of this.#tracker.all()) this.#supervisor.watch(t)
+      })
+    }
   }
 
   /** Tracked daemons by target ID (a read-only view). */
@@ -216,20 +247,40 @@ export class FuseProcessManager extends EventEmitter<ManagerEvents> implements D
    * (`mount-path-differs`) or its PID file is untrusted; its process group was killed and nothing stays
    * tracked or on disk. `logTail` has the end of its log.
    */
-  spawn(targetId: string, mountPath: string, env: Readonly<Record<string, string>> = {}): Promise<ProcessInfo> {
+  spawn(
+    targetId: string,
+    mountPath: string,
+    env: Readonly<Record<string, string>> = {},
+    options: SpawnOptions = {},
+  ): Promise<ProcessInfo> {
+    let policy: RestartPolicy
     try {
       this.#open()
       checkTargetId(targetId)
       checkString('mountPath', mountPath)
+      checkObject('options', options)
+      policy = optional(options.restart, this.#supervisor.restart.restart, (v) =>
+        checkOneOf('options.restart', v, ['no', 'on-failure', 'always'] as const),
+      )
     } catch (err) {
       return Promise.reject(err)
     }
     const s = this.#settings
+    const path = resolve(mountPath)
     return this.#queue.run(
       targetId,
       s.startTimeoutMs,
       (why) => new SpawnError(`target ${targetId}: ${why}`, { targetId, reason: 'locked' }),
-      () => spawnLocked(this.#tracker, s, targetId, resolve(mountPath), env, () => this.#spawnedCount++),
+      async () => {
+        // The plan first: a daemon that dies the moment it is ready is restarted by it.
+        this.#supervisor.plan(targetId, policy, path, env)
+        try {
+          return await spawnLocked(this.#tracker, s, targetId, path, env, () => this.#spawnedCount++)
+        } catch (err) {
+          this.#supervisor.cancel(targetId)
+          throw err
+        }
+      },
     )
   }
 
@@ -239,7 +290,8 @@ export class FuseProcessManager extends EventEmitter<ManagerEvents> implements D
    * after `timeoutMs` (at once with `force`), resolving once the **whole group** is gone. Then unmounts
    * what it left mounted (the very mount it made, by identity), forgets it and deletes its PID file.
    * Resolves `true`, also for a target that is unknown or already dead (cleaned up all the same); `false`
-   * when its PID file is untrusted (left alone, nothing signalled).
+   * when its PID file is untrusted (left alone, nothing signalled). Cancels the target's pending and
+   * future restarts.
    *
    * Never signals a process that is not the one recorded (same exact start time; for a PID file written
    * by another tool, started before the file was written).
@@ -255,6 +307,7 @@ export class FuseProcessManager extends EventEmitter<ManagerEvents> implements D
     } catch (err) {
       return Promise.reject(err)
     }
+    this.#supervisor.cancel(targetId)
     return this.#queue.run(
       targetId,
       timeoutMs + AFTER_SIGKILL_MS + this.#settings.startTimeoutMs,
@@ -322,9 +375,10 @@ export class FuseProcessManager extends EventEmitter<ManagerEvents> implements D
     return dropped
   }
 
-  /** Kills every tracked daemon (see {@link kill}). */
+  /** Kills every tracked daemon (see {@link kill}) and cancels every pending restart. */
   async cleanupAll(options: { force?: boolean } = {}): Promise<void> {
     if (this.#closed) return
+    this.#supervisor.cancelAll()
     await Promise.all(this.#tracker.all().map((t) => this.kill(t.targetId, { force: options.force })))
   }
 
@@ -356,12 +410,14 @@ export class FuseProcessManager extends EventEmitter<ManagerEvents> implements D
   }
 
   /**
-   * Frees this manager's process handles (pidfds). The daemons are not touched: they run on, and the next
+   * Stops watching and frees this manager's process handles (pidfds), cancelling pending restarts. The
+   * daemons are not touched: they run on, and the next
    * manager finds them through their PID files. Idempotent; calls after it reject with `ECLOSED`.
    */
   close(): void {
     if (this.#closed) return
     this.#closed = true
+    this.#supervisor.close()
     this.#tracker.close()
   }
 

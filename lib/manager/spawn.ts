@@ -172,9 +172,6 @@ export async function spawnLocked(
     return fail(proc, 'spawn', 'could not be recorded', err)
   }
   tr.set(t)
-  void exited.then(([code, signal]) => {
-    if (tr.get(targetId) === t && !t.exited) tr.markExited(t, code, signal)
-  })
   const info = tr.info(t)
   tr.log.info({ targetId, pid, mountPath }, 'daemon ready')
   tr.events.emit('spawn', info)

@@ -122,6 +122,10 @@ export type StaleEvent = ManagerEvents['stale'][0]
 
 export class Tracker {
   readonly #map = new Map<string, Tracked>()
+  /** Called for each daemon that starts being tracked (spawned or adopted), to watch it. */
+  onTracked: (t: Tracked) => void = () => {}
+  /** Called for each tracked daemon dropped from memory, to stop watching it. */
+  onDropped: (t: Tracked) => void = () => {}
 
   constructor(
     readonly native: NativePidFileStore,
@@ -139,18 +143,25 @@ export class Tracker {
   }
 
   set(t: Tracked): void {
+    const old = this.#map.get(t.targetId)
+    if (old !== undefined && old !== t) this.drop(old)
     this.#map.set(t.targetId, t)
+    this.onTracked(t)
   }
 
   /** Drops a target from memory (if `t` is still its entry) and releases its handle. */
   drop(t: Tracked): void {
     if (this.#map.get(t.targetId) === t) this.#map.delete(t.targetId)
+    this.onDropped(t)
     t.proc.close()
   }
 
   /** Releases every handle; memory is emptied. */
   close(): void {
-    for (const t of this.#map.values()) t.proc.close()
+    for (const t of this.#map.values()) {
+      this.onDropped(t)
+      t.proc.close()
+    }
     this.#map.clear()
   }
 
@@ -238,6 +249,7 @@ export class Tracker {
     }
     t.proc.pin(this.native, v.targetId, v.fingerprint)
     this.#map.set(v.targetId, t)
+    this.onTracked(t)
     this.log.debug({ targetId: v.targetId, pid: v.pid }, 'adopted a running daemon through its PID file')
     return t
   }
@@ -329,6 +341,35 @@ export class Tracker {
     this.drop(t)
     this.log.debug({ targetId: t.targetId, pid: t.pid }, 'forgot a dead daemon')
     return true
+  }
+
+  /**
+   * Cleans up after a daemon that died on its own, leaving its entry in memory (as exited): unmounts the
+   * mount it made, deletes its PID file and record if they still name it. `ours`: they did (it died with
+   * its PID file in place); `gone`: they did not (another manager stopped or replaced it); `busy`: the
+   * target's lock is held elsewhere (nothing done: the holder deals with it).
+   */
+  cleanDisk(t: Tracked, locked: boolean): 'ours' | 'gone' | 'busy' {
+    const lock = locked ? null : this.queue.tryLock(t.targetId)
+    if (!locked && lock === null) return 'busy'
+    try {
+      this.mountOf(t)
+      if (t.mountPath) this.unmountDead(t.targetId, { mountPath: t.mountPath, mountId: t.mount?.id, mountDev: t.mount?.dev }, false)
+      const file = this.native.read(t.targetId)
+      if (file === t.pid) {
+        this.native.delete(t.targetId)
+        return 'ours'
+      }
+      const record = this.native.readRecord(t.targetId)
+      if (file === null && record !== null && record.pid === t.pid && record.startTicks === t.proc.startTicks) {
+        this.native.deleteRecord(t.targetId)
+      }
+      return 'gone'
+    } catch (err) {
+      throw nativeError(err, { targetId: t.targetId })
+    } finally {
+      lock?.release()
+    }
   }
 
   /** Where a tracked daemon mounts: known since its spawn, or read once from its spawn record. */

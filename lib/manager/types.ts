@@ -19,6 +19,19 @@ export interface SpawnContext {
   readonly mountPath: string
 }
 
+/**
+ * When a daemon that died on its own is started again: `'no'`; `'on-failure'`, after a non-zero exit or
+ * a signal not sent by this manager (for a daemon whose exit status cannot be known, any death counts);
+ * `'always'`.
+ */
+export type RestartPolicy = 'no' | 'on-failure' | 'always'
+
+/** Options of {@link FuseProcessManager.spawn}. */
+export interface SpawnOptions {
+  /** Restart policy of this daemon. @default the manager's `restart` ('no') */
+  readonly restart?: RestartPolicy
+}
+
 /** Options of {@link FuseProcessManager}. */
 export interface FuseProcessManagerOptions {
   /**
@@ -56,6 +69,23 @@ export interface FuseProcessManagerOptions {
   readonly startTimeoutMs?: number
   /** With `ready: 'alive'`: how long a daemon must stay up to count as started. @default 250 */
   readonly settleMs?: number
+  /**
+   * Whether a daemon this manager spawned is started again when it dies on its own (see
+   * {@link RestartPolicy}); per spawn with `spawn(..., { restart })`. A restart reuses the target's mount
+   * path, args and env. Adopted daemons (whose environment only their spawner knew) are watched and
+   * cleaned up, not restarted. While a daemon has a restart policy, the process is kept alive (watching
+   * alone never keeps it alive).
+   * @default 'no'
+   */
+  readonly restart?: RestartPolicy
+  /** The delay before the first restart; each further one within the window doubles it. @default 100 */
+  readonly restartDelayMs?: number
+  /** The longest delay between restarts. @default 30000 */
+  readonly restartMaxDelayMs?: number
+  /** How many restarts within `restartWindowMs` before giving up (`failed`). @default 5 */
+  readonly maxRestarts?: number
+  /** The window `maxRestarts` counts in. @default 60000 */
+  readonly restartWindowMs?: number
 }
 
 /** Options of {@link FuseProcessManager.kill}. */
@@ -122,7 +152,11 @@ export interface UntrustedPidFile {
 export interface ManagerEvents {
   /** A daemon was started and is ready. */
   spawn: [info: ProcessInfo]
-  /** A tracked daemon died on its own (not through this manager's `kill`). */
+  /**
+   * A tracked daemon died on its own (not through this manager's `kill`): reported within milliseconds,
+   * with no call, once what it left mounted is unmounted and its PID file removed (`code`/`signal` are
+   * known for daemons this manager spawned, `null` for adopted ones).
+   */
   exit: [event: { targetId: string; pid: number; code: number | null; signal: NodeJS.Signals | null }]
   /** A daemon was killed through `kill`. */
   kill: [event: { targetId: string; pid: number | null; signal: 'SIGTERM' | 'SIGKILL' | null }]
@@ -131,6 +165,10 @@ export interface ManagerEvents {
    * spawn that never finished (its manager died half-way) was undone.
    */
   stale: [event: { targetId: string; pid: number | null; path: string; reason: string }]
+  /** A daemon was started again by its restart policy (`attempt` counts within the window). */
+  restart: [event: { targetId: string; attempt: number; delayMs: number; pid: number }]
+  /** A daemon restarted `maxRestarts` times within the window died again: it is left stopped and clean. */
+  failed: [event: { targetId: string; restarts: number }]
   /** Something failed in the background (a cleanup step). */
   error: [error: Error]
 }

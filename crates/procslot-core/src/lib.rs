@@ -3,12 +3,14 @@
 //! - [`slots`]: worker slots. Each process of a fleet takes a small reusable ID from a memory-mapped slot
 //!   file: one 8-byte word per slot, written with atomic compare-and-swap, and an exclusive byte-range lock
 //!   per slot as the lease, so a dead holder's slot comes back the moment the kernel drops its lock.
+//! - [`exec`]: `procslot exec` — take a slot, then become another program that inherits it.
 //! - [`liveness`]: the PID-based fallback that decides whether a holder is dead where a filesystem refuses
 //!   locks.
 //! - [`pidfile`]: standard PID files, written atomically, read strictly, judged for trust; a per-target
 //!   lock across processes.
 //! - [`judge`]: the one judgement of a PID file: running, stale, reused, invalid or untrusted.
 //! - [`process`]: a handle on one particular process (start time, pidfd): alive, signal, wait for exit.
+//! - [`watch`]: one thread and one epoll set that report the death of every watched process.
 //! - [`mount`]: mount points, waiting for a mount to appear, lazy unmounts.
 //!
 //! Platform code lives in one private `sys` module chosen by `cfg`.
@@ -16,6 +18,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 pub mod error;
+pub mod exec;
 pub mod judge;
 pub mod liveness;
 pub mod mount;
@@ -23,6 +26,7 @@ pub mod pidfile;
 pub mod process;
 pub mod slots;
 mod sys;
+pub mod watch;
 
 pub use error::{Error, Result};
 pub use judge::{judge, Judgement, Verdict};
@@ -39,6 +43,7 @@ pub use pidfile::{
 };
 pub use process::{identity, started_after, Identity, ProcessHandle, Signalled};
 pub use slots::{
-  ensure_private_dir, get_process_id, release_process_id, Holder, Locking, OpenOptions, SlotFile,
-  SlotInfo, DEFAULT_TIMEOUT, MAX_FILE_BYTES, MAX_SLOTS, SLOT_BYTES,
+  ensure_private_dir, get_process_id, release_process_id, Cancel, Holder, Locking, OpenOptions,
+  SlotFile, SlotInfo, Waited, CROWDED, DEFAULT_TIMEOUT, MAX_FILE_BYTES, MAX_SLOTS, SLOT_BYTES,
+  WAIT_POLL,
 };

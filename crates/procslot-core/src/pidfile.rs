@@ -35,7 +35,7 @@ use nix::fcntl::OFlag;
 use nix::sys::stat::Mode;
 
 use crate::error::{Error, Result};
-use crate::judge::{judge, Verdict};
+use crate::judge::{judge, Judgement, Verdict};
 use crate::mount::MountId;
 use crate::process::{identity, Identity};
 use crate::sys::{self, LockOutcome};
@@ -560,6 +560,49 @@ impl PidFileStore {
       None => None,
     };
     Ok(Some(verdict(entry, record)?))
+  }
+
+  /// The target's PID file judged for display (`procslot pids`): as [`judge`](Self::judge), except that
+  /// root reads a file owned by another user — a regular file, not writable by others — as that user
+  /// would, instead of reporting it untrusted; the owner comes back beside the verdict (`Some(uid)`) so
+  /// that it can be marked. Nothing acts on such a verdict.
+  ///
+  /// # Errors
+  /// As [`judge`](Self::judge).
+  pub fn judge_for_display(&self, target_id: &str) -> Result<Option<(Verdict, Option<u32>)>> {
+    let Some(v) = self.judge(target_id)? else {
+      return Ok(None);
+    };
+    let e = &v.entry;
+    let foreign = self.euid == 0
+      && v.judgement == Judgement::Untrusted
+      && e.uid != 0
+      && e.mode & 0o002 == 0
+      && !matches!(&e.status, PidFileStatus::Untrusted(why) if why.contains("link") || why.contains("not a regular"));
+    if !foreign {
+      return Ok(Some((v, None)));
+    }
+    let owner = e.uid;
+    let path = self.path_for(target_id)?;
+    let Some(entry) = inspect_at(
+      nix::fcntl::AT_FDCWD,
+      &path,
+      &path,
+      target_id,
+      owner,
+      sys::pid_max(),
+    )?
+    else {
+      return Ok(None);
+    };
+    let record = match entry.pid() {
+      Some(_) => {
+        let rec = self.record_file(target_id)?;
+        read_record_at(nix::fcntl::AT_FDCWD, &rec, &rec, owner)?
+      }
+      None => None,
+    };
+    Ok(Some((verdict(entry, record)?, Some(owner))))
   }
 
   /// Everything about a target at once: its PID file judged, and its spawn record with the process it

@@ -24,10 +24,11 @@
 use std::collections::HashMap;
 use std::fs::File;
 use std::io;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::fd::{AsRawFd, FromRawFd};
+use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use memmap2::{MmapOptions, MmapRaw};
@@ -96,6 +97,114 @@ pub enum Locking {
 /// Above this many holders (non-zero words) a table is crowded: [`SlotFile::acquire`] tries the free
 /// words first instead of probing holders' locks in ascending order.
 pub const CROWDED: usize = 64;
+
+/// How often [`SlotFile::wait_for_slot`] looks for a freed slot.
+pub const WAIT_POLL: Duration = Duration::from_millis(10);
+
+/// What [`SlotFile::wait_for_slot`] came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Waited {
+  /// A slot, and whether this wait took it (`false`: this process held it already).
+  Slot(usize, bool),
+  /// The deadline passed with every slot held.
+  TimedOut,
+  /// [`Cancel::cancel`] was called.
+  Cancelled,
+}
+
+/// A way to end a [`SlotFile::wait_for_slot`] early, from any thread.
+#[derive(Debug, Default)]
+pub struct Cancel {
+  cancelled: Mutex<bool>,
+  wake: Condvar,
+}
+
+impl Cancel {
+  /// A fresh, uncancelled token.
+  pub fn new() -> Arc<Cancel> {
+    Arc::default()
+  }
+
+  /// Ends the waits that use this token (now, or as soon as they start).
+  pub fn cancel(&self) {
+    *lock(&self.cancelled) = true;
+    self.wake.notify_all();
+  }
+
+  /// Whether [`Cancel::cancel`] was called.
+  pub fn is_cancelled(&self) -> bool {
+    *lock(&self.cancelled)
+  }
+
+  /// Sleeps up to `d` unless cancelled; whether it was cancelled.
+  fn wait(&self, d: Duration) -> bool {
+    let guard = lock(&self.cancelled);
+    let (guard, _) = self
+      .wake
+      .wait_timeout_while(guard, d, |cancelled| !*cancelled)
+      .unwrap_or_else(|p| p.into_inner());
+    *guard
+  }
+}
+
+/// The environment variables through which `procslot exec` hands a slot to the program it becomes.
+pub mod env {
+  /// The slot.
+  pub const ID: &str = "PROCSLOT_ID";
+  /// The table's size.
+  pub const COUNT: &str = "PROCSLOT_COUNT";
+  /// The slot file's absolute path.
+  pub const FILE: &str = "PROCSLOT_FILE";
+  /// The descriptor, left open across `execve`, whose open file description holds the slot's lock.
+  pub const FD: &str = "PROCSLOT_FD";
+}
+
+/// The lease this process inherited across `execve` from `procslot exec`, if `path` names its file:
+/// the inherited descriptor (now close-on-exec, so that children of this process do not keep the lock
+/// alive after it) and the slot. Tried once per process.
+///
+/// The lease is this process's only if all of these hold: `PROCSLOT_FD` is an open descriptor of the
+/// very file `path` names (device and inode), `PROCSLOT_ID` is a slot of it whose word names this
+/// process (PID and start tag: `execve` keeps both), and the slot's lock can be taken through that
+/// descriptor — its open file description already holds it, so no other one does. A child of the
+/// process that exec'd (a shell's child, which may inherit the descriptor) fails the word check: its
+/// PID is not the one in the word, and the descriptor is left alone.
+fn adopt_inherited(path: &Path) -> Option<(File, usize)> {
+  static TRIED: AtomicBool = AtomicBool::new(false);
+  let fd: i32 = std::env::var(env::FD).ok()?.parse().ok()?;
+  let slot: usize = std::env::var(env::ID).ok()?.parse().ok()?;
+  if fd < 0 || TRIED.load(Ordering::SeqCst) {
+    return None;
+  }
+  let want = std::fs::symlink_metadata(path).ok()?;
+  // SAFETY: fstat on any integer is safe: a closed descriptor gives EBADF.
+  let mut st: libc::stat = unsafe { std::mem::zeroed() };
+  // SAFETY: `st` is a valid out-pointer.
+  if unsafe { libc::fstat(fd, &mut st) } != 0
+    || st.st_dev as u64 != want.dev()
+    || st.st_ino as u64 != want.ino()
+  {
+    return None;
+  }
+  if TRIED.swap(true, Ordering::SeqCst) {
+    return None;
+  }
+  // SAFETY: the descriptor is open (fstat succeeded) and names the slot file; from here on this
+  // process owns it — it was handed to us for exactly this. If the checks below fail, it is given back
+  // untouched with `into_raw_fd`.
+  let file = unsafe { File::from_raw_fd(fd) };
+  let mut word = [0u8; SLOT_BYTES];
+  let ours = file.read_exact_at(&mut word, offset(slot)).is_ok()
+    && u64::from_le_bytes(word) == me().to_word()
+    && sys::try_lock(&file, offset(slot), SLOT_BYTES as u64).ok() == Some(LockOutcome::Acquired);
+  if !ours {
+    let _ = std::os::fd::IntoRawFd::into_raw_fd(file);
+    return None;
+  }
+  // SAFETY: setting FD_CLOEXEC on a descriptor we own.
+  unsafe { libc::fcntl(file.as_raw_fd(), libc::F_SETFD, libc::FD_CLOEXEC) };
+  Some((file, slot))
+}
 
 /// How old an open must be before `acquire` checks again that the path still names the file.
 const RECHECK_AFTER: Duration = Duration::from_secs(1);
@@ -292,6 +401,10 @@ impl SlotFile {
       }
     }
 
+    if let Some((file, slot)) = adopt_inherited(&path) {
+      return Self::from_inherited(path, file, slot, options);
+    }
+
     let (file, created) = open_file(&path, options.mode)?;
     let meta = file
       .metadata()
@@ -343,6 +456,45 @@ impl SlotFile {
     Ok(slot_file)
   }
 
+  /// The slot file of a lease this process inherited across `execve` (see [`adopt_inherited`]): the
+  /// inherited descriptor becomes this process's open of the file, holding `slot`.
+  fn from_inherited(
+    path: PathBuf,
+    file: File,
+    slot: usize,
+    options: &OpenOptions,
+  ) -> Result<Arc<SlotFile>> {
+    let meta = file
+      .metadata()
+      .map_err(|e| Error::slot_io(&path, "fstat", &e))?;
+    check_file(&path, &meta, options.allow_foreign_owner)?;
+    let key = (meta.dev(), meta.ino());
+    let slots = (meta.len() / SLOT_BYTES as u64) as usize;
+    let map = SlotMap::new(&file, slots).map_err(|e| Error::slot_io(&path, "mmap", &e))?;
+    let slot_file = Arc::new(SlotFile {
+      path,
+      file,
+      key,
+      locks: AtomicBool::new(true),
+      replaced: AtomicBool::new(false),
+      me: me(),
+      timeout: options.timeout,
+      opened: Instant::now(),
+      inner: Mutex::new(Inner {
+        map,
+        held: Some(slot),
+        pin: None,
+      }),
+    });
+    lock(&slot_file.inner).pin = Some(Arc::clone(&slot_file));
+    let mut reg = registry();
+    reg.retain(|_, weak| weak.strong_count() > 0);
+    reg.insert(key, Arc::downgrade(&slot_file));
+    drop(reg);
+    slot_file.ensure_slots(options.slots.unwrap_or(0))?;
+    Ok(slot_file)
+  }
+
   fn lookup(key: (u64, u64)) -> Option<Arc<SlotFile>> {
     registry().get(&key).and_then(Weak::upgrade)
   }
@@ -350,6 +502,11 @@ impl SlotFile {
   /// The file's absolute path.
   pub fn path(&self) -> &Path {
     &self.path
+  }
+
+  /// This process's open of the file.
+  pub(crate) fn file_ref(&self) -> &File {
+    &self.file
   }
 
   /// Whether liveness is decided by locks (`false`: the filesystem refused them, or [`Locking::Off`]).
@@ -519,6 +676,48 @@ impl SlotFile {
       return Ok(Some((slot, true)));
     }
     Ok(None)
+  }
+
+  /// As [`SlotFile::claim`], but when every slot is held, waits until one frees (it is taken within
+  /// [`WAIT_POLL`] of its release or its holder's death), `deadline` passes ([`Waited::TimedOut`]) or
+  /// `cancel` is cancelled ([`Waited::Cancelled`]). Blocks the calling thread: run it off the JavaScript
+  /// thread.
+  ///
+  /// Why it looks again every few milliseconds instead of sleeping on an event: the kernel tells a
+  /// process that a lock was released only by waking a `F_OFD_SETLKW` blocked on that very range, so
+  /// waiting for "any of N slots" on events would take N blocked threads; a holder that is killed writes
+  /// nothing anywhere. A look is one `fstat` and one lock probe per slot, and a crowded table's free
+  /// words are tried first, so a waiter costs next to nothing while it waits.
+  ///
+  /// # Errors
+  /// As [`SlotFile::claim`].
+  pub fn wait_for_slot(
+    self: &Arc<Self>,
+    preferred: Option<usize>,
+    deadline: Option<Instant>,
+    cancel: &Cancel,
+  ) -> Result<Waited> {
+    loop {
+      if cancel.is_cancelled() {
+        return Ok(Waited::Cancelled);
+      }
+      if let Some((slot, took)) = self.claim(preferred)? {
+        return Ok(Waited::Slot(slot, took));
+      }
+      let pause = match deadline {
+        Some(d) => {
+          let now = Instant::now();
+          if now >= d {
+            return Ok(Waited::TimedOut);
+          }
+          WAIT_POLL.min(d - now)
+        }
+        None => WAIT_POLL,
+      };
+      if cancel.wait(pause) {
+        return Ok(Waited::Cancelled);
+      }
+    }
   }
 
   /// The claiming order of [`SlotFile::acquire`]; the slot won, if any.

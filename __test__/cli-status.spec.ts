@@ -1,0 +1,77 @@
+/**
+ * `procslot status` answers as init scripts and health checks ask (LSB exit codes), and `procslot stop`
+ * stops a daemon by the manager's rules.
+ */
+import { execFile } from 'node:child_process'
+import { chownSync, existsSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+
+import { openProcess } from '../binding.js'
+import { deadline, isRoot } from './helpers.ts'
+import { alive, fuseTest, managerProcess, mounted, sandbox } from './manager-helpers.ts'
+
+const CLI = fileURLToPath(new URL('../lib/cli.js', import.meta.url))
+
+function procslot(...args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [CLI, ...args], { timeout: 30_000 }, (err, stdout, stderr) => {
+      resolve({ code: err ? (typeof err.code === 'number' ? err.code : null) : 0, stdout, stderr })
+    })
+  })
+}
+
+fuseTest('procslot status exits 0 running, 1 dead with a PID file, 3 not running, 4 unknown; --json says the same', async (t) => {
+  const box = sandbox(t)
+  const manager = box.sleep()
+  const { pid } = await manager.spawn('up', box.mnt('up'))
+  const running = await procslot('status', box.pidDir, 'up')
+  t.is(running.code, 0, running.stderr)
+  t.regex(running.stdout, new RegExp(`up: running \\(PID ${pid}`))
+  const json = JSON.parse((await procslot('status', box.pidDir, 'up', '--json')).stdout)
+  t.like(json, { targetId: 'up', status: 'running', code: 0, judgement: 'running', pid, mountPath: box.mnt('up') })
+
+  // Dead with its PID file left: the daemon dies while no manager runs.
+  const down = await managerProcess({ pidDir: box.pidDir, src: box.src, mountPath: box.mnt('down'), targetId: 'down' })
+  t.is(down.code, 0, down.error)
+  const h = openProcess(down.pid!)!
+  process.kill(down.pid!, 'SIGKILL')
+  t.true(await deadline(h.waitExit(10_000), 15_000, 'the daemon to die'))
+  const dead = await procslot('status', box.pidDir, 'down', '--json')
+  t.is(dead.code, 1)
+  t.like(JSON.parse(dead.stdout), { status: 'dead', judgement: 'stale', pid: down.pid })
+
+  t.is((await procslot('status', box.pidDir, 'never')).code, 3)
+  t.is((await procslot('status', join(box.dir, 'no-such-dir'), 'x')).code, 3)
+
+  writeFileSync(join(box.pidDir, 'garbage.pid'), 'hello\n')
+  t.is((await procslot('status', box.pidDir, 'garbage')).code, 4)
+  if (isRoot) {
+    writeFileSync(join(box.pidDir, 'theirs.pid'), `${pid}\n`)
+    chownSync(join(box.pidDir, 'theirs.pid'), 65534, 65534)
+    const theirs = await procslot('status', box.pidDir, 'theirs', '--json')
+    t.is(theirs.code, 4)
+    t.like(JSON.parse(theirs.stdout), { status: 'unknown', judgement: 'untrusted' })
+  }
+  t.is((await procslot('status', box.pidDir)).code, 4, 'a request it cannot answer is unknown')
+  t.is((await procslot('status', box.pidDir, '../x')).code, 4)
+  t.true(existsSync(join(box.pidDir, 'down.pid')), 'status changes nothing')
+})
+
+fuseTest('procslot stop stops a bindfs daemon a manager spawned in another process, and leaves no stale mount', async (t) => {
+  const box = sandbox(t)
+  const mnt = box.mnt('t1')
+  const spawned = await managerProcess({ pidDir: box.pidDir, src: box.src, mountPath: mnt, targetId: 't1' })
+  t.is(spawned.code, 0, spawned.error)
+  t.true(mounted(mnt))
+  const stop = await procslot('stop', box.pidDir, 't1', '--force')
+  t.is(stop.code, 0, stop.stderr)
+  t.regex(stop.stdout, new RegExp(`t1: stopped \\(PID ${spawned.pid}, SIGKILL\\)`))
+  t.false(alive(spawned.pid!))
+  t.false(mounted(mnt), 'SIGKILL left a stale mount; stop unmounted it')
+  t.false(existsSync(join(box.pidDir, 't1.pid')))
+  const again = await procslot('stop', box.pidDir, 't1')
+  t.is(again.code, 0)
+  t.regex(again.stdout, /t1: not running/)
+  t.is((await procslot('status', box.pidDir, 't1')).code, 3)
+})

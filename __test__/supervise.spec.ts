@@ -1,0 +1,138 @@
+/**
+ * The manager as a supervisor: deaths noticed with no call (one watcher thread over pidfds), cleaned up
+ * at once, restarted by policy with backoff, given up after a limit; and a watching manager lets its
+ * process exit.
+ */
+import { execFile } from 'node:child_process'
+import { once } from 'node:events'
+import { existsSync, readFileSync, readdirSync } from 'node:fs'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+
+import { openProcess } from '../binding.js'
+import { deadline } from './helpers.ts'
+import { ManagerProcess, alive, daemonsWith, fuseTest, managerProcess, mounted, mountsUnder, sandbox } from './manager-helpers.ts'
+
+const SUPERVISE = fileURLToPath(new URL('./fixtures/supervise.cjs', import.meta.url))
+
+function run(args: object): Promise<{ code: number | null; lines: Array<Record<string, unknown>> }> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [SUPERVISE, JSON.stringify(args)], { timeout: 30_000 }, (err, stdout) => {
+      const lines = stdout.trim().split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>)
+      resolve({ code: err ? ((err as { code?: number }).code ?? null) : 0, lines })
+    })
+  })
+}
+
+fuseTest('an adopted bindfs daemon SIGKILLed with no call from anyone: exit arrives, its mount and PID file are gone', async (t) => {
+  const box = sandbox(t)
+  const mnt = box.mnt('t1')
+  const first = await managerProcess({ pidDir: box.pidDir, src: box.src, mountPath: mnt, targetId: 't1' })
+  t.is(first.code, 0, first.error)
+  const manager = box.bindfs()
+  t.is(manager.loaded, 1)
+  const exit = once(manager, 'exit')
+  process.kill(first.pid!, 'SIGKILL')
+  const [event] = await deadline(exit, 20_000, 'the exit event')
+  t.like(event, { targetId: 't1', pid: first.pid })
+  t.false(mounted(mnt), 'the stale mount was unmounted')
+  t.false(existsSync(join(box.pidDir, 't1.pid')), 'the PID file was removed')
+  t.is(manager.getProcessInfo('t1')?.status, 'exited', 'it stays in memory as exited')
+  t.is(manager.cleanupDeadProcesses(), 1)
+})
+
+fuseTest("restart: 'on-failure': a bindfs daemon SIGKILLed three times comes back three times at its mount path, with growing delays", async (t) => {
+  const box = sandbox(t)
+  const mnt = box.mnt('t1')
+  const manager = box.bindfs({ restart: 'on-failure', restartDelayMs: 50 })
+  let { pid } = await manager.spawn('t1', mnt)
+  const delays: number[] = []
+  for (let round = 1; round <= 3; round++) {
+    const restarted = once(manager, 'restart')
+    process.kill(pid, 'SIGKILL')
+    const [e] = (await deadline(restarted, 20_000, `restart ${round}`)) as [{ targetId: string; attempt: number; delayMs: number; pid: number }]
+    t.like(e, { targetId: 't1', attempt: round })
+    delays.push(e.delayMs)
+    t.not(e.pid, pid)
+    t.false(alive(pid))
+    pid = e.pid
+    t.is(readFileSync(join(box.pidDir, 't1.pid'), 'utf8'), `${pid}\n`, 'a new PID file')
+    t.deepEqual(readdirSync(mnt), ['hello.txt'], 'the mount answers')
+    t.deepEqual(mountsUnder(box.dir), [mnt], 'one mount, no stale one under it')
+  }
+  t.deepEqual(delays, [50, 100, 200])
+  t.true(manager.isRunning('t1'))
+})
+
+fuseTest('a daemon that dies at once on every restart ends in failed after maxRestarts, with nothing left running, mounted or on disk', async (t) => {
+  const box = sandbox(t)
+  const mnt = box.mnt('t1')
+  const flag = join(box.dir, 'first-run-done')
+  // The first run stays up (bindfs in the foreground); every later one exits at once with an error.
+  const manager = box.bindfs({
+    restart: 'always',
+    restartDelayMs: 10,
+    maxRestarts: 3,
+    command: 'sh',
+    args: ({ mountPath }) => ['-c', `if [ -e ${flag} ]; then echo broken >&2; exit 1; fi; : > ${flag}; exec bindfs -f ${box.src} ${mountPath}`],
+  })
+  const { pid } = await manager.spawn('t1', mnt)
+  const failed = once(manager, 'failed')
+  process.kill(pid, 'SIGKILL')
+  const [e] = await deadline(failed, 30_000, 'failed')
+  t.deepEqual(e, { targetId: 't1', restarts: 3 })
+  t.false(mounted(mnt))
+  t.deepEqual(readdirSync(box.pidDir).filter((f) => f.endsWith('.pid') || f.endsWith('.record')), [])
+  t.false(manager.isRunning('t1'))
+  t.true(existsSync(flag))
+})
+
+fuseTest('kill during a pending restart: nothing comes back (the manager’s process then ends by itself)', async (t) => {
+  const box = sandbox(t)
+  const r = await run({ scenario: 'kill-pending', pidDir: box.pidDir, marker: box.marker, mountPath: box.mnt('t') })
+  t.is(r.code, 0, JSON.stringify(r.lines))
+  t.like(r.lines.at(-1), { killed: true })
+  t.false(r.lines.some((l) => 'restarted' in l), 'no restart happened')
+  t.deepEqual(daemonsWith(box.marker), [])
+  t.false(existsSync(join(box.pidDir, 't.pid')))
+})
+
+fuseTest('a manager watching daemons with nothing else to do lets its process exit; the daemon lives on', async (t) => {
+  const box = sandbox(t)
+  const r = await run({ scenario: 'idle', pidDir: box.pidDir, marker: box.marker, mountPath: box.mnt('t') })
+  t.is(r.code, 0)
+  const pid = r.lines[0]!.pid as number
+  t.true(alive(pid))
+  const adopter = box.sleep()
+  t.is(adopter.getProcessInfo('t')?.pid, pid)
+})
+
+fuseTest('a daemon another manager process kills is not restarted by a manager that watched it', async (t) => {
+  const box = sandbox(t)
+  const mnt = box.mnt('t')
+  const manager = box.sleep({ restart: 'always', restartDelayMs: 10 })
+  const { pid } = await manager.spawn('t', mnt)
+  const other = await ManagerProcess.start({ pidDir: box.pidDir, daemon: 'sleep', marker: box.marker })
+  t.teardown(() => other.stop())
+  const exit = once(manager, 'exit')
+  t.true((await other.call('kill', 't')) as boolean)
+  await deadline(exit, 20_000, 'the exit event')
+  // The other manager removed the PID file with the daemon: this one sees it was stopped on purpose.
+  t.false(manager.isRunning('t'))
+  t.deepEqual(daemonsWith(box.marker), [])
+  t.is(openProcess(pid), null)
+})
+
+fuseTest('the stale events of the construction-time load come after the constructor returns: a listener attached right after new sees them', async (t) => {
+  const box = sandbox(t)
+  const first = box.sleep()
+  const { pid } = await first.spawn('gone', box.mnt('gone'))
+  first.close()
+  const h = openProcess(pid)!
+  process.kill(pid, 'SIGKILL')
+  t.true(await deadline(h.waitExit(10_000), 15_000, 'the daemon to die'))
+  const manager = box.sleep()
+  t.is(manager.cleaned, 1, 'counted at once')
+  const [e] = await deadline(once(manager, 'stale'), 5_000, 'the stale event')
+  t.like(e, { targetId: 'gone', pid })
+})

@@ -1,0 +1,23 @@
+/**
+ * The holder's clock.
+ */
+import { performance } from 'node:perf_hooks'
+
+/**
+ * A moment on this process's clocks: the monotonic clock (never steps, keeps running while the process is
+ * stopped) and the wall clock (also counts a suspend of the whole machine, during which the monotonic clock
+ * stands still). Elapsed time is the larger of the two: a wall clock stepped back is ignored, one stepped
+ * forward can only make the holder give up early — the safe side.
+ */
+export interface Stamp {
+  readonly mono: number
+  readonly wall: number
+}
+
+export function stamp(): Stamp {
+  return { mono: performance.now(), wall: Date.now() }
+}
+
+export function elapsedSince(s: Stamp): number {
+  return Math.max(performance.now() - s.mono, Date.now() - s.wall)
+}

@@ -1,0 +1,72 @@
+/**
+ * The etcd v3 client: the `etcd3` package (gRPC through `@grpc/grpc-js`), an optional peer dependency
+ * loaded on first use, so programs that only use slot files never load it.
+ */
+import { performance } from 'node:perf_hooks'
+
+import type * as Etcd3 from 'etcd3'
+
+import { EtcdError } from '../errors'
+import type { Settings } from './options'
+
+export type Etcd3Module = typeof Etcd3
+export type Client = Etcd3.Etcd3
+
+let etcd3: Promise<Etcd3Module> | undefined
+
+export function loadEtcd3(settings: Settings): Promise<Etcd3Module> {
+  etcd3 ??= import('etcd3').then((m) => ((m as { default?: Etcd3Module }).default?.Etcd3 ? m.default! : m))
+  return etcd3.catch((err: unknown) => {
+    etcd3 = undefined
+    throw new EtcdError(
+      'slots on etcd need the etcd3 package, an optional peer dependency of procslot: npm install etcd3',
+      { code: 'EETCDCLIENT', prefix: settings.prefix, endpoints: settings.endpoints, cause: err },
+    )
+  })
+}
+
+/** A fault-handling policy of the etcd3 client, reduced to what its connection pool calls. */
+type Policy = { execute<T>(fn: (context: { attempt: number; signal: AbortSignal }) => PromiseLike<T> | T): Promise<T> }
+
+export function newClient(lib: Etcd3Module, settings: Settings, options: Record<string, unknown>): Client {
+  const never = new AbortController().signal
+  // No per-host circuit breaker (the default one shuts a restarted endpoint out for 5 s). A call that
+  // fails for a transient reason (unreachable, no leader during an election, a deadline) is tried again on
+  // the next endpoint, after a pause growing from 50 ms to 1 s, until callTimeoutMs has passed since its
+  // first try. Transactions are safe to repeat: a claim finds its own key (see #claim).
+  const host: Policy = { execute: async (fn) => fn({ attempt: 0, signal: never }) }
+  const global: Policy = {
+    async execute(fn) {
+      const start = performance.now()
+      for (let attempt = 0; ; attempt++) {
+        try {
+          return await fn({ attempt, signal: never })
+        } catch (err) {
+          const pause = Math.min(1000, 50 * 2 ** attempt)
+          const budget = settings.callTimeoutMs - (performance.now() - start)
+          if (!lib.isRecoverableError(err as Error) || pause >= budget) throw err
+          await new Promise((resolve) => setTimeout(resolve, pause))
+        }
+      }
+    },
+  }
+  const constantBackoff = { duration: 200, next: () => constantBackoff }
+  return new lib.Etcd3({
+    hosts: [...settings.endpoints],
+    dialTimeout: settings.callTimeoutMs,
+    credentials: options.credentials as Etcd3.IOptions['credentials'],
+    auth: options.auth as Etcd3.IOptions['auth'],
+    grpcOptions: {
+      // Reconnect quickly after an etcd restart (gRPC's default backoff grows to two minutes).
+      'grpc.initial_reconnect_backoff_ms': 100,
+      'grpc.max_reconnect_backoff_ms': 1000,
+      ...(options.grpcOptions as Record<string, string | number> | undefined),
+    },
+    defaultCallOptions: (context) => (context.isStream ? {} : { deadline: Date.now() + settings.callTimeoutMs }),
+    faultHandling: {
+      host: () => host as unknown as ReturnType<NonNullable<NonNullable<Etcd3.IOptions['faultHandling']>['host']>>,
+      global: global as unknown as NonNullable<NonNullable<Etcd3.IOptions['faultHandling']>['global']>,
+      watchBackoff: constantBackoff as unknown as NonNullable<NonNullable<Etcd3.IOptions['faultHandling']>['watchBackoff']>,
+    },
+  })
+}

@@ -1,0 +1,218 @@
+/**
+ * The manager as a supervisor: every tracked daemon is watched (the core's one watcher thread, an epoll
+ * set over pidfds, reports its death within milliseconds, with no polling and without keeping the event
+ * loop alive); a death is cleaned up at once (the mount it made, its PID file) and reported as `exit`;
+ * daemons this manager spawned are restarted by their policy, with exponential backoff and a limit
+ * within a window. Internal to the manager (not exported by the package).
+ */
+import { NativeExitWatcher } from '../native'
+import { SpawnError } from '../errors'
+import type { TargetQueue } from './queue'
+import { spawnLocked, type SpawnSettings } from './spawn'
+import type { Tracked, Tracker } from './tracking'
+import type { ProcessInfo, RestartPolicy } from './types'
+
+/** The restart settings of a manager. */
+export interface RestartSettings {
+  readonly restart: RestartPolicy
+  readonly restartDelayMs: number
+  readonly restartMaxDelayMs: number
+  readonly maxRestarts: number
+  readonly restartWindowMs: number
+}
+
+/** How to start a target again: what its spawn was given, and its restarts so far. */
+interface Plan {
+  readonly policy: RestartPolicy
+  readonly mountPath: string
+  readonly env: Readonly<Record<string, string>>
+  /** When each restart within the window was scheduled. */
+  history: number[]
+  timer: NodeJS.Timeout | null
+  cancelled: boolean
+}
+
+export class Supervisor {
+  #watcher: NativeExitWatcher | null = null
+  readonly #tokens = new Map<number, Tracked>()
+  readonly #tokenOf = new WeakMap<Tracked, number>()
+  readonly #plans = new Map<string, Plan>()
+  #next = 1
+  /**
+   * Held while any daemon has a restart policy: supervising it is work, so the process stays alive.
+   * Watching alone keeps nothing alive (the watcher's callback into JavaScript is weak).
+   */
+  #keepAlive: NodeJS.Timeout | null = null
+
+  constructor(
+    readonly tr: Tracker,
+    readonly queue: TargetQueue,
+    readonly spawn: SpawnSettings,
+    readonly restart: RestartSettings,
+    readonly onSpawned: () => void,
+  ) {}
+
+  /** Watches a tracked daemon for its death (a dead one is handled at once). */
+  watch(t: Tracked): void {
+    if (t.exited || this.#tokenOf.has(t)) return
+    const handle = t.proc.handle
+    if (handle === null) {
+      queueMicrotask(() => this.#exited(t))
+      return
+    }
+    this.#watcher ??= new NativeExitWatcher((token: number) => this.#onToken(token))
+    const token = this.#next++
+    if (this.#watcher.watch(handle, token)) {
+      this.#tokens.set(token, t)
+      this.#tokenOf.set(t, token)
+    } else if (t.child !== null) {
+      // No pidfds here: Node's own report of its child's exit.
+      t.child.once('exit', () => this.#exited(t))
+    }
+  }
+
+  /** Stops watching a daemon dropped from memory. */
+  unwatch(t: Tracked): void {
+    const token = this.#tokenOf.get(t)
+    if (token === undefined) return
+    this.#tokenOf.delete(t)
+    this.#tokens.delete(token)
+    this.#watcher?.unwatch(token)
+  }
+
+  /** Remembers how a target was spawned, for restarts by `policy`. */
+  plan(targetId: string, policy: RestartPolicy, mountPath: string, env: Readonly<Record<string, string>>): void {
+    const old = this.#plans.get(targetId)
+    if (policy === 'no') {
+      if (old !== undefined) this.cancel(targetId)
+      return
+    }
+    // A spawn that returned the running daemon keeps the plan (and its history) it has.
+    if (old !== undefined && !old.cancelled && old.policy === policy && old.mountPath === mountPath) return
+    if (old !== undefined) this.cancel(targetId)
+    this.#plans.set(targetId, { policy, mountPath, env, history: [], timer: null, cancelled: false })
+    this.#keepAliveIfPlanned()
+  }
+
+  /** Cancels a target's restarts, pending or future (`kill`, `cleanupAll`). */
+  cancel(targetId: string): void {
+    const plan = this.#plans.get(targetId)
+    if (plan === undefined) return
+    plan.cancelled = true
+    if (plan.timer !== null) clearTimeout(plan.timer)
+    this.#plans.delete(targetId)
+    this.#keepAliveIfPlanned()
+  }
+
+  #keepAliveIfPlanned(): void {
+    if (this.#plans.size > 0 && this.#keepAlive === null) this.#keepAlive = setInterval(() => {}, 2 ** 30)
+    if (this.#plans.size === 0 && this.#keepAlive !== null) {
+      clearInterval(this.#keepAlive)
+      this.#keepAlive = null
+    }
+  }
+
+  /** Cancels every pending and future restart (`cleanupAll`). */
+  cancelAll(): void {
+    for (const id of [...this.#plans.keys()]) this.cancel(id)
+  }
+
+  /** Cancels every restart and every watch (`close`). */
+  close(): void {
+    this.cancelAll()
+    this.#watcher?.close()
+    this.#tokens.clear()
+  }
+
+  #onToken(token: number): void {
+    const t = this.#tokens.get(token)
+    if (t === undefined) return
+    this.#tokens.delete(token)
+    this.#tokenOf.delete(t)
+    const child = t.child
+    if (child !== null && child.exitCode === null && child.signalCode === null) {
+      // Node reaps its own child and says how it ended moments later: wait for that (a deadline in case).
+      const timer = setTimeout(() => this.#exited(t), 1000)
+      child.once('exit', () => {
+        clearTimeout(timer)
+        this.#exited(t)
+      })
+      return
+    }
+    this.#exited(t)
+  }
+
+  /** A tracked daemon is dead: clean up, report, restart by its plan. */
+  #exited(t: Tracked): void {
+    if (t.exited || t.killing || this.tr.get(t.targetId) !== t) return
+    const code = t.child?.exitCode ?? null
+    const signal = t.child?.signalCode ?? null
+    let cleaned: 'ours' | 'gone' | 'busy'
+    try {
+      cleaned = this.tr.cleanDisk(t, false)
+    } catch (err) {
+      this.#error(err)
+      cleaned = 'busy'
+    }
+    this.tr.markExited(t, code, signal)
+    const continueWith = (how: 'ours' | 'gone' | 'busy') => {
+      const plan = this.#plans.get(t.targetId)
+      if (plan === undefined || plan.cancelled || how !== 'ours') return
+      const failed = code !== 0 || signal !== null
+      if (plan.policy === 'always' || (plan.policy === 'on-failure' && failed)) this.#schedule(t.targetId, plan)
+      else this.cancel(t.targetId)
+    }
+    if (cleaned !== 'busy') {
+      continueWith(cleaned)
+      return
+    }
+    // The target's lock is held (another call, maybe another manager): clean up under it.
+    this.queue
+      .run(t.targetId, this.spawn.killTimeoutMs + this.spawn.startTimeoutMs, (why) => new Error(why), async () => this.tr.cleanDisk(t, true))
+      .then(continueWith, (err: unknown) => this.#error(err))
+  }
+
+  #schedule(targetId: string, plan: Plan): void {
+    const now = Date.now()
+    plan.history = plan.history.filter((at) => now - at < this.restart.restartWindowMs)
+    if (plan.history.length >= this.restart.maxRestarts) {
+      this.cancel(targetId)
+      this.tr.log.error({ targetId, restarts: plan.history.length }, 'restarted too often; giving up')
+      this.tr.events.emit('failed', { targetId, restarts: plan.history.length })
+      return
+    }
+    const attempt = plan.history.length + 1
+    const delayMs = Math.min(this.restart.restartDelayMs * 2 ** (attempt - 1), this.restart.restartMaxDelayMs)
+    plan.history.push(now)
+    this.tr.log.info({ targetId, attempt, delayMs }, 'restarting after a delay')
+    plan.timer = setTimeout(() => {
+      plan.timer = null
+      void this.#restart(targetId, plan, attempt, delayMs)
+    }, delayMs)
+  }
+
+  async #restart(targetId: string, plan: Plan, attempt: number, delayMs: number): Promise<void> {
+    let info: ProcessInfo | null
+    try {
+      info = await this.queue.run(
+        targetId,
+        this.spawn.startTimeoutMs,
+        (why) => new SpawnError(`target ${targetId}: ${why}`, { targetId, reason: 'locked' }),
+        // A kill while this waited for the lock cancelled it: then nothing starts.
+        async () => (plan.cancelled ? null : spawnLocked(this.tr, this.spawn, targetId, plan.mountPath, plan.env, this.onSpawned)),
+      )
+    } catch (err) {
+      if (plan.cancelled) return
+      this.tr.log.warn({ targetId, attempt, err: (err as Error).message }, 'a restart failed')
+      this.#schedule(targetId, plan)
+      return
+    }
+    if (info === null || plan.cancelled) return
+    this.tr.events.emit('restart', { targetId, attempt, delayMs, pid: info.pid })
+  }
+
+  #error(err: unknown): void {
+    this.tr.log.error({ err: (err as Error).message }, 'cleaning up after a dead daemon failed')
+    if (this.tr.events.listenerCount('error') > 0) this.tr.events.emit('error', err as Error)
+  }
+}
