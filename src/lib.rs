@@ -85,6 +85,21 @@ pub struct NativeOpenOptions {
   pub private_dir: bool,
 }
 
+impl From<&NativeOpenOptions> for OpenOptions {
+  fn from(options: &NativeOpenOptions) -> Self {
+    OpenOptions {
+      mode: options.mode,
+      allow_foreign_owner: options.allow_foreign_owner,
+      ..open_options(
+        options.slots,
+        options.default_slots,
+        options.timeout_ms,
+        options.private_dir,
+      )
+    }
+  }
+}
+
 /// An open slot file. Dropping it (its JavaScript object collected) frees nothing: a held slot is pinned
 /// by the core until it is released, this table is closed after taking it, or the process ends.
 #[napi]
@@ -110,16 +125,7 @@ impl NativeSlotTable {
   /// Opens (or joins this process's open of) the slot file at `path`.
   #[napi(factory)]
   pub fn open(env: &Env, path: String, options: NativeOpenOptions) -> Result<Self> {
-    let options = OpenOptions {
-      mode: options.mode,
-      allow_foreign_owner: options.allow_foreign_owner,
-      ..open_options(
-        options.slots,
-        options.default_slots,
-        options.timeout_ms,
-        options.private_dir,
-      )
-    };
+    let options = OpenOptions::from(&options);
     let file = SlotFile::open(Path::new(&path), &options).map_err(|e| to_js(env, e))?;
     Ok(NativeSlotTable {
       path: file.path().to_string_lossy().into_owned(),
@@ -340,16 +346,7 @@ pub fn exec_with_slot(
   program: String,
   args: Vec<String>,
 ) -> Result<NativeExecFailure> {
-  let open = OpenOptions {
-    mode: options.mode,
-    allow_foreign_owner: options.allow_foreign_owner,
-    ..open_options(
-      options.slots,
-      options.default_slots,
-      options.timeout_ms,
-      options.private_dir,
-    )
-  };
+  let open = OpenOptions::from(&options);
   let args: Vec<std::ffi::OsString> = args.into_iter().map(Into::into).collect();
   let failure = procslot_core::exec::exec(
     Path::new(&path),

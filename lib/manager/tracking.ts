@@ -167,19 +167,7 @@ export class Tracker {
 
   /** Tracks a live process found at load (judged running natively); its record is read when needed. */
   trackLoaded(targetId: string, pid: number, startTicks: number, startTimeMs: number): void {
-    this.#map.set(targetId, {
-      targetId,
-      pid,
-      proc: new Proc(pid, startTicks, startTimeMs),
-      mountPath: undefined,
-      mount: undefined,
-      envKeys: [],
-      loadedFromDisk: true,
-      child: null,
-      killing: false,
-      exitReported: false,
-      exited: false,
-    })
+    this.#map.set(targetId, loadedEntry(targetId, new Proc(pid, startTicks, startTimeMs), undefined, undefined))
   }
 
   /** The target's PID file, judged by the core; `null` when there is none. */
@@ -234,19 +222,7 @@ export class Tracker {
     const old = this.#map.get(v.targetId)
     if (old !== undefined) this.drop(old)
     const record = v.record ?? null
-    const t: Tracked = {
-      targetId: v.targetId,
-      pid: v.pid!,
-      proc: new Proc(v.pid!, v.startTicks!, v.startTimeMs!),
-      mountPath: record?.mountPath ?? null,
-      mount: mountRef(record),
-      envKeys: [],
-      loadedFromDisk: true,
-      child: null,
-      killing: false,
-      exitReported: false,
-      exited: false,
-    }
+    const t = loadedEntry(v.targetId, new Proc(v.pid!, v.startTicks!, v.startTimeMs!), record?.mountPath ?? null, mountRef(record))
     t.proc.pin(this.native, v.targetId, v.fingerprint)
     this.#map.set(v.targetId, t)
     this.onTracked(t)
@@ -445,4 +421,24 @@ export class Tracker {
 /** The recorded mount of a record, if it has one. */
 export function mountRef(record: Pick<NativeRecord, 'mountId' | 'mountDev'> | null | undefined): MountRef | null {
   return record?.mountId != null && record.mountDev != null ? { id: record.mountId, dev: record.mountDev } : null
+}
+
+/**
+ * The entry of a daemon found through its PID file rather than spawned here: no child, no environment
+ * known. `undefined` mount fields are read from its spawn record when first needed.
+ */
+function loadedEntry(targetId: string, proc: Proc, mountPath: Tracked['mountPath'], mount: Tracked['mount']): Tracked {
+  return {
+    targetId,
+    pid: proc.pid,
+    proc,
+    mountPath,
+    mount,
+    envKeys: [],
+    loadedFromDisk: true,
+    child: null,
+    killing: false,
+    exitReported: false,
+    exited: false,
+  }
 }

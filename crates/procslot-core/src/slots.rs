@@ -436,7 +436,23 @@ impl SlotFile {
     let size = grow(&path, &file, meta.len(), initial, locks, deadline)?;
     let map = SlotMap::new(&file, (size / SLOT_BYTES as u64) as usize)
       .map_err(|e| Error::slot_io(&path, "mmap", &e))?;
-    let slot_file = Arc::new(SlotFile {
+    Ok(Self::register(
+      &mut reg,
+      SlotFile::new(path, file, key, map, None, locks, options),
+    ))
+  }
+
+  /// A new open of a file, holding `held` (a slot inherited across `execve`) or nothing.
+  fn new(
+    path: PathBuf,
+    file: File,
+    key: (u64, u64),
+    map: SlotMap,
+    held: Option<usize>,
+    locks: bool,
+    options: &OpenOptions,
+  ) -> Arc<SlotFile> {
+    Arc::new(SlotFile {
       path,
       file,
       key,
@@ -447,13 +463,20 @@ impl SlotFile {
       opened: Instant::now(),
       inner: Mutex::new(Inner {
         map,
-        held: None,
+        held,
         pin: None,
       }),
-    });
+    })
+  }
+
+  /// Records this process's open of a file in the registry (dropping entries of files no longer open).
+  fn register(
+    reg: &mut HashMap<(u64, u64), Weak<SlotFile>>,
+    slot_file: Arc<SlotFile>,
+  ) -> Arc<SlotFile> {
     reg.retain(|_, weak| weak.strong_count() > 0);
-    reg.insert(key, Arc::downgrade(&slot_file));
-    Ok(slot_file)
+    reg.insert(slot_file.key, Arc::downgrade(&slot_file));
+    slot_file
   }
 
   /// The slot file of a lease this process inherited across `execve` (see [`adopt_inherited`]): the
@@ -471,26 +494,9 @@ impl SlotFile {
     let key = (meta.dev(), meta.ino());
     let slots = (meta.len() / SLOT_BYTES as u64) as usize;
     let map = SlotMap::new(&file, slots).map_err(|e| Error::slot_io(&path, "mmap", &e))?;
-    let slot_file = Arc::new(SlotFile {
-      path,
-      file,
-      key,
-      locks: AtomicBool::new(true),
-      replaced: AtomicBool::new(false),
-      me: me(),
-      timeout: options.timeout,
-      opened: Instant::now(),
-      inner: Mutex::new(Inner {
-        map,
-        held: Some(slot),
-        pin: None,
-      }),
-    });
+    let slot_file = SlotFile::new(path, file, key, map, Some(slot), true, options);
     lock(&slot_file.inner).pin = Some(Arc::clone(&slot_file));
-    let mut reg = registry();
-    reg.retain(|_, weak| weak.strong_count() > 0);
-    reg.insert(key, Arc::downgrade(&slot_file));
-    drop(reg);
+    let slot_file = Self::register(&mut registry(), slot_file);
     slot_file.ensure_slots(options.slots.unwrap_or(0))?;
     Ok(slot_file)
   }
