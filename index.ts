@@ -4,15 +4,25 @@
  *
  * @packageDocumentation
  */
-import './lib/platform'
+import './lib/native'
 
 export { DEFAULT_SLOTS_FILE, MAX_SLOTS, SlotTable, getProcessId, releaseProcessId } from './lib/slots'
 export type { AcquireOptions, GetProcessIdOptions, SlotInfo, SlotTableOptions, WaitForSlotOptions } from './lib/slots'
-export { acquireMultiProcessConfig, defaultConfig, multiProcessConfig } from './lib/config'
+// Loaded on first use (see lib/lazy.ts): a program that only wants its slot never loads them.
+export {
+  EtcdSlotTable,
+  FuseProcessManager,
+  MultiProcessClient,
+  PidFileStore,
+  acquireMultiProcessConfig,
+  defaultConfig,
+  multiProcessConfig,
+  newClient,
+  newMultiProcessClient,
+  newMultiProcessClientWithFile,
+} from './lib/lazy'
 export type { AcquireConfigOptions, ConcurrencyConfig, Config, PartialConfig, WaitingConfig } from './lib/config'
-export { MultiProcessClient, newClient, newMultiProcessClient, newMultiProcessClientWithFile } from './lib/client'
 export type { FrozenConfig } from './lib/client'
-export { EtcdSlotTable } from './lib/etcd'
 export type {
   EtcdAcquireOptions,
   EtcdClientConfig,
@@ -22,9 +32,7 @@ export type {
   EtcdSlotTableOptions,
   EtcdWaitOptions,
 } from './lib/etcd'
-export { PidFileStore } from './lib/pidfile'
 export type { PidFileInfo } from './lib/pidfile'
-export { FuseProcessManager } from './lib/manager'
 export type {
   FuseProcessManagerOptions,
   KillOptions,

@@ -1,109 +1,104 @@
-// As a consumer would: pack the package and the linux-x64-gnu platform package, install both tarballs
-// into a fresh project outside the repo with no cargo on the PATH, then require, import and type-check.
+// `npm install procslot` as a user gets it. A real npm registry (Verdaccio, on a loopback port, storage in a
+// temporary directory) receives the package through the release's own flow: `npm run artifacts` puts the
+// built binary into its platform package, `npm publish` runs `prepublishOnly` (`napi prepublish -t npm`),
+// which publishes the platform package and writes `optionalDependencies`, then publishes the main package.
+// Fresh projects outside the repo, with no cargo on the PATH, install it from there (see ./registry.ts:
+// nothing reaches the public registry).
 import test from 'ava'
-import { execFileSync } from 'node:child_process'
-import { copyFileSync, existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs'
-import { delimiter, dirname, join } from 'node:path'
-import { fileURLToPath } from 'node:url'
+import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
 
-import { tempDir } from './helpers.ts'
+import {
+  BINARY,
+  PLATFORM,
+  PLATFORM_PKG,
+  built,
+  consumer,
+  ok,
+  pkg,
+  publish,
+  repo,
+  run,
+  startRegistry,
+  type Registry,
+} from './registry.ts'
 
-const repo = dirname(dirname(fileURLToPath(import.meta.url)))
-const linuxX64Gnu = process.platform === 'linux' && process.arch === 'x64' && !existsSync('/lib/ld-musl-x86_64.so.1')
-const platformTest = linuxX64Gnu ? test : process.env.CI ? test : test.skip
+const platformTest = built || process.env.CI ? test : test.skip
 
-function run(cmd: string, args: string[], cwd: string, env: NodeJS.ProcessEnv = process.env): string {
-  return execFileSync(cmd, args, { cwd, env, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 120_000 })
-}
+let registry: Registry | undefined
+/** What `npm pack` of the repo lists (the main package's files). */
+let packed: string[] = []
 
-platformTest('the packed package installs and works from require, import and TypeScript without cargo', (t) => {
-  t.true(linuxX64Gnu, 'this check builds the linux-x64-gnu package; CI runs it on linux x64 glibc')
-  const { dir, cleanup } = tempDir('procslot-consumer-')
-  t.teardown(cleanup)
-  const tarballs = join(dir, 'tarballs')
-  const platformPkg = join(dir, 'linux-x64-gnu')
-  const project = join(dir, 'project')
-  for (const d of [tarballs, platformPkg, project]) mkdirSync(d)
+test.before(async () => {
+  if (!built) return
+  registry = await startRegistry()
+  packed = (await publish(registry)).main.files
+})
 
-  // The platform package as `napi prepublish` lays it out: its package.json plus the built binary.
-  copyFileSync(join(repo, 'npm/linux-x64-gnu/package.json'), join(platformPkg, 'package.json'))
-  copyFileSync(join(repo, 'procslot.linux-x64-gnu.node'), join(platformPkg, 'procslot.linux-x64-gnu.node'))
-  run('npm', ['pack', '--silent', '--pack-destination', tarballs], repo)
-  run('npm', ['pack', '--silent', '--pack-destination', tarballs], platformPkg)
-  const packed = readdirSync(tarballs).sort()
-  t.deepEqual(packed, ['procslot-0.1.0.tgz', 'procslot-linux-x64-gnu-0.1.0.tgz'])
+test.after.always(async () => {
+  await registry?.stop()
+})
 
-  // No cargo anywhere on the PATH: the consumer gets the prebuilt binary, never a build.
-  const PATH = (process.env.PATH ?? '')
-    .split(delimiter)
-    .filter((entry) => entry && !existsSync(join(entry, 'cargo')))
-    .join(delimiter)
-  const env = { ...process.env, PATH, npm_config_offline: 'true', npm_config_audit: 'false', npm_config_fund: 'false' }
-  t.throws(() => run('sh', ['-c', 'command -v cargo'], project, env))
+platformTest('the main package ships the built JavaScript, its types, README and LICENSE; no sources, no binary', (t) => {
+  t.true(built, `this check publishes the binary built here, ${BINARY}`)
+  for (const file of ['package.json', 'README.md', 'LICENSE', 'index.js', 'index.d.ts', 'binding.js', 'lib/cli.js']) {
+    t.true(packed.includes(file), `${file} is packed: ${packed.join(' ')}`)
+  }
+  t.deepEqual(
+    packed.filter((f) => (f.endsWith('.ts') && !f.endsWith('.d.ts')) || f.endsWith('.node') || !/^(lib\/|[^/]+$)/.test(f)),
+    [],
+  )
+})
 
-  writeFileSync(join(project, 'package.json'), JSON.stringify({ name: 'consumer', private: true }))
-  run('npm', ['install', ...packed.map((f) => join(tarballs, f))], project, env)
-  const installed = readdirSync(join(project, 'node_modules/procslot')).sort()
-  t.false(installed.some((f) => f.endsWith('.ts') && !f.endsWith('.d.ts')), `no sources shipped: ${installed}`)
-  t.false(installed.some((f) => f.endsWith('.node')), 'the binary comes from the platform package')
+platformTest('npm install procslot from a registry brings the platform binary through optionalDependencies', async (t) => {
+  t.true(built, `no binary built here: ${BINARY}`)
+  const reg = registry!
+  t.not((await run('sh', ['-c', 'command -v cargo'], reg.dir, reg.env)).code, 0, 'no cargo on the PATH')
+  const project = await consumer(reg)
+  const installed = JSON.parse(readFileSync(join(project, 'node_modules', pkg.name, 'package.json'), 'utf8'))
+  t.deepEqual(installed.optionalDependencies, { [PLATFORM_PKG]: pkg.version }, 'written by napi prepublish')
+  const lock = JSON.parse(readFileSync(join(project, 'package-lock.json'), 'utf8'))
+  t.like(lock.packages[`node_modules/${PLATFORM_PKG}`], {
+    version: pkg.version,
+    optional: true,
+    os: [process.platform],
+    cpu: [process.arch],
+  })
+  t.true(lock.packages[`node_modules/${PLATFORM_PKG}`].resolved.startsWith(reg.url))
+  const binary = readdirSync(join(project, 'node_modules', PLATFORM_PKG)).sort()
+  t.deepEqual(binary, ['LICENSE', 'README.md', 'package.json', `procslot.${PLATFORM}.node`])
+  t.false(readdirSync(join(project, 'node_modules', pkg.name)).some((f) => f.endsWith('.node')))
 
-  const slots = join(dir, 'slots')
+  const slots = join(project, 'slots')
   const cjs = `
-    const { getProcessId, SlotTable, SlotFileError } = require('procslot')
+    const { getProcessId, SlotTable, SlotFileError, FuseProcessManager } = require('procslot')
+    const table = SlotTable.open(${JSON.stringify(slots)}, { slots: 4 })
     const id = getProcessId(${JSON.stringify(slots)})
-    const table = SlotTable.open(${JSON.stringify(slots)})
-    console.log(JSON.stringify({ id, held: table.held, error: typeof SlotFileError }))
+    console.log(JSON.stringify({ id, size: table.size, error: typeof SlotFileError, manager: typeof FuseProcessManager }))
   `
-  t.deepEqual(JSON.parse(run(process.execPath, ['-e', cjs], project, env)), { id: 0, held: 0, error: 'function' })
-
-  const esm = `
-    import { getProcessId, SlotsExhaustedError } from 'procslot'
-    const all = await import('procslot')
-    console.log(JSON.stringify({ id: getProcessId(${JSON.stringify(slots)}), keys: Object.keys(all).includes('SlotTable'), error: typeof SlotsExhaustedError }))
-  `
-  t.deepEqual(JSON.parse(run(process.execPath, ['--input-type=module', '-e', esm], project, env)), {
+  t.deepEqual(JSON.parse(await ok(process.execPath, ['-e', cjs], project, reg.env)), {
     id: 0,
-    keys: true,
+    size: 4,
     error: 'function',
+    manager: 'function',
   })
 
-  writeFileSync(
-    join(project, 'consumer.ts'),
-    `import { getProcessId, releaseProcessId, SlotTable, SlotFileError, SlotsExhaustedError, DEFAULT_SLOTS_FILE, type SlotInfo } from 'procslot'
-declare function report(...values: unknown[]): void
-const id: number = getProcessId(DEFAULT_SLOTS_FILE)
-const freed: boolean = releaseProcessId()
-const table: SlotTable = SlotTable.open('/tmp/slots', { slots: 8, mode: 0o600 })
-const slot: number = table.acquire({ preferred: 2 })
-const snapshot: SlotInfo[] = table.snapshot()
-const alive: boolean = snapshot[0].alive && snapshot[0].self
-try { table.acquire() } catch (err) {
-  if (err instanceof SlotsExhaustedError) { const code: 'ESLOTSFULL' = err.code; report(code, err.slots) }
-  if (err instanceof SlotFileError) report(err.code, err.path)
-}
-// @ts-expect-error slots is a number
-SlotTable.open('/tmp/slots', { slots: '8' })
-report(id, freed, slot, alive)
-import { FuseProcessManager, PidFileStore, InvalidTargetIdError, SpawnError, type ProcessInfo } from 'procslot'
-async function supervise(): Promise<void> {
-  const manager = new FuseProcessManager({ pidDir: '/tmp/pids', command: 'bindfs', args: ({ mountPath }) => ['-f', '/src', mountPath] })
-  manager.on('exit', (e) => report(e.targetId, e.pid, e.signal))
-  try {
-    const info: ProcessInfo = await manager.spawn('t1', '/mnt/t1', { REGION: 'x' })
-    report(info.pid, info.loadedFromDisk, manager.getStats().pidFilesOnDisk)
-  } catch (err) {
-    if (err instanceof SpawnError) report(err.reason, err.logTail)
-    if (err instanceof InvalidTargetIdError) report(err.code)
-  }
-  const killed: boolean = await manager.kill('t1', { force: true })
-  const pid: number | null = new PidFileStore('/tmp/pids').read('t1')
-  report(killed, pid)
-  // @ts-expect-error ready is 'mount' or 'alive'
-  new FuseProcessManager({ pidDir: '/tmp/pids', command: 'x', ready: 'soon' })
-}
-report(supervise)
-`,
-  )
+  const esm = `
+    import { getProcessId, SlotsExhaustedError, FuseProcessManager, newMultiProcessClient } from 'procslot'
+    const all = await import('procslot')
+    console.log(JSON.stringify({
+      id: getProcessId(${JSON.stringify(slots)}),
+      names: ['SlotTable', 'PidFileStore', 'defaultConfig'].every((n) => typeof all[n] === 'function'),
+      types: [SlotsExhaustedError, FuseProcessManager, newMultiProcessClient].map((v) => typeof v),
+    }))
+  `
+  t.deepEqual(JSON.parse(await ok(process.execPath, ['--input-type=module', '-e', esm], project, reg.env)), {
+    id: 0,
+    names: true,
+    types: ['function', 'function', 'function'],
+  })
+
+  writeFileSync(join(project, 'consumer.ts'), CONSUMER_TS)
   writeFileSync(
     join(project, 'tsconfig.json'),
     JSON.stringify({
@@ -121,5 +116,90 @@ report(supervise)
       files: ['consumer.ts'],
     }),
   )
-  t.notThrows(() => run(process.execPath, [join(repo, 'node_modules/typescript/bin/tsc'), '-p', project], project, env))
+  const tsc = await run(process.execPath, [join(repo, 'node_modules/typescript/bin/tsc'), '-p', project], project, reg.env)
+  t.is(tsc.code, 0, tsc.stdout)
+
+  t.is((await ok('npx', ['--no', '--', 'procslot', '--version'], project, reg.env)).trim(), pkg.version)
+  const listing = JSON.parse(await ok('npx', ['--no', '--', 'procslot', 'slots', '--json', slots], project, reg.env))
+  t.like(listing, { file: slots, size: 4, held: 0 })
+
+  // Windows, as the import sees it: refused by name, before any loader runs.
+  const windows = `Object.defineProperty(process, 'platform', { value: 'win32' })
+    try { require('procslot') } catch (e) { console.log(JSON.stringify({ name: e.name, code: e.code, message: e.message })) }`
+  const refused = JSON.parse(await ok(process.execPath, ['-e', windows], project, reg.env))
+  t.like(refused, { name: 'ProcslotError', code: 'ERR_PROCSLOT_UNSUPPORTED_PLATFORM' })
+  t.regex(refused.message, new RegExp(`unsupported platform win32-${process.arch}\\b.*${PLATFORM}`))
+
+  // A binary that is installed but does not load (a glibc too old, a damaged file): the loader's reason.
+  writeFileSync(join(project, 'node_modules', PLATFORM_PKG, `procslot.${PLATFORM}.node`), 'not an ELF file')
+  const broken = await run(process.execPath, ['-e', "require('procslot')"], project, reg.env)
+  t.not(broken.code, 0)
+  t.regex(broken.stderr, new RegExp(`binary for ${PLATFORM} \\(package ${PLATFORM_PKG}\\) is installed but could not be loaded: .+`))
 })
+
+platformTest('installed without optional dependencies, procslot names the platform and the package to install', async (t) => {
+  t.true(built, `no binary built here: ${BINARY}`)
+  const reg = registry!
+  const project = await consumer(reg, ['--omit=optional'])
+  t.false(existsSync(join(project, 'node_modules', PLATFORM_PKG)))
+
+  const load = await run(process.execPath, ['-e', "require('procslot')"], project, reg.env)
+  t.not(load.code, 0)
+  t.regex(load.stderr, new RegExp(`no prebuilt binary for ${PLATFORM}: .*npm install ${PLATFORM_PKG}`))
+  const code = `import('procslot').catch((e) => console.log(JSON.stringify({ code: e.code, platform: e.platform, package: e.package })))`
+  t.deepEqual(JSON.parse(await ok(process.execPath, ['-e', code], project, reg.env)), {
+    code: 'ERR_PROCSLOT_NO_BINARY',
+    platform: PLATFORM,
+    package: PLATFORM_PKG,
+  })
+
+  const help = await run('npx', ['--no', '--', 'procslot', '--help'], project, reg.env)
+  t.is(help.code, 0, help.stderr)
+  t.regex(help.stdout, /^usage: procslot <command>/)
+  t.is((await ok('npx', ['--no', '--', 'procslot', '--version'], project, reg.env)).trim(), pkg.version)
+  const slots = await run('npx', ['--no', '--', 'procslot', 'slots'], project, reg.env)
+  t.is(slots.code, 1)
+  t.is(slots.stderr.trim().split('\n').length, 1, 'one line, no stack')
+  t.regex(slots.stderr, new RegExp(`npm install ${PLATFORM_PKG}$`, 'm'))
+})
+
+// What a TypeScript consumer writes checked with `tsc --strict --module nodenext` against the installed types.
+const CONSUMER_TS = `import { getProcessId, releaseProcessId, SlotTable, SlotFileError, SlotsExhaustedError, DEFAULT_SLOTS_FILE, type SlotInfo } from 'procslot'
+declare function report(...values: unknown[]): void
+const id: number = getProcessId(DEFAULT_SLOTS_FILE)
+const freed: boolean = releaseProcessId()
+const table: SlotTable = SlotTable.open('/tmp/slots', { slots: 8, mode: 0o600 })
+const slot: number = table.acquire({ preferred: 2 })
+const snapshot: SlotInfo[] = table.snapshot()
+const alive: boolean = snapshot[0].alive && snapshot[0].self
+try { table.acquire() } catch (err) {
+  if (err instanceof SlotsExhaustedError) { const code: 'ESLOTSFULL' = err.code; report(code, err.slots) }
+  if (err instanceof SlotFileError) report(err.code, err.path)
+}
+// @ts-expect-error slots is a number
+SlotTable.open('/tmp/slots', { slots: '8' })
+report(id, freed, slot, alive)
+import { FuseProcessManager, PidFileStore, InvalidTargetIdError, SpawnError, newMultiProcessClient, MultiProcessClient, type ProcessInfo } from 'procslot'
+async function supervise(): Promise<void> {
+  const manager: FuseProcessManager = new FuseProcessManager({ pidDir: '/tmp/pids', command: 'bindfs', args: ({ mountPath }) => ['-f', '/src', mountPath] })
+  manager.on('exit', (e) => report(e.targetId, e.pid, e.signal))
+  try {
+    const info: ProcessInfo = await manager.spawn('t1', '/mnt/t1', { REGION: 'x' })
+    report(info.pid, info.loadedFromDisk, manager.getStats().pidFilesOnDisk)
+  } catch (err) {
+    if (err instanceof SpawnError) report(err.reason, err.logTail)
+    if (err instanceof InvalidTargetIdError) report(err.code)
+  }
+  const killed: boolean = await manager.kill('t1', { force: true })
+  const store: PidFileStore = new PidFileStore('/tmp/pids')
+  const pid: number | null = store.read('t1')
+  report(killed, pid)
+  // @ts-expect-error ready is 'mount' or 'alive'
+  new FuseProcessManager({ pidDir: '/tmp/pids', command: 'x', ready: 'soon' })
+  class Quiet extends FuseProcessManager {}
+  report(new Quiet({ pidDir: '/tmp/pids', command: 'x' }) instanceof FuseProcessManager)
+}
+const client = newMultiProcessClient('/tmp/data')
+const typed: MultiProcessClient = client
+report(supervise, typed)
+`

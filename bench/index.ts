@@ -16,6 +16,7 @@ import { SlotTable, getProcessId, releaseProcessId } from '../index.js'
 import * as binding from '../binding.js'
 import { etcdCases, type EtcdBench } from './etcd.ts'
 import { managerCases } from './manager.ts'
+import { releaseCases, type ReleaseSizes } from './release.ts'
 import { compare, formatNs, formatRate, formatTable, stats, timerOverhead, type Comparison, type Stats } from './harness.ts'
 
 const jsonOut = process.argv.includes('--json')
@@ -178,6 +179,7 @@ async function main(): Promise<void> {
   const open: SlotTable[] = []
   const results: CaseResult[] = []
   let etcd: EtcdBench | null = null
+  let sizes: ReleaseSizes | null = null
   const timerNs = timerOverhead()
 
   try {
@@ -402,6 +404,9 @@ async function main(): Promise<void> {
     }
     etcd = await etcdCases(dir, progress, id)
     for (const m of etcd.cases) results.push(result(id++, m.name, m.comparison, m.aim, () => m.met === true))
+    const release = await releaseCases(dir, progress)
+    for (const r of release.cases) results.push(result(id++, r.name, r.comparison, r.aim, () => r.met === true))
+    sizes = release.sizes
   } finally {
     for (const t of open) t.close()
     releaseProcessId(idFile)
@@ -427,6 +432,7 @@ async function main(): Promise<void> {
     cases: results,
     etcdKeepAlive: etcd?.traffic ?? null,
     etcdSkipped: etcd?.skipped ?? null,
+    tarballs: sizes,
   }
   const json = JSON.stringify(report, null, 2)
   writeFileSync(RESULTS, json + '\n')
@@ -469,6 +475,14 @@ async function main(): Promise<void> {
       `timer overhead ${formatNs(timerNs)} per sample; ratio = median / baseline median; ` +
       `${(m.durationMs / 1000).toFixed(1)} s; JSON in ${RESULTS}`,
   )
+  if (sizes) {
+    const kb = (n: number): string => `${(n / 1024).toFixed(1)} KiB`
+    console.log(
+      `tarballs: ${sizes.main.file} ${kb(sizes.main.bytes)} (${kb(sizes.main.unpackedBytes)} unpacked, ` +
+        `${sizes.main.files} files); ${sizes.platform.file} ${kb(sizes.platform.bytes)} ` +
+        `(${kb(sizes.platform.unpackedBytes)} unpacked)`,
+    )
+  }
 }
 
 main().catch((err: unknown) => {

@@ -16,7 +16,7 @@ import { join } from 'node:path'
 
 import { newMultiProcessClient, type MultiProcessClient } from './client'
 import { listSlots, SLOT_COLUMNS, slotCells } from './cli-slots'
-import { type Command, fail, formatTable, parse } from './cli-util'
+import { fail, formatTable, parse } from './cli-util'
 
 const WORKERS = 4 // and as many slots
 const STEP_MS = 15_000 // deadline of every wait
@@ -342,14 +342,11 @@ export async function runDemo(): Promise<number> {
   }
 }
 
-export const demoCommand: Command = {
-  usage: 'demo',
-  summary: 'run the prefork demo: cluster workers take slots, a SIGKILLed one is replaced on its slot',
-  run(argv) {
-    const { positionals } = parse('demo', argv, {})
-    if (positionals.length > 0) fail(`demo: takes no arguments, got ${positionals.join(' ')}`)
-    return runDemo()
-  },
+/** `procslot demo` (its line in the dispatcher's table says so). */
+export function run(argv: string[]): Promise<number> {
+  const { positionals } = parse('demo', argv, {})
+  if (positionals.length > 0) fail(`demo: takes no arguments, got ${positionals.join(' ')}`)
+  return runDemo()
 }
 
 // A cluster worker forked by the demo runs this file as its main module.

@@ -8,7 +8,7 @@
  * such command; 126 not executable; 2 a refused request (bad arguments, a refused file).
  * @internal
  */
-import { type Command, fail, oneLine } from './cli-util'
+import { fail, oneLine } from './cli-util'
 import { DEFAULT_SLOTS_FILE, MAX_SLOTS, availableSlots } from './slots'
 import * as native from './native'
 
@@ -70,40 +70,35 @@ export function parseExec(argv: string[]): ExecArgs {
   return args
 }
 
-export const execCommand: Command = {
-  usage: 'exec [--file F] [--slots N] [--preferred N] [--wait ms] -- COMMAND [ARGS...]',
-  summary:
-    'take a slot and become COMMAND (same PID), which holds it for its life; PROCSLOT_ID, PROCSLOT_COUNT, ' +
-    `PROCSLOT_FILE in its environment; exit ${EXIT_NO_SLOT} when no slot frees within --wait (default 0 ms)`,
-  run(argv) {
-    const a = parseExec(argv)
-    let failure: native.NativeExecFailure
-    try {
-      failure = native.execWithSlot(
-        a.file,
-        {
-          slots: a.slots,
-          defaultSlots: availableSlots(),
-          mode: 0o600,
-          allowForeignOwner: false,
-          privateDir: a.file === DEFAULT_SLOTS_FILE,
-        },
-        a.preferred,
-        a.waitMs,
-        a.command[0]!,
-        a.command.slice(1),
-      )
-    } catch (err) {
-      return fail(oneLine((err as Error).message))
-    }
-    if (failure.kind === 'no-slot') {
-      process.stderr.write(
-        `procslot: exec: all ${failure.slots} slots of ${failure.path} stayed held for ${Math.round(failure.waitedMs)} ms` +
-          ` (--wait ${a.waitMs}); not running ${a.command[0]}\n`,
-      )
-      return EXIT_NO_SLOT
-    }
-    process.stderr.write(`procslot: exec: cannot run ${a.command[0]}: ${failure.reason} (${failure.code})\n`)
-    return failure.code === 'ENOENT' ? 127 : 126
-  },
+/** `procslot exec` (its usage is its line in the dispatcher's table). */
+export function run(argv: string[]): number {
+  const a = parseExec(argv)
+  let failure: native.NativeExecFailure
+  try {
+    failure = native.execWithSlot(
+      a.file,
+      {
+        slots: a.slots,
+        defaultSlots: availableSlots(),
+        mode: 0o600,
+        allowForeignOwner: false,
+        privateDir: a.file === DEFAULT_SLOTS_FILE,
+      },
+      a.preferred,
+      a.waitMs,
+      a.command[0]!,
+      a.command.slice(1),
+    )
+  } catch (err) {
+    return fail(oneLine((err as Error).message))
+  }
+  if (failure.kind === 'no-slot') {
+    process.stderr.write(
+      `procslot: exec: all ${failure.slots} slots of ${failure.path} stayed held for ${Math.round(failure.waitedMs)} ms` +
+        ` (--wait ${a.waitMs}); not running ${a.command[0]}\n`,
+    )
+    return EXIT_NO_SLOT
+  }
+  process.stderr.write(`procslot: exec: cannot run ${a.command[0]}: ${failure.reason} (${failure.code})\n`)
+  return failure.code === 'ENOENT' ? 127 : 126
 }

@@ -6,7 +6,7 @@
 import { statSync } from 'node:fs'
 import { resolve } from 'node:path'
 
-import { type Command, fail, formatTable, formatTime, oneLine, parse, printJson, shorten } from './cli-util'
+import { fail, formatTable, formatTime, oneLine, parse, printJson, shorten } from './cli-util'
 import type { NativeVerdict } from './native'
 import { PidFileStore } from './pidfile'
 import { processCommand } from './proc'
@@ -114,15 +114,12 @@ export function formatPids(listing: PidListing): string {
   return summary + formatTable(COLUMNS, rows)
 }
 
-export const pidsCommand: Command = {
-  usage: 'pids <dir> [--json]',
-  summary: 'show the PID files of a directory: target, pid, alive, running/stale/reused/invalid/untrusted, mount',
-  run(argv) {
-    const { values, positionals } = parse('pids', argv, { json: { type: 'boolean' } })
-    if (positionals.length !== 1) fail(`pids: one PID directory expected, got ${positionals.length}`)
-    const listing = listPids(positionals[0]!)
-    if (values.json) printJson(listing)
-    else process.stdout.write(formatPids(listing))
-    return 0
-  },
+/** `procslot pids <dir> [--json]` (its line in the dispatcher's table says so). */
+export function run(argv: string[]): number {
+  const { values, positionals } = parse('pids', argv, { json: { type: 'boolean' } })
+  if (positionals.length !== 1) fail(`pids: one PID directory expected, got ${positionals.length}`)
+  const listing = listPids(positionals[0]!)
+  if (values.json) printJson(listing)
+  else process.stdout.write(formatPids(listing))
+  return 0
 }

@@ -6,7 +6,7 @@
 import { lstatSync, readdirSync, readlinkSync } from 'node:fs'
 import { resolve } from 'node:path'
 
-import { type Command, fail, formatTable, formatTime, oneLine, parse, printJson, shorten } from './cli-util'
+import { fail, formatTable, formatTime, oneLine, parse, printJson, shorten } from './cli-util'
 import { processCommand, processStart } from './proc'
 import { DEFAULT_SLOTS_FILE, SlotTable } from './slots'
 
@@ -175,15 +175,12 @@ export function formatSlots(listing: SlotListing): string {
   return listing.size === 0 ? summary : summary + formatTable(SLOT_COLUMNS, slotCells(listing))
 }
 
-export const slotsCommand: Command = {
-  usage: 'slots [file] [--json]',
-  summary: `show a slot file's table: slot, pid, alive, start time, command (default file ${DEFAULT_SLOTS_FILE})`,
-  run(argv) {
-    const { values, positionals } = parse('slots', argv, { json: { type: 'boolean' } })
-    if (positionals.length > 1) fail(`slots: one file at most, got ${positionals.length}`)
-    const listing = listSlots(positionals[0] ?? DEFAULT_SLOTS_FILE)
-    if (values.json) printJson(listing)
-    else process.stdout.write(formatSlots(listing))
-    return 0
-  },
+/** `procslot slots [file] [--json]` (its line in the dispatcher's table says so). */
+export function run(argv: string[]): number {
+  const { values, positionals } = parse('slots', argv, { json: { type: 'boolean' } })
+  if (positionals.length > 1) fail(`slots: one file at most, got ${positionals.length}`)
+  const listing = listSlots(positionals[0] ?? DEFAULT_SLOTS_FILE)
+  if (values.json) printJson(listing)
+  else process.stdout.write(formatSlots(listing))
+  return 0
 }

@@ -7,7 +7,7 @@
 import { statSync } from 'node:fs'
 import { resolve } from 'node:path'
 
-import { type Command, CliFailure, oneLine, parse, printJson } from './cli-util'
+import { CliFailure, oneLine, parse, printJson } from './cli-util'
 import type { NativeVerdict } from './native'
 import { PidFileStore, checkTargetId } from './pidfile'
 import { processCommand } from './proc'
@@ -90,23 +90,20 @@ export function formatStatus(s: TargetStatus): string {
   return `${s.targetId}: ${what}\n`
 }
 
-export const statusCommand: Command = {
-  usage: 'status <pidDir> <targetId> [--json]',
-  summary: "a daemon's status, exit 0 running, 1 dead with a PID file, 3 not running, 4 unknown (LSB)",
-  run(argv) {
-    let values: Record<string, string | boolean | undefined>
-    let positionals: string[]
-    try {
-      ;({ values, positionals } = parse('status', argv, { json: { type: 'boolean' } }))
-      if (positionals.length !== 2) throw new CliFailure(`status: a PID directory and a target ID expected, got ${positionals.length} arguments`)
-    } catch (err) {
-      // LSB keeps 2 for "dead with a lock file": a request that cannot be answered is "unknown".
-      process.stderr.write(`procslot: ${(err as Error).message}\n`)
-      return 4
-    }
-    const s = targetStatus(positionals[0]!, positionals[1]!)
-    if (values.json) printJson(s)
-    else process.stdout.write(formatStatus(s))
-    return s.code
-  },
+/** `procslot status` (its usage is its line in the dispatcher's table). */
+export function run(argv: string[]): number {
+  let values: Record<string, string | boolean | undefined>
+  let positionals: string[]
+  try {
+    ;({ values, positionals } = parse('status', argv, { json: { type: 'boolean' } }))
+    if (positionals.length !== 2) throw new CliFailure(`status: a PID directory and a target ID expected, got ${positionals.length} arguments`)
+  } catch (err) {
+    // LSB keeps 2 for "dead with a lock file": a request that cannot be answered is "unknown".
+    process.stderr.write(`procslot: ${(err as Error).message}\n`)
+    return 4
+  }
+  const s = targetStatus(positionals[0]!, positionals[1]!)
+  if (values.json) printJson(s)
+  else process.stdout.write(formatStatus(s))
+  return s.code
 }

@@ -5,13 +5,22 @@
  */
 import { parseArgs, type ParseArgsConfig } from 'node:util'
 
-/** A subcommand of `procslot`: one line of the dispatcher's table in `cli.ts`. */
+/**
+ * A subcommand of `procslot`: one line of the dispatcher's table in `cli.ts`. Its module is loaded only
+ * when it runs, so `procslot --help` works where the native binding cannot load.
+ */
 export interface Command {
   /** One line for the usage text, e.g. `slots [file] [--json]`. */
   readonly usage: string
   /** What it does, in a few words. */
   readonly summary: string
-  /** Runs it with the arguments after its name; resolves to the exit code. */
+  /** Loads the module that runs it, e.g. `() => import('./cli-slots')`. */
+  load(): Promise<CommandModule>
+}
+
+/** What a subcommand's module exports. */
+export interface CommandModule {
+  /** Runs the command with the arguments after its name; resolves to the exit code. */
   run(argv: string[]): number | Promise<number>
 }
 
