@@ -19,7 +19,7 @@ import {
   type PartialConfig,
 } from './config'
 import { DEFAULT_SLOTS_FILE, SlotTable } from './slots'
-import { isEtcdConfig, newEtcdMultiProcessClient, type EtcdClientConfig } from './etcd/client'
+import { acquireEtcdId, isEtcdConfig, type EtcdClientConfig } from './etcd/client'
 import { checkObject, checkString } from './validate'
 
 /**
@@ -266,7 +266,13 @@ export function newMultiProcessClient(
   config: PartialConfig | EtcdClientConfig = {},
 ): MultiProcessClient | Promise<MultiProcessClient> {
   // Across hosts: the ID comes from etcd (lib/etcd/client.ts), asynchronously; every error rejects.
-  if (isEtcdConfig(config)) return (async () => newEtcdMultiProcessClient(checkDataDir(dataDir), config))()
+  if (isEtcdConfig(config)) {
+    return (async () => {
+      const dir = checkDataDir(dataDir)
+      const { concurrency, lease } = await acquireEtcdId(dir, config)
+      return MultiProcessClient.create(dir, concurrency, lease)
+    })()
+  }
   const dir = checkDataDir(dataDir)
   checkObject('config', config)
   const given = checkObject<NonNullable<PartialConfig['concurrency']>>('config.concurrency', config.concurrency ?? {})

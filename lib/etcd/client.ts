@@ -3,7 +3,7 @@
  */
 import { mkdirSync } from 'node:fs'
 
-import { MultiProcessClient } from '../client'
+import type { ConcurrencyConfig } from '../config'
 import type { EtcdError } from '../errors'
 import { DEFAULT_SLOTS_FILE } from '../slots'
 import { checkFunction, checkMs, checkObject, checkSignal, invalidValue } from '../validate'
@@ -45,10 +45,14 @@ export function isEtcdConfig(config: unknown): config is EtcdClientConfig {
 }
 
 /**
- * @internal The etcd form of {@link newMultiProcessClient}: takes a slot from etcd, creates `dataDir`, and
- * returns a client whose `close()` releases the slot and closes the table.
+ * @internal The etcd half of {@link newMultiProcessClient}: takes a slot from etcd and creates `dataDir`;
+ * returns the client's concurrency and its lease, whose `release()` gives the slot back and closes the
+ * table (the caller makes the client of them).
  */
-export async function newEtcdMultiProcessClient(dataDir: string, config: EtcdClientConfig): Promise<MultiProcessClient> {
+export async function acquireEtcdId(
+  dataDir: string,
+  config: EtcdClientConfig,
+): Promise<{ concurrency: ConcurrencyConfig; lease: { slot: number; release(): void } }> {
   const given = config.concurrency as Record<string, unknown>
   for (const field of ['processId', 'processCount'] as const) {
     if (given[field] !== undefined) {
@@ -81,13 +85,14 @@ export async function newEtcdMultiProcessClient(dataDir: string, config: EtcdCli
       processCount: table.size,
       slotsFile: typeof given.slotsFile === 'string' ? given.slotsFile : DEFAULT_SLOTS_FILE,
     }
-    return MultiProcessClient.create(dataDir, concurrency, {
+    const lease = {
       slot,
       release: () => {
         table.removeAllListeners('lost')
         void table.close()
       },
-    })
+    }
+    return { concurrency, lease }
   } catch (err) {
     await table.close()
     throw err
