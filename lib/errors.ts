@@ -19,10 +19,16 @@ export class ProcslotError extends Error {
   override readonly name: string = 'ProcslotError'
   /** Stable, machine-readable reason. */
   readonly code: string
+  /**
+   * The operating system's error number, negated as on Node's own system errors, when a system call
+   * failed; `undefined` otherwise.
+   */
+  readonly errno: number | undefined
 
-  constructor(message: string, options: { code: string; cause?: unknown }) {
+  constructor(message: string, options: { code: string; errno?: number; cause?: unknown }) {
     super(message, { cause: options.cause })
     this.code = options.code
+    this.errno = options.errno
   }
 }
 
@@ -78,13 +84,10 @@ export class SlotFileError extends ProcslotError {
   declare readonly code: SlotFileErrorCode
   /** The slot file's path. */
   readonly path: string
-  /** The operating system's error number, negated as on Node's own system errors, when a call failed. */
-  readonly errno: number | undefined
 
   constructor(message: string, options: { code: SlotFileErrorCode; path: string; errno?: number; cause?: unknown }) {
     super(message, options)
     this.path = options.path
-    this.errno = options.errno
   }
 }
 
@@ -157,13 +160,10 @@ export class PidFileError extends ProcslotError {
   declare readonly code: PidFileErrorCode
   /** The directory or file. */
   readonly path: string
-  /** The operating system's error number, negated as on Node's own system errors, when a call failed. */
-  readonly errno: number | undefined
 
   constructor(message: string, options: { code: PidFileErrorCode; path: string; errno?: number; cause?: unknown }) {
     super(message, options)
     this.path = options.path
-    this.errno = options.errno
   }
 }
 
@@ -175,13 +175,10 @@ export class ProcessError extends ProcslotError {
   override readonly name = 'ProcessError' as const
   /** The process. */
   readonly pid: number
-  /** The operating system's error number, negated as on Node's own system errors, when a call failed. */
-  readonly errno: number | undefined
 
   constructor(message: string, options: { code: string; pid: number; errno?: number; cause?: unknown }) {
     super(message, options)
     this.pid = options.pid
-    this.errno = options.errno
   }
 }
 
