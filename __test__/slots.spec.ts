@@ -75,6 +75,34 @@ test('DEFAULT_SLOTS_FILE lives in a per-user directory of the temporary director
   t.is(DEFAULT_SLOTS_FILE, join(tmpdir(), `procslot-${process.geteuid!()}`, 'worker-slots'))
 })
 
+test('DEFAULT_SLOTS_FILE follows os.tmpdir() whatever TMPDIR, TMP and TEMP say (it is computed without node:os)', (t) => {
+  const index = join(import.meta.dirname, '..', 'index.js')
+  const script = `const p = require(${JSON.stringify(index)}); console.log(JSON.stringify([p.DEFAULT_SLOTS_FILE, require('node:path').join(require('node:os').tmpdir(), 'procslot-' + process.geteuid(), 'worker-slots')]))`
+  const { TMPDIR: _a, TMP: _b, TEMP: _c, ...base } = process.env
+  const cases: Record<string, string>[] = [
+    {},
+    { TMPDIR: '/var/tmp/x/' },
+    { TMPDIR: '', TMP: '/srv/tmp' },
+    { TEMP: '/srv/temp//' },
+    { TMP: '/a', TEMP: '/b' },
+    { TMPDIR: '/' },
+  ]
+  for (const vars of cases) {
+    const [ours, node] = JSON.parse(execFileSync(process.execPath, ['-e', script], { env: { ...base, ...vars }, encoding: 'utf8' })) as [string, string]
+    t.is(ours, node, JSON.stringify(vars))
+  }
+})
+
+test('a new file gets os.availableParallelism() slots: on one CPU, one slot', (t) => {
+  const { dir, cleanup } = tempDir()
+  t.teardown(cleanup)
+  const index = join(import.meta.dirname, '..', 'index.js')
+  const file = join(dir, 'slots')
+  const script = `const p = require(${JSON.stringify(index)}); console.log(require('node:os').availableParallelism(), p.getProcessId(${JSON.stringify(file)}))`
+  t.is(execFileSync('taskset', ['-c', '0', process.execPath, '-e', script], { encoding: 'utf8' }).trim(), '1 0')
+  t.is(readFileSync(file).length, 8)
+})
+
 test('32 racing processes on 32 slots get 32 distinct IDs; 34 leave exactly 2 with -1', async (t) => {
   const { dir, cleanup } = tempDir()
   t.teardown(cleanup)

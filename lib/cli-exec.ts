@@ -9,8 +9,8 @@
  * @internal
  */
 import { fail, oneLine } from './cli-util'
-import { DEFAULT_SLOTS_FILE, MAX_SLOTS, availableSlots } from './slots'
-import * as native from './native'
+import { DEFAULT_SLOTS_FILE, MAX_SLOTS } from './slots'
+import { native, type NativeExecFailure } from './native'
 
 /** `EX_TEMPFAIL` of sysexits.h: try again later. */
 export const EXIT_NO_SLOT = 75
@@ -73,13 +73,12 @@ export function parseExec(argv: string[]): ExecArgs {
 /** `procslot exec` (its usage is its line in the dispatcher's table). */
 export function run(argv: string[]): number {
   const a = parseExec(argv)
-  let failure: native.NativeExecFailure
+  let failure: NativeExecFailure
   try {
     failure = native.execWithSlot(
       a.file,
       {
         slots: a.slots,
-        defaultSlots: availableSlots(),
         mode: 0o600,
         allowForeignOwner: false,
         privateDir: a.file === DEFAULT_SLOTS_FILE,

@@ -14,7 +14,7 @@ import { AFTER_SIGKILL_MS, killLocked } from './manager/kill'
 import { TargetQueue } from './manager/queue'
 import { Tracker } from './manager/tracking'
 import type { Logger, ManagerEvents } from './manager/types'
-import { checkPrivateDir } from './native'
+import { native } from './native'
 import { PidFileStore, checkTargetId } from './pidfile'
 import { fail, oneLine, parse } from './cli-util'
 
@@ -44,7 +44,7 @@ export async function run(argv: string[]): Promise<number> {
   let store: PidFileStore
   try {
     store = new PidFileStore(dir)
-    checkPrivateDir(dir)
+    native.checkPrivateDir(dir)
   } catch (err) {
     return fail(oneLine((err as Error).message))
   }

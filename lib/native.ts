@@ -1,12 +1,26 @@
 /**
- * The native binding (the napi-rs loader generated as `binding.js`), loaded once, first, with any failure
- * turned into one clear error: Windows and other platforms without a binary are refused by name, and a
- * supported platform whose prebuilt binary is missing (installed with `--omit=optional`, or a
- * `node_modules` copied from another platform) or does not load (a too-old glibc) names its platform and
- * the package to install. `index.ts` imports this module before anything else.
+ * The native binding, loaded once, first, with any failure turned into one clear error: Windows and other
+ * platforms without a binary are refused by name, and a supported platform whose prebuilt binary is
+ * missing (installed with `--omit=optional`, or a `node_modules` copied from another platform) or does not
+ * load (a too-old glibc) names its platform and the package to install. `index.ts` imports this module
+ * before anything else.
+ *
+ * The common case takes a short path: this machine's binary, next to the sources (a checkout) or from its
+ * platform package, required directly. Everything else — the `NAPI_RS_*` overrides, WASI, a binary that is
+ * there but does not load — goes through the loader napi-rs generates (`binding.js`), which stays the
+ * authority and whose error chain is what gets reported. The generated loader alone takes about as long
+ * to load as the binary (over a millisecond), which a program that only wants its slot would pay for.
  * @internal
  */
-import { ProcslotError } from './errors'
+import { readFileSync } from 'node:fs'
+
+import type * as Binding from '../binding.js'
+import type * as Errors from './errors.js'
+
+export type * from '../binding.js'
+
+/** The error classes, for the failure paths only: a program that loads fine never compiles them here. */
+const errors = (): typeof Errors => require('./errors.js') as typeof Errors
 
 /**
  * The platforms with a prebuilt binary: the `procslot-<platform>` packages that `napi prepublish` wrote
@@ -31,7 +45,8 @@ function platformName(): string {
   return `${name}-${report?.header?.glibcVersionRuntime ? 'gnu' : 'musl'}`
 }
 
-function unsupported(platform: string, platforms: string[], cause?: unknown): ProcslotError {
+function unsupported(platform: string, platforms: string[], cause?: unknown): Errors.ProcslotError {
+  const { ProcslotError } = errors()
   const have = platforms.length > 0 ? platforms.join(', ') : 'Linux and macOS'
   return Object.assign(
     new ProcslotError(
@@ -53,7 +68,8 @@ function resolves(specifier: string): boolean {
 }
 
 /** The error for a binding that did not load on `platform`; `cause` is the loader's own error. */
-function missingBinary(platform: string, cause: unknown): ProcslotError {
+function missingBinary(platform: string, cause: unknown): Errors.ProcslotError {
+  const { ProcslotError } = errors()
   const { name, platforms } = published()
   if (platforms.length === 0) {
     return Object.assign(
@@ -88,13 +104,44 @@ function loadFailure(err: unknown): string | undefined {
   return messages.filter((m) => !notFound.test(m)).at(-1)
 }
 
-if (process.platform === 'win32') throw unsupported(`${process.platform}-${process.arch}`, published().platforms)
-
-try {
-  // The generated loader caches itself: the re-export below is this very module object.
-  require('../binding')
-} catch (err) {
-  throw missingBinary(platformName(), err)
+/**
+ * This machine's platform name when the short path applies: on Linux, glibc or musl as the generated
+ * loader decides it first (does `/usr/bin/ldd` mention musl?); `undefined` when that cannot be told here,
+ * or a `NAPI_RS_*` variable asks the generated loader for something else (a library path, WASI, a version
+ * check).
+ */
+function shortPathPlatform(): string | undefined {
+  const env = process.env
+  if (env.NAPI_RS_NATIVE_LIBRARY_PATH || env.NAPI_RS_FORCE_WASI || env.NAPI_RS_WASI_FLAVOR || env.NAPI_RS_ENFORCE_VERSION_CHECK) {
+    return undefined
+  }
+  const { platform, arch } = process
+  if (platform !== 'linux') return `${platform}-${arch}`
+  try {
+    return `linux-${arch}-${readFileSync('/usr/bin/ldd', 'utf8').includes('musl') ? 'musl' : 'gnu'}`
+  } catch {
+    return undefined
+  }
 }
 
-export * from '../binding'
+function load(): typeof Binding {
+  if (process.platform === 'win32') throw unsupported(`${process.platform}-${process.arch}`, published().platforms)
+  const platform = shortPathPlatform()
+  if (platform !== undefined) {
+    // The binary `npm run build` puts next to the sources, then the platform package: the generated
+    // loader's own first two candidates. Any failure is left to it, to try again and report.
+    for (const candidate of [`../procslot.${platform}.node`, `procslot-${platform}`]) {
+      try {
+        return require(candidate) as typeof Binding
+      } catch {}
+    }
+  }
+  try {
+    return require('../binding.js') as typeof Binding
+  } catch (err) {
+    throw missingBinary(platformName(), err)
+  }
+}
+
+/** The native binding: the `#[napi]` functions and classes of `src/`. */
+export const native: typeof Binding = load()

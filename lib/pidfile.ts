@@ -1,5 +1,5 @@
 import { InvalidTargetIdError, nativeError } from './errors'
-import { NativePidFileStore, validateTargetId, type NativePidFileEntry } from './native'
+import { native, type NativePidFileEntry, type NativePidFileStore } from './native'
 import { checkInteger, checkString } from './validate'
 
 /** One PID file as found on disk. */
@@ -44,7 +44,7 @@ export function checkTargetId(targetId: unknown): asserts targetId is string {
     throw new InvalidTargetIdError(targetId, `it is a ${targetId === null ? 'null' : typeof targetId}, not a string`)
   }
   try {
-    validateTargetId(targetId)
+    native.validateTargetId(targetId)
   } catch (err) {
     throw nativeError(err, { targetId })
   }
@@ -77,7 +77,7 @@ export class PidFileStore {
   constructor(dir: string) {
     checkString('dir', dir)
     try {
-      this.#native = NativePidFileStore.open(dir)
+      this.#native = native.NativePidFileStore.open(dir)
     } catch (err) {
       throw nativeError(err, { path: dir })
     }

@@ -6,7 +6,7 @@
  */
 import { readFileSync } from 'node:fs'
 
-import { processIdentity } from './native'
+import { native } from './native'
 
 /**
  * A process's start, from the Rust core's reading of `/proc/<pid>/stat`: its raw start time (clock ticks
@@ -14,9 +14,9 @@ import { processIdentity } from './native'
  */
 export function processStart(pid: number): { ticks: bigint; tag: number; date: Date | null } | null {
   if (!Number.isSafeInteger(pid) || pid <= 0 || pid > 0xffffffff) return null
-  let id: ReturnType<typeof processIdentity>
+  let id: ReturnType<typeof native.processIdentity>
   try {
-    id = processIdentity(pid)
+    id = native.processIdentity(pid)
   } catch {
     return null // /proc unreadable here
   }

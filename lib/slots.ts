@@ -2,12 +2,32 @@
  * Worker slots: small, unique, reusable IDs (0..N-1) for the processes of a fleet, from a memory-mapped
  * slot file with one lock lease per slot.
  */
-import { availableParallelism, tmpdir } from 'node:os'
 import { isAbsolute, join } from 'node:path'
 
-import { SlotFileError, SlotsExhaustedError, slotFileError } from './errors'
-import * as native from './native'
-import { checkBoolean, checkInteger, checkMs, checkSignal, checkString } from './validate'
+import type * as Errors from './errors.js'
+import { native, type NativeSlotTable, type NativeWaited, type NativeWaiter } from './native.js'
+import type * as Validate from './validate.js'
+
+/*
+ * Loaded on first use, because every module a program loads costs it a few hundred microseconds and a
+ * program that only calls `getProcessId(file)` needs neither: the error classes (made only when something
+ * fails), and the argument checks (`getProcessId` and `releaseProcessId` never throw: a path that is not a
+ * non-empty string without NUL bytes fails in the binding or the core, and gives `-1` or `false` as any
+ * other failure does).
+ */
+const errors = (): typeof Errors => require('./errors.js') as typeof Errors
+const check = (): typeof Validate => require('./validate.js') as typeof Validate
+
+/**
+ * `os.tmpdir()` on the platforms procslot runs on (POSIX), without loading `node:os` — a module of its own
+ * that `require('procslot')` would otherwise compile for this one path. `__test__/slots.spec.ts` checks it
+ * against `os.tmpdir()` with each of the variables set and unset.
+ */
+function tmpdir(): string {
+  const env = process.env
+  const path = env.TMPDIR || env.TMP || env.TEMP || '/tmp'
+  return path.length > 1 && path.endsWith('/') ? path.slice(0, -1) : path
+}
 
 /**
  * The slot file used when none is named: `worker-slots` in the per-user directory
@@ -95,22 +115,8 @@ export interface WaitForSlotOptions extends AcquireOptions {
   readonly signal?: AbortSignal
 }
 
-let cpus = 0
-
-/**
- * Slots for a new file: `os.availableParallelism()`, within the file-size limit. Asked once per process:
- * it is a system call, and every open needs the figure although only a new file uses it.
- */
-function defaultSlots(): number {
-  if (cpus === 0) cpus = Math.min(availableParallelism(), MAX_SLOTS)
-  return cpus
-}
-
-/** @internal The slot count of a new file when none is given. */
-export const availableSlots: () => number = defaultSlots
-
 function checkPath(path: unknown): string {
-  return checkString('the slot file path', path)
+  return check().checkString('the slot file path', path)
 }
 
 /** Options of {@link getProcessId}. */
@@ -174,9 +180,9 @@ export function getProcessId(slotsFile: string = DEFAULT_SLOTS_FILE, options?: G
   if (cached !== undefined) return cached
   let id: number
   try {
-    const slots = options?.slots === undefined ? undefined : checkInteger('slots', options.slots, 1, MAX_SLOTS)
-    const timeoutMs = options?.timeoutMs === undefined ? undefined : checkMs('timeoutMs', options.timeoutMs)
-    id = native.getProcessId(checkPath(slotsFile), defaultSlots(), slots, timeoutMs, slotsFile === DEFAULT_SLOTS_FILE)
+    const slots = options?.slots === undefined ? undefined : check().checkInteger('slots', options.slots, 1, MAX_SLOTS)
+    const timeoutMs = options?.timeoutMs === undefined ? undefined : check().checkMs('timeoutMs', options.timeoutMs)
+    id = native.getProcessId(slotsFile, slots, timeoutMs, slotsFile === DEFAULT_SLOTS_FILE)
   } catch {
     return -1
   }
@@ -197,7 +203,7 @@ export function getProcessId(slotsFile: string = DEFAULT_SLOTS_FILE, options?: G
 export function releaseProcessId(slotsFile: string = DEFAULT_SLOTS_FILE): boolean {
   forget()
   try {
-    return native.releaseProcessId(checkPath(slotsFile))
+    return native.releaseProcessId(slotsFile)
   } catch {
     return false
   }
@@ -218,13 +224,13 @@ export function releaseProcessId(slotsFile: string = DEFAULT_SLOTS_FILE): boolea
  * ```
  */
 export class SlotTable {
-  readonly #native: native.NativeSlotTable
+  readonly #native: NativeSlotTable
   readonly #path: string
   #closed = false
   /** The waits in progress, cancelled by {@link SlotTable.close}. */
-  readonly #waiters = new Set<native.NativeWaiter>()
+  readonly #waiters = new Set<NativeWaiter>()
 
-  private constructor(table: native.NativeSlotTable) {
+  private constructor(table: NativeSlotTable) {
     this.#native = table
     this.#path = table.path
   }
@@ -238,6 +244,7 @@ export class SlotTable {
    * @throws {TypeError | RangeError} for invalid options
    */
   static open(path: string = DEFAULT_SLOTS_FILE, options: SlotTableOptions = {}): SlotTable {
+    const { checkBoolean, checkInteger, checkMs } = check()
     checkPath(path)
     const slots = options.slots === undefined ? undefined : checkInteger('slots', options.slots, 1, MAX_SLOTS)
     const mode = checkInteger('mode', options.mode ?? 0o600, 0, 0o777)
@@ -247,7 +254,6 @@ export class SlotTable {
       return new SlotTable(
         native.NativeSlotTable.open(path, {
           slots,
-          defaultSlots: defaultSlots(),
           mode,
           allowForeignOwner,
           timeoutMs,
@@ -255,7 +261,7 @@ export class SlotTable {
         }),
       )
     } catch (err) {
-      throw slotFileError(err, path)
+      throw errors().slotFileError(err, path)
     }
   }
 
@@ -301,9 +307,9 @@ export class SlotTable {
    */
   acquire(options: AcquireOptions = {}): number {
     const preferred =
-      options.preferred === undefined ? undefined : checkInteger('preferred', options.preferred, 0, Number.MAX_SAFE_INTEGER)
+      options.preferred === undefined ? undefined : check().checkInteger('preferred', options.preferred, 0, Number.MAX_SAFE_INTEGER)
     const slot = this.#call((t) => t.acquire(preferred === undefined ? undefined : Math.min(preferred, 0xffffffff)))
-    if (slot < 0) throw new SlotsExhaustedError(this.#path, this.size)
+    if (slot < 0) throw new (errors().SlotsExhaustedError)(this.#path, this.size)
     if (this.#native.replacedSeen) warnReplaced(this.#path)
     return slot
   }
@@ -322,6 +328,7 @@ export class SlotTable {
    * @throws {TypeError | RangeError} for invalid options
    */
   async waitForSlot(options: WaitForSlotOptions = {}): Promise<number> {
+    const { checkInteger, checkMs, checkSignal } = check()
     const preferred =
       options.preferred === undefined ? undefined : checkInteger('preferred', options.preferred, 0, Number.MAX_SAFE_INTEGER)
     const timeoutMs = options.timeoutMs === undefined ? undefined : checkMs('timeoutMs', options.timeoutMs)
@@ -329,17 +336,17 @@ export class SlotTable {
     signal?.throwIfAborted()
     const first = this.#call((t) => t.acquire(preferred === undefined ? undefined : Math.min(preferred, 0xffffffff)))
     if (first >= 0) return first
-    if (timeoutMs === 0) throw new SlotsExhaustedError(this.#path, this.size)
+    if (timeoutMs === 0) throw new (errors().SlotsExhaustedError)(this.#path, this.size)
 
     const waiter = this.#call((t) => t.waiter())
     const abort = (): void => waiter.cancel()
     signal?.addEventListener('abort', abort, { once: true })
     this.#waiters.add(waiter)
-    let waited: native.NativeWaited
+    let waited: NativeWaited
     try {
       waited = await waiter.wait(preferred === undefined ? undefined : Math.min(preferred, 0xffffffff), timeoutMs)
     } catch (err) {
-      throw slotFileError(err, this.#path)
+      throw errors().slotFileError(err, this.#path)
     } finally {
       signal?.removeEventListener('abort', abort)
       this.#waiters.delete(waiter)
@@ -355,7 +362,7 @@ export class SlotTable {
     if (waited.slot >= 0 && waited.took) waiter.giveBack(waited.slot)
     if (signal?.aborted) throw signal.reason
     if (this.#closed) throw this.#closedError()
-    throw new SlotsExhaustedError(this.#path, this.size)
+    throw new (errors().SlotsExhaustedError)(this.#path, this.size)
   }
 
   /**
@@ -364,7 +371,7 @@ export class SlotTable {
    * @returns `true` if a slot was freed; `false` if this process held none (idempotent)
    */
   release(slot?: number): boolean {
-    if (slot !== undefined) checkInteger('slot', slot, 0, Number.MAX_SAFE_INTEGER)
+    if (slot !== undefined) check().checkInteger('slot', slot, 0, Number.MAX_SAFE_INTEGER)
     forget()
     return this.#call((t) => t.release(slot === undefined ? undefined : Math.min(slot, 0xffffffff)))
   }
@@ -423,16 +430,16 @@ export class SlotTable {
     this.close()
   }
 
-  #closedError(): SlotFileError {
-    return new SlotFileError(`slot file ${this.#path}: this table is closed`, { code: 'ECLOSED', path: this.#path })
+  #closedError(): Errors.SlotFileError {
+    return new (errors().SlotFileError)(`slot file ${this.#path}: this table is closed`, { code: 'ECLOSED', path: this.#path })
   }
 
-  #call<T>(fn: (table: native.NativeSlotTable) => T): T {
+  #call<T>(fn: (table: NativeSlotTable) => T): T {
     if (this.#closed) throw this.#closedError()
     try {
       return fn(this.#native)
     } catch (err) {
-      throw slotFileError(err, this.#path)
+      throw errors().slotFileError(err, this.#path)
     }
   }
 }

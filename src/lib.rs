@@ -4,7 +4,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 mod error;
@@ -29,15 +29,27 @@ fn closed(env: &Env, path: &str) -> napi::Error {
 #[napi]
 pub fn noop() {}
 
-fn open_options(
-  slots: Option<u32>,
-  default_slots: u32,
-  timeout_ms: Option<u32>,
-  private_dir: bool,
-) -> OpenOptions {
+extern "C" {
+  /// libuv's count of the CPUs this process may run on, which `os.availableParallelism()` returns; the
+  /// node binary exports it to addons (libuv 1.44 and later: every Node.js procslot supports).
+  fn uv_available_parallelism() -> std::os::raw::c_uint;
+}
+
+/// The slot count of a new file when none is given: `os.availableParallelism()` — the figure a fleet
+/// sized by Node.js's own count has — asked once per process, at most `MAX_SLOTS`.
+fn default_slots() -> usize {
+  static N: OnceLock<usize> = OnceLock::new();
+  // SAFETY: a libuv function without arguments or preconditions, resolved from the node binary that
+  // loaded this addon.
+  *N.get_or_init(|| {
+    (unsafe { uv_available_parallelism() } as usize).clamp(1, procslot_core::MAX_SLOTS)
+  })
+}
+
+fn open_options(slots: Option<u32>, timeout_ms: Option<u32>, private_dir: bool) -> OpenOptions {
   OpenOptions {
     slots: slots.map(|n| n as usize),
-    default_slots: default_slots as usize,
+    default_slots: Some(default_slots()),
     timeout: timeout_ms.map_or(procslot_core::DEFAULT_TIMEOUT, |ms| {
       Duration::from_millis(ms.into())
     }),
@@ -50,12 +62,11 @@ fn open_options(
 #[napi]
 pub fn get_process_id(
   path: String,
-  default_slots: u32,
   slots: Option<u32>,
   timeout_ms: Option<u32>,
   private_dir: bool,
 ) -> i32 {
-  let options = open_options(slots, default_slots, timeout_ms, private_dir);
+  let options = open_options(slots, timeout_ms, private_dir);
   match procslot_core::get_process_id(Path::new(&path), &options) {
     Ok(Some(slot)) => slot as i32,
     _ => -1,
@@ -71,10 +82,8 @@ pub fn release_process_id(path: String) -> bool {
 /// How to open a slot file (the facade has checked every field).
 #[napi(object)]
 pub struct NativeOpenOptions {
-  /// The fleet size: grow to it, and a new file gets exactly this many.
+  /// The fleet size: grow to it, and a new file gets exactly this many (else `os.availableParallelism()`).
   pub slots: Option<u32>,
-  /// The count of a new file when `slots` is not given.
-  pub default_slots: u32,
   /// Permission bits of a file this call creates.
   pub mode: u32,
   /// Accept another user's file.
@@ -90,12 +99,7 @@ impl From<&NativeOpenOptions> for OpenOptions {
     OpenOptions {
       mode: options.mode,
       allow_foreign_owner: options.allow_foreign_owner,
-      ..open_options(
-        options.slots,
-        options.default_slots,
-        options.timeout_ms,
-        options.private_dir,
-      )
+      ..open_options(options.slots, options.timeout_ms, options.private_dir)
     }
   }
 }

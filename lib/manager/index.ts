@@ -11,7 +11,7 @@ import { mkdirSync, unlinkSync } from 'node:fs'
 import { resolve } from 'node:path'
 
 import { ProcslotError, SpawnError, TargetLockedError, nativeError } from '../errors'
-import { checkPrivateDir } from '../native'
+import { native } from '../native'
 import { PidFileStore, checkTargetId } from '../pidfile'
 import { checkFunction, checkMs, checkObject, checkOneOf, checkString, optional } from '../validate'
 import { AFTER_SIGKILL_MS, killLocked, undoLocked } from './kill'
@@ -54,7 +54,7 @@ function positive(name: string, value: number | undefined, fallback: number): nu
 /** Refuses a directory other users can write to (`PidFileError` code `EUNSAFE`). */
 function checkPrivate(dir: string): void {
   try {
-    checkPrivateDir(dir)
+    native.checkPrivateDir(dir)
   } catch (err) {
     throw nativeError(err, { path: dir })
   }

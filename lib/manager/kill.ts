@@ -5,7 +5,7 @@
  * Internal to the manager (not exported by the package).
  */
 import { ProcessError } from '../errors'
-import { openProcess, type NativeTargetState } from '../native'
+import { native, type NativeTargetState } from '../native'
 import { awaitNative } from './queue'
 import { Proc, type Tracker } from './tracking'
 
@@ -48,7 +48,7 @@ export async function undoUnfinished(tr: Tracker, targetId: string, st: NativeTa
   if (file != null && file.judgement === 'running') return false
   if (file != null && file.pid === record.pid && file.judgement !== 'reused') return false
   if (st.recordProcess != null) {
-    const handle = openProcess(record.pid, record.startTicks)
+    const handle = native.openProcess(record.pid, record.startTicks)
     if (handle !== null) {
       tr.log.warn({ targetId, pid: record.pid }, 'undoing a spawn that never finished (its manager died half-way)')
       await stopGroup(targetId, new Proc(record.pid, record.startTicks, handle.startTimeMs, handle), false, timeoutMs)

@@ -8,7 +8,7 @@
 import { join } from 'node:path'
 
 import { SpawnError, nativeError } from '../errors'
-import { mountAt, openProcess, prepareMountPoint, unmountIf, type NativeMount } from '../native'
+import { native, type NativeMount } from '../native'
 import { redactEnv, openLog, resolveCommand, startGated, tail, type Gated } from './daemon-io'
 import { AFTER_SIGKILL_MS, stopGroup, undoUnfinished } from './kill'
 import { awaitNative, withDeadline } from './queue'
@@ -63,7 +63,7 @@ export async function spawnLocked(
   const deadline = Date.now() + s.startTimeoutMs
   const left = () => Math.max(0, deadline - Date.now())
   const existing = await withDeadline(
-    prepareMountPoint(mountPath).catch((err: unknown) => {
+    native.prepareMountPoint(mountPath).catch((err: unknown) => {
       throw nativeError(err, { path: mountPath })
     }),
     s.startTimeoutMs,
@@ -104,7 +104,7 @@ export async function spawnLocked(
   onSpawned()
   const { child, pid } = gated
   const exited = new Promise<[number | null, NodeJS.Signals | null]>((res) => child.once('exit', (code, signal) => res([code, signal])))
-  const handle = openProcess(pid)
+  const handle = native.openProcess(pid)
   const fail = async (
     proc: Proc | null,
     reason: 'exited' | 'timeout' | 'spawn',
@@ -114,7 +114,7 @@ export async function spawnLocked(
     if (proc !== null) await stopGroup(targetId, proc, true, 0).catch(() => {})
     // The path was no mount point before the spawn: a mount there now is the daemon's.
     const m = safeMountAt(mountPath)
-    if (m !== null) unmountIf(mountPath, m.id, m.dev)
+    if (m !== null) native.unmountIf(mountPath, m.id, m.dev)
     try {
       tr.native.deleteRecord(targetId)
     } catch {}
@@ -184,7 +184,7 @@ function toRef(m: NativeMount | null | undefined): MountRef | null {
 
 function safeMountAt(path: string): NativeMount | null {
   try {
-    return mountAt(path)
+    return native.mountAt(path)
   } catch {
     return null
   }

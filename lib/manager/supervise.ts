@@ -5,7 +5,7 @@
  * daemons this manager spawned are restarted by their policy, with exponential backoff and a limit
  * within a window. Internal to the manager (not exported by the package).
  */
-import { NativeExitWatcher } from '../native'
+import { native, type NativeExitWatcher } from '../native'
 import { SpawnError } from '../errors'
 import type { TargetQueue } from './queue'
 import { spawnLocked, type SpawnSettings } from './spawn'
@@ -60,7 +60,7 @@ export class Supervisor {
       queueMicrotask(() => this.#exited(t))
       return
     }
-    this.#watcher ??= new NativeExitWatcher((token: number) => this.#onToken(token))
+    this.#watcher ??= new native.NativeExitWatcher((token: number) => this.#onToken(token))
     const token = this.#next++
     if (this.#watcher.watch(handle, token)) {
       this.#tokens.set(token, t)

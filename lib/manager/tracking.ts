@@ -11,9 +11,7 @@ import { existsSync } from 'node:fs'
 
 import { nativeError } from '../errors'
 import {
-  mountAt,
-  openProcess,
-  unmountIf,
+  native,
   type NativePidFileStore,
   type NativeProcess,
   type NativeRecord,
@@ -51,7 +49,7 @@ export class Proc {
   /** The handle, or `null` once the process is gone (or its PID belongs to another process). */
   get handle(): NativeProcess | null {
     if (this.#handle === undefined) {
-      this.#handle = openProcess(this.pid, this.startTicks)
+      this.#handle = native.openProcess(this.pid, this.startTicks)
       if (this.#handle !== null && this.#pin !== null) {
         this.#handle.pinPidFile(this.#pin.store, this.#pin.targetId, this.#pin.fingerprint)
       }
@@ -268,10 +266,10 @@ export class Tracker {
     try {
       let mount: MountRef | null = mountRef(record)
       if (mount === null && interrupted) {
-        const m = mountAt(path)
+        const m = native.mountAt(path)
         if (m !== null && m.fstype.startsWith('fuse')) mount = m
       }
-      if (mount !== null && unmountIf(path, mount.id, mount.dev)) {
+      if (mount !== null && native.unmountIf(path, mount.id, mount.dev)) {
         this.log.info({ targetId, mountPath: path }, 'unmounted what a dead daemon left mounted')
       }
     } catch (err) {

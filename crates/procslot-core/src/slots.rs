@@ -218,8 +218,10 @@ pub struct OpenOptions {
   /// Grow the file to at least this many slots (never shrinks it); a new or empty file gets exactly this
   /// many. `None`: keep its size, and give a new file `default_slots`.
   pub slots: Option<usize>,
-  /// Slot count for a file that is new or empty when `slots` is `None`.
-  pub default_slots: usize,
+  /// Slot count for a file that is new or empty when `slots` is `None`. `None`: the machine's available
+  /// parallelism (`std::thread::available_parallelism`, which on Linux reads several cgroup files: it
+  /// is asked once per process, and only when a file is created), at most [`MAX_SLOTS`].
+  pub default_slots: Option<usize>,
   /// Permission bits of a file this call creates (exactly these: the umask does not apply); `0..=0o777`.
   pub mode: u32,
   /// The longest wait for another process's growth lock ([`DEFAULT_TIMEOUT`]); then `ETIMEDOUT`.
@@ -234,17 +236,22 @@ pub struct OpenOptions {
   pub locking: Locking,
 }
 
-/// The machine's available parallelism, read once (on Linux it reads several cgroup files).
+/// The machine's available parallelism, read once (on Linux it reads several cgroup files), at most
+/// [`MAX_SLOTS`].
 fn available_parallelism() -> usize {
   static N: OnceLock<usize> = OnceLock::new();
-  *N.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+  *N.get_or_init(|| {
+    std::thread::available_parallelism()
+      .map_or(1, |n| n.get())
+      .min(MAX_SLOTS)
+  })
 }
 
 impl Default for OpenOptions {
   fn default() -> Self {
     OpenOptions {
       slots: None,
-      default_slots: available_parallelism(),
+      default_slots: None,
       mode: 0o600,
       timeout: DEFAULT_TIMEOUT,
       private_dir: false,
@@ -376,7 +383,10 @@ impl SlotFile {
         options.mode
       )));
     }
-    for (what, n) in [("slots", wanted), ("default slots", options.default_slots)] {
+    for (what, n) in [
+      ("slots", wanted),
+      ("default slots", options.default_slots.unwrap_or(0)),
+    ] {
       if n > MAX_SLOTS {
         return Err(Error::InvalidArgument(format!(
           "{what} must be at most {MAX_SLOTS} (a {MAX_FILE_BYTES}-byte file), got {n}"
@@ -428,7 +438,11 @@ impl SlotFile {
     // Exactly the count asked for on a new file ({ slots: 1 } is a singleton); the default only when
     // none was given.
     let initial = if meta.len() == 0 {
-      options.slots.unwrap_or(options.default_slots).max(1)
+      options
+        .slots
+        .or(options.default_slots)
+        .unwrap_or_else(available_parallelism)
+        .max(1)
     } else {
       wanted
     };

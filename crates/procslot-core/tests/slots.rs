@@ -14,7 +14,7 @@ use common::TempDir;
 
 fn opts(slots: usize) -> OpenOptions {
   OpenOptions {
-    default_slots: slots,
+    default_slots: Some(slots),
     ..OpenOptions::default()
   }
 }
@@ -412,7 +412,7 @@ fn a_new_file_gets_exactly_the_count_asked_for() {
       &path,
       &OpenOptions {
         slots: Some(n),
-        default_slots: 64,
+        default_slots: Some(64),
         ..OpenOptions::default()
       },
     )
