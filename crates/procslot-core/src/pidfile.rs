@@ -496,9 +496,16 @@ impl PidFileStore {
   /// # Errors
   /// The directory could not be read.
   pub fn load(&self) -> Result<(Vec<Verdict>, Leftovers)> {
+    // A PID file whose record the scan did not list has none, unless both were written while the
+    // directory was being listed (a spawn writes the record, then the PID file; a listing may miss the
+    // one and see the other): its PID file is then newer than the listing's start. Its record is read
+    // anyway; for the others, the failed open is saved (a third of the opens of a large directory).
+    // The margin covers coarse file timestamps.
+    let listed_from_ms = now_ms() - RECENT_MARGIN_MS;
     let scan = self.scan()?;
     let dir = &scan.dir;
     let names = &scan.pid_files;
+    let records = scan.records.as_slice();
     let threads = std::thread::available_parallelism()
       .map_or(1, |n| n.get())
       .clamp(1, 4)
@@ -512,7 +519,7 @@ impl PidFileStore {
           scope.spawn(move || {
             let mut out = Vec::with_capacity(part.len());
             for target_id in part {
-              if let Some(v) = self.judge_in(dir, target_id, pid_max)? {
+              if let Some(v) = self.judge_in(dir, target_id, pid_max, records, listed_from_ms)? {
                 out.push(v);
               }
             }
@@ -678,21 +685,35 @@ impl PidFileStore {
       }
     }
     scan.pid_files.sort();
+    scan.records.sort();
     Ok(scan)
   }
 
   /// Judges the PID file of `target_id` (a name from [`scan`](Self::scan)), opened relative to `dir`.
-  fn judge_in(&self, dir: &File, target_id: &str, pid_max: u32) -> Result<Option<Verdict>> {
+  /// Its record is looked for only when the scan listed it (`records`, sorted) or the PID file is newer
+  /// than `listed_from_ms`, a time before the scan began (see [`load`](Self::load)).
+  fn judge_in(
+    &self,
+    dir: &File,
+    target_id: &str,
+    pid_max: u32,
+    records: &[String],
+    listed_from_ms: f64,
+  ) -> Result<Option<Verdict>> {
     let Some(entry) = self.inspect_in(dir, target_id, pid_max)? else {
       return Ok(None);
     };
+    let may_have_record = entry.mtime_ms >= listed_from_ms
+      || records
+        .binary_search_by(|r| r.as_str().cmp(target_id))
+        .is_ok();
     let record = match entry.pid() {
-      Some(_) => {
+      Some(_) if may_have_record => {
         let name = format!(".{target_id}.record");
         let path = self.dir.join(&name);
         read_record_at(dir.as_fd(), Path::new(&name), &path, self.euid)?
       }
-      None => None,
+      _ => None,
     };
     Ok(Some(verdict(entry, record)?))
   }
@@ -1016,6 +1037,17 @@ fn write_atomic(dir: &Path, path: &Path, bytes: &[u8], what: &str) -> Result<()>
     return Err(Error::pid_io(path, what, &e));
   }
   Ok(())
+}
+
+/// How much earlier than a directory listing's start a PID file may be stamped and still count as
+/// written during it (file timestamps come from a coarse clock, a tick behind the real one).
+const RECENT_MARGIN_MS: f64 = 1000.0;
+
+/// The real-time clock, in milliseconds since the epoch (the scale of [`mtime_ms`]).
+fn now_ms() -> f64 {
+  std::time::SystemTime::now()
+    .duration_since(UNIX_EPOCH)
+    .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
 }
 
 fn mtime_ms(meta: &std::fs::Metadata) -> f64 {

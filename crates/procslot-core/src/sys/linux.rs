@@ -4,11 +4,14 @@
 
 use std::ffi::CString;
 use std::fs::File;
-use std::io::{self, Read};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::sync::OnceLock;
+
+use nix::fcntl::OFlag;
+use nix::sys::stat::Mode;
 
 use super::MountEntry;
 use crate::liveness::ProcStat;
@@ -16,13 +19,44 @@ use crate::liveness::ProcStat;
 /// The largest PID Linux can ever hand out (`PID_MAX_LIMIT` on 64-bit).
 const PID_MAX_LIMIT: u32 = 4_194_304;
 
+/// `/proc`, opened once (`O_PATH`): each `/proc/<pid>/stat` is opened relative to it, one path component
+/// to walk instead of three. `None` when it cannot be opened; then the full path is used.
+fn proc_dir() -> Option<BorrowedFd<'static>> {
+  static PROC: OnceLock<Option<OwnedFd>> = OnceLock::new();
+  PROC
+    .get_or_init(|| {
+      let flags = OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
+      nix::fcntl::open("/proc", flags, Mode::empty()).ok()
+    })
+    .as_ref()
+    .map(|fd| fd.as_fd())
+}
+
 /// State and start time of `pid`, `Ok(None)` when it does not exist.
 ///
 /// # Errors
 /// `/proc` unreadable for another reason, or a line that does not parse.
 pub fn proc_stat(pid: u32) -> io::Result<Option<ProcStat>> {
   let gone = |e: &io::Error| matches!(e.raw_os_error(), Some(libc::ENOENT) | Some(libc::ESRCH));
-  let mut file = match File::open(format!("/proc/{pid}/stat")) {
+  // `<pid>/stat` formatted on the stack: a load of thousands of PID files reads one of these per file.
+  let mut name = [0u8; 24];
+  let len = {
+    let mut w = &mut name[..];
+    write!(w, "{pid}/stat").expect("a u32 and /stat fit in 24 bytes");
+    24 - w.len()
+  };
+  let opened = match proc_dir() {
+    Some(dir) => nix::fcntl::openat(
+      dir,
+      &name[..len],
+      OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+      Mode::empty(),
+    )
+    .map(File::from)
+    .map_err(io::Error::from),
+    None => File::open(format!("/proc/{pid}/stat")),
+  };
+  let mut file = match opened {
     Ok(f) => f,
     Err(e) if gone(&e) => return Ok(None),
     Err(e) => return Err(e),
