@@ -9,7 +9,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use napi::bindgen_prelude::{Env, Object};
+use napi::bindgen_prelude::{Env, Float64Array, Object, Uint32Array};
 use napi::Status;
 use napi_derive::napi;
 use procslot_core::{
@@ -186,9 +186,9 @@ pub struct NativeLeftoverRecord {
 #[napi(object)]
 pub struct NativeLoad {
   pub running_ids: Vec<String>,
-  pub running_pids: Vec<u32>,
-  pub running_start_ticks: Vec<f64>,
-  pub running_start_time_ms: Vec<f64>,
+  pub running_pids: Uint32Array,
+  pub running_start_ticks: Float64Array,
+  pub running_start_time_ms: Float64Array,
   /// Files judged stale, reused, invalid or untrusted.
   pub others: Vec<NativeVerdict>,
   pub records: Vec<NativeLeftoverRecord>,
@@ -332,26 +332,32 @@ impl NativePidFileStore {
   #[napi]
   pub fn load(&self, env: &Env) -> Result<NativeLoad> {
     let (verdicts, leftovers) = self.store.load().map_err(|e| to_js(env, e))?;
-    let mut out = NativeLoad {
-      running_ids: Vec::new(),
-      running_pids: Vec::new(),
-      running_start_ticks: Vec::new(),
-      running_start_time_ms: Vec::new(),
-      others: Vec::new(),
-      records: Vec::new(),
-      temp_files: Vec::new(),
-    };
+    // Columns of plain numbers cross as typed arrays: one buffer each, not an element set per number.
+    let mut ids = Vec::new();
+    let mut pids = Vec::new();
+    let mut ticks = Vec::new();
+    let mut times = Vec::new();
+    let mut others = Vec::new();
     for v in verdicts {
       match (v.judgement, v.identity) {
         (procslot_core::Judgement::Running, Some(id)) => {
-          out.running_ids.push(v.entry.target_id);
-          out.running_pids.push(id.pid);
-          out.running_start_ticks.push(id.start_time as f64);
-          out.running_start_time_ms.push(id.start_time_ms);
+          ids.push(v.entry.target_id);
+          pids.push(id.pid);
+          ticks.push(id.start_time as f64);
+          times.push(id.start_time_ms);
         }
-        _ => out.others.push(v.into()),
+        _ => others.push(v.into()),
       }
     }
+    let mut out = NativeLoad {
+      running_ids: ids,
+      running_pids: Uint32Array::new(pids),
+      running_start_ticks: Float64Array::new(ticks),
+      running_start_time_ms: Float64Array::new(times),
+      others,
+      records: Vec::new(),
+      temp_files: Vec::new(),
+    };
     for (target_id, record, id) in leftovers.records {
       out.records.push(NativeLeftoverRecord {
         target_id,
