@@ -12,7 +12,8 @@
  * to load as the binary (over a millisecond), which a program that only wants its slot would pay for.
  * @internal
  */
-import { readFileSync } from 'node:fs'
+import { existsSync, readFileSync } from 'node:fs'
+import { join } from 'node:path'
 
 import type * as Binding from '../binding.js'
 import type * as Errors from './errors.js'
@@ -128,13 +129,13 @@ function load(): typeof Binding {
   if (process.platform === 'win32') throw unsupported(`${process.platform}-${process.arch}`, published().platforms)
   const platform = shortPathPlatform()
   if (platform !== undefined) {
-    // The binary `npm run build` puts next to the sources, then the platform package: the generated
-    // loader's own first two candidates. Any failure is left to it, to try again and report.
-    for (const candidate of [`../procslot.${platform}.node`, `procslot-${platform}`]) {
-      try {
-        return require(candidate) as typeof Binding
-      } catch {}
-    }
+    // The binary `npm run build` puts next to the sources, else the platform package: the generated
+    // loader's own first two candidates (looked for with a stat, not a failed require, which costs a
+    // thrown error). Any failure is left to it, to try again and report.
+    const local = join(__dirname, '..', `procslot.${platform}.node`)
+    try {
+      return require(existsSync(local) ? local : `procslot-${platform}/procslot.${platform}.node`) as typeof Binding
+    } catch {}
   }
   try {
     return require('../binding.js') as typeof Binding
