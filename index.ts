@@ -10,11 +10,13 @@ import type * as Errors from './lib/errors.js'
 import type * as Etcd from './lib/etcd/index.js'
 import type * as Manager from './lib/manager/index.js'
 import type * as PidFile from './lib/pidfile.js'
+import type * as Slots from './lib/slots.js'
 
 import './lib/native.js'
 
-export { DEFAULT_SLOTS_FILE, MAX_SLOTS, SlotTable, getProcessId, releaseProcessId } from './lib/slots.js'
-export type { AcquireOptions, GetProcessIdOptions, SlotInfo, SlotTableOptions, WaitForSlotOptions } from './lib/slots.js'
+export { DEFAULT_SLOTS_FILE, MAX_SLOTS, getProcessId, releaseProcessId } from './lib/process-id.js'
+export type { GetProcessIdOptions } from './lib/process-id.js'
+export type { AcquireOptions, SlotInfo, SlotTableOptions, WaitForSlotOptions } from './lib/slots.js'
 export type { AcquireConfigOptions, ConcurrencyConfig, Config, PartialConfig, WaitingConfig } from './lib/config.js'
 export type { FrozenConfig } from './lib/client.js'
 export type {
@@ -43,7 +45,7 @@ export type { EtcdErrorCode } from './lib/errors.js'
 export type { PidFileErrorCode, SlotFileErrorCode, SpawnFailure } from './lib/errors.js'
 
 /*
- * Loaded on first use: the FUSE process manager (and with it `node:child_process`), PID files, the
+ * Loaded on first use: the typed slot client (`SlotTable`; `getProcessId` needs less), the FUSE process manager (and with it `node:child_process`), PID files, the
  * multi-process client and its config helpers, slots on etcd, and the error classes (made only when
  * something fails). `require('procslot')` then costs the slot code and the native binding only.
  *
@@ -62,6 +64,7 @@ function lazy(names: readonly string[], load: () => Record<string, unknown>): vo
 }
 
 // `require` is Node's module cache: each module loads once, on the first read of any of its names.
+lazy(['SlotTable'], () => require('./lib/slots.js'))
 lazy(['FuseProcessManager'], () => require('./lib/manager/index.js'))
 lazy(['PidFileStore'], () => require('./lib/pidfile.js'))
 lazy(['MultiProcessClient', 'newClient', 'newMultiProcessClient', 'newMultiProcessClientWithFile'], () =>
@@ -84,6 +87,12 @@ lazy(
   () => require('./lib/errors.js'),
 )
 
+/**
+ * The typed client of a slot file: open it, acquire and release this process's slot, wait for one, look
+ * at every slot. See {@link Slots.SlotTable}.
+ */
+export let SlotTable: typeof Slots.SlotTable
+export type SlotTable = Slots.SlotTable
 /**
  * Spawns long-running daemons (FUSE mount daemons first of all), tracks each in memory and in a PID file,
  * kills them gracefully, and finds them again after a restart. See {@link Manager.FuseProcessManager}.

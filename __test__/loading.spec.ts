@@ -23,7 +23,7 @@ function fresh<T>(body: string, env: NodeJS.ProcessEnv = process.env): T {
   return JSON.parse(execFileSync(process.execPath, ['-e', script], { encoding: 'utf8', env })) as T
 }
 
-test('require + getProcessId loads the entry, the loader, the binary and the slot code: no generated loader, errors, checks or node:os', (t) => {
+test('require + getProcessId loads the entry, the loader, the binary and the process ID helpers: no generated loader, SlotTable, errors, checks or node:os', (t) => {
   const { dir, cleanup } = tempDir()
   t.teardown(cleanup)
   const file = join(dir, 'slots')
@@ -31,7 +31,7 @@ test('require + getProcessId loads the entry, the loader, the binary and the slo
     `const id = p.getProcessId(${JSON.stringify(file)}); console.log(JSON.stringify({ id, files: loaded(), builtins: builtinsLoaded() }))`,
   )
   t.is(out.id, 0)
-  t.deepEqual(out.files.sort(), ['index.js', 'lib/native.js', 'lib/slots.js', 'procslot.linux-x64-gnu.node'].sort())
+  t.deepEqual(out.files.sort(), ['index.js', 'lib/native.js', 'lib/process-id.js', 'procslot.linux-x64-gnu.node'].sort())
   t.deepEqual(out.builtins, [], 'no built-in module beyond what Node.js loads at startup (node:os, node:child_process)')
 })
 
@@ -39,6 +39,7 @@ test('each lazily loaded name loads its module on first read, and is the class t
   const out = fresh<Record<string, { files: string[]; same: boolean }>>(`
     const direct = {
       SlotFileError: ['./lib/errors.js', 'SlotFileError'],
+      SlotTable: ['./lib/slots.js', 'SlotTable'],
       FuseProcessManager: ['./lib/manager/index.js', 'FuseProcessManager'],
       PidFileStore: ['./lib/pidfile.js', 'PidFileStore'],
       newMultiProcessClient: ['./lib/client.js', 'newMultiProcessClient'],
@@ -56,6 +57,7 @@ test('each lazily loaded name loads its module on first read, and is the class t
   `)
   for (const [name, { files, same }] of Object.entries(out)) t.true(same, `${name} is the module's own export`)
   t.deepEqual(out.SlotFileError!.files, [join('lib', 'errors.js')])
+  t.deepEqual(out.SlotTable!.files.sort(), [join('lib', 'slots.js'), join('lib', 'validate.js')].sort())
   t.true(out.FuseProcessManager!.files.includes(join('lib', 'manager', 'index.js')))
   t.true(out.PidFileStore!.files.includes(join('lib', 'pidfile.js')) || out.FuseProcessManager!.files.includes(join('lib', 'pidfile.js')))
   t.true(out.EtcdSlotTable!.files.includes(join('lib', 'etcd', 'index.js')))

@@ -9,7 +9,7 @@
  * @internal
  */
 import { fail, oneLine } from './cli-util'
-import { DEFAULT_SLOTS_FILE, MAX_SLOTS } from './slots'
+import { DEFAULT_SLOTS_FILE, MAX_SLOTS } from './process-id'
 import { native, type NativeExecFailure } from './native'
 
 /** `EX_TEMPFAIL` of sysexits.h: try again later. */

@@ -18,7 +18,8 @@ import {
   type ConcurrencyConfig,
   type PartialConfig,
 } from './config'
-import { DEFAULT_SLOTS_FILE, SlotTable } from './slots'
+import { DEFAULT_SLOTS_FILE } from './process-id'
+import { SlotTable } from './slots'
 import { acquireEtcdId, isEtcdConfig, type EtcdClientConfig } from './etcd/client'
 import { checkObject, checkString } from './validate'
 
