@@ -1,7 +1,7 @@
 //! One judgement of a target's PID file: is the process it names ours and alive? Made here, once, for
 //! the manager, the command line and the loaders alike.
 
-use crate::pidfile::{PidFileEntry, PidFileStatus, SpawnRecord};
+use crate::entry::{PidFileEntry, PidFileStatus, SpawnRecord};
 use crate::process::{started_after, Identity};
 
 /// What a PID file is worth.
@@ -84,7 +84,7 @@ pub fn judge(
 #[cfg(test)]
 mod tests {
   use super::*;
-  use crate::pidfile::Fingerprint;
+  use crate::entry::Fingerprint;
   use std::path::PathBuf;
 
   fn entry(status: PidFileStatus, mtime_ms: f64) -> PidFileEntry {

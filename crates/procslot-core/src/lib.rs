@@ -8,7 +8,8 @@
 //!   locks.
 //! - [`pidfile`]: standard PID files, written atomically, read strictly, judged for trust; a per-target
 //!   lock across processes.
-//! - [`judge`]: the one judgement of a PID file: running, stale, reused, invalid or untrusted.
+//! - [`entry`]: a PID file and its spawn record as data (what [`pidfile`] reads and [`judge`](mod@judge) judges).
+//! - [`judge`](mod@judge): the one judgement of a PID file: running, stale, reused, invalid or untrusted.
 //! - [`process`]: a handle on one particular process (start time, pidfd): alive, signal, wait for exit.
 //! - [`watch`]: one thread and one epoll set that report the death of every watched process.
 //! - [`mount`]: mount points, waiting for a mount to appear, lazy unmounts.
@@ -17,6 +18,7 @@
 #![deny(clippy::all)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
+pub mod entry;
 pub mod error;
 pub mod exec;
 pub mod judge;
@@ -28,6 +30,7 @@ pub mod slots;
 mod sys;
 pub mod watch;
 
+pub use entry::{Fingerprint, PidFileEntry, PidFileStatus, SpawnRecord};
 pub use error::{Error, Result};
 pub use judge::{judge, Judgement, Verdict};
 pub use liveness::{holder_is_dead, Probe, ProcStat, SystemProbe};
@@ -38,8 +41,8 @@ pub use mount::{
 /// Signals, as the process functions take them.
 pub use nix::sys::signal::Signal;
 pub use pidfile::{
-  check_private_dir, parse_pid, validate_target_id, Fingerprint, Leftovers, PidFileEntry,
-  PidFileStatus, PidFileStore, SpawnRecord, TargetLock, TargetState,
+  check_private_dir, parse_pid, validate_target_id, Leftovers, PidFileStore, TargetLock,
+  TargetState,
 };
 pub use process::{identity, started_after, Identity, ProcessHandle, Signalled};
 pub use slots::{

@@ -24,7 +24,7 @@
 use std::fs::{DirBuilder, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, BorrowedFd};
-use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -34,9 +34,9 @@ use nix::errno::Errno;
 use nix::fcntl::OFlag;
 use nix::sys::stat::Mode;
 
+use crate::entry::{Fingerprint, PidFileEntry, PidFileStatus, SpawnRecord};
 use crate::error::{Error, Result};
 use crate::judge::{judge, Judgement, Verdict};
-use crate::mount::MountId;
 use crate::process::{identity, Identity};
 use crate::sys::{self, LockOutcome};
 
@@ -116,154 +116,6 @@ pub fn parse_pid(content: &[u8], pid_max: u32) -> std::result::Result<u32, Strin
     return Err(format!("PID {pid} is above the system's limit ({pid_max})"));
   }
   Ok(pid as u32)
-}
-
-/// What a PID file says and whether it can be trusted.
-#[derive(Debug, Clone, PartialEq)]
-pub enum PidFileStatus {
-  /// A valid PID in a trusted file.
-  Valid(u32),
-  /// The content is not a usable PID (why).
-  Invalid(String),
-  /// The file must not be acted on (why): another owner, writable by others, a link, not a file.
-  Untrusted(String),
-}
-
-/// What identifies one version of a file: a rewrite (a rename over it) changes the inode, an edit in
-/// place the change time. Equal fingerprints mean the file was not touched in between.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Fingerprint {
-  /// Device and inode.
-  pub dev: u64,
-  /// Inode number.
-  pub ino: u64,
-  /// Size in bytes.
-  pub size: u64,
-  /// Last status change, nanoseconds since the epoch.
-  pub ctime_ns: i128,
-  /// Last modification, nanoseconds since the epoch.
-  pub mtime_ns: i128,
-}
-
-impl Fingerprint {
-  fn of(meta: &std::fs::Metadata) -> Self {
-    Fingerprint {
-      dev: meta.dev(),
-      ino: meta.ino(),
-      size: meta.size(),
-      ctime_ns: meta.ctime() as i128 * 1_000_000_000 + meta.ctime_nsec() as i128,
-      mtime_ns: meta.mtime() as i128 * 1_000_000_000 + meta.mtime_nsec() as i128,
-    }
-  }
-
-  #[allow(clippy::unnecessary_cast)]
-  fn from_stat(st: &libc::stat) -> Self {
-    Fingerprint {
-      dev: st.st_dev as u64,
-      ino: st.st_ino as u64,
-      size: st.st_size as u64,
-      ctime_ns: st.st_ctime as i128 * 1_000_000_000 + st.st_ctime_nsec as i128,
-      mtime_ns: st.st_mtime as i128 * 1_000_000_000 + st.st_mtime_nsec as i128,
-    }
-  }
-}
-
-/// What a manager records beside a PID file when it starts a daemon (`.<targetId>.record`).
-#[derive(Debug, Clone, PartialEq)]
-pub struct SpawnRecord {
-  /// The daemon's PID.
-  pub pid: u32,
-  /// Its exact start time (the platform's raw unit, see [`Identity::start_time`]).
-  pub start_time: u64,
-  /// The absolute path it mounts.
-  pub mount_path: Option<PathBuf>,
-  /// The mount it made there, once it was ready.
-  pub mount: Option<MountId>,
-}
-
-impl SpawnRecord {
-  fn to_bytes(&self) -> Vec<u8> {
-    let mut out = format!("pid {}\nstart {}\n", self.pid, self.start_time).into_bytes();
-    if let Some(m) = &self.mount {
-      out.extend_from_slice(format!("mount {} {}\n", m.id, m.dev).as_bytes());
-    }
-    if let Some(p) = &self.mount_path {
-      out.extend_from_slice(b"path ");
-      out.extend_from_slice(p.as_os_str().as_bytes());
-      out.push(b'\n');
-    }
-    out
-  }
-
-  /// Parses a record; `None` for anything that is not one (a missing `pid` or `start`, a bad number, a
-  /// path that is not absolute).
-  fn parse(bytes: &[u8]) -> Option<Self> {
-    let mut pid = None;
-    let mut start = None;
-    let mut mount = None;
-    let mut mount_path = None;
-    for line in bytes.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
-      let (key, value) = match line.iter().position(|&b| b == b' ') {
-        Some(i) => (&line[..i], &line[i + 1..]),
-        None => return None,
-      };
-      let text = || std::str::from_utf8(value).ok();
-      match key {
-        b"pid" => pid = Some(text()?.parse::<u32>().ok()?),
-        b"start" => start = Some(text()?.parse::<u64>().ok()?),
-        b"mount" => {
-          let (id, dev) = text()?.split_once(' ')?;
-          mount = Some(MountId {
-            id: id.parse().ok()?,
-            dev: dev.to_owned(),
-          });
-        }
-        b"path" => {
-          let p = PathBuf::from(std::ffi::OsString::from_vec(value.to_vec()));
-          if !p.is_absolute() || value.contains(&0) {
-            return None;
-          }
-          mount_path = Some(p);
-        }
-        _ => {}
-      }
-    }
-    Some(SpawnRecord {
-      pid: pid.filter(|&p| p > 1)?,
-      start_time: start?,
-      mount_path,
-      mount,
-    })
-  }
-}
-
-/// One PID file as found on disk.
-#[derive(Debug, Clone, PartialEq)]
-pub struct PidFileEntry {
-  /// The target ID (the file name without `.pid`).
-  pub target_id: String,
-  /// The file's path.
-  pub path: PathBuf,
-  /// What it says.
-  pub status: PidFileStatus,
-  /// When it was last written, in milliseconds since the epoch.
-  pub mtime_ms: f64,
-  /// Its owner.
-  pub uid: u32,
-  /// Its permission bits.
-  pub mode: u32,
-  /// The version of the file that was read.
-  pub fingerprint: Fingerprint,
-}
-
-impl PidFileEntry {
-  /// The PID, when the file is valid and trusted.
-  pub fn pid(&self) -> Option<u32> {
-    match self.status {
-      PidFileStatus::Valid(pid) => Some(pid),
-      _ => None,
-    }
-  }
 }
 
 /// What [`PidFileStore::load`] found besides the PID files.
