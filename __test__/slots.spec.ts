@@ -10,6 +10,8 @@ import { DEFAULT_SLOTS_FILE, SlotFileError, SlotTable, SlotsExhaustedError, getP
 import { Holder, inCI, isRoot, stopAll, tempDir } from './helpers.ts'
 
 const rootOnly = isRoot ? test : inCI ? test : test.skip
+/** `taskset` (util-linux) sets the CPUs a process may run on. */
+const linuxOnly = process.platform === 'linux' ? test : test.skip
 
 function word(file: string, slot: number): { pid: number; tag: number } {
   const bytes = readFileSync(file)
@@ -93,7 +95,7 @@ test('DEFAULT_SLOTS_FILE follows os.tmpdir() whatever TMPDIR, TMP and TEMP say (
   }
 })
 
-test('a new file gets os.availableParallelism() slots: on one CPU, one slot', (t) => {
+linuxOnly('a new file gets os.availableParallelism() slots: on one CPU, one slot', (t) => {
   const { dir, cleanup } = tempDir()
   t.teardown(cleanup)
   const index = join(import.meta.dirname, '..', 'index.js')
