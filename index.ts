@@ -45,9 +45,10 @@ export type { EtcdErrorCode } from './lib/errors.js'
 export type { PidFileErrorCode, SlotFileErrorCode, SpawnFailure } from './lib/errors.js'
 
 /*
- * Loaded on first use: the typed slot client (`SlotTable`; `getProcessId` needs less), the FUSE process manager (and with it `node:child_process`), PID files, the
- * multi-process client and its config helpers, slots on etcd, and the error classes (made only when
- * something fails). `require('procslot')` then costs the slot code and the native binding only.
+ * Loaded on first use: the typed slot client (`SlotTable`), the FUSE process manager (and with it
+ * `node:child_process`), PID files, the multi-process client and its config helpers, slots on etcd, and
+ * the error classes (made only when something fails). `require('procslot')` then costs the process ID
+ * helpers and the native binding only.
  *
  * Each name below is declared as an export — so that the compiled file assigns it (`exports.X = void 0`)
  * where Node's cjs-module-lexer finds it, and `import { FuseProcessManager } from 'procslot'` works from
