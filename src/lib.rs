@@ -29,27 +29,30 @@ fn closed(env: &Env, path: &str) -> napi::Error {
 #[napi]
 pub fn noop() {}
 
-extern "C" {
-  /// libuv's count of the CPUs this process may run on, which `os.availableParallelism()` returns; the
-  /// node binary exports it to addons (libuv 1.44 and later: every Node.js procslot supports).
-  fn uv_available_parallelism() -> std::os::raw::c_uint;
-}
-
 /// The slot count of a new file when none is given: `os.availableParallelism()` — the figure a fleet
-/// sized by Node.js's own count has — asked once per process, at most `MAX_SLOTS`.
-fn default_slots() -> usize {
-  static N: OnceLock<usize> = OnceLock::new();
-  // SAFETY: a libuv function without arguments or preconditions, resolved from the node binary that
-  // loaded this addon.
+/// sized by Node.js's own count has — asked once per process, at most `MAX_SLOTS`. It is libuv's
+/// `uv_available_parallelism`, which the node binary exports; it is looked up when first needed rather
+/// than linked, so that a runtime without libuv's symbols still loads this addon. There, `None`: the
+/// core's default, Rust's count of the same CPUs.
+fn default_slots() -> Option<usize> {
+  static N: OnceLock<Option<usize>> = OnceLock::new();
   *N.get_or_init(|| {
-    (unsafe { uv_available_parallelism() } as usize).clamp(1, procslot_core::MAX_SLOTS)
+    // SAFETY: `dlsym` with the process's global scope and a NUL-terminated name.
+    let symbol = unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"uv_available_parallelism".as_ptr()) };
+    if symbol.is_null() {
+      return None;
+    }
+    // SAFETY: the symbol is libuv's `unsigned int uv_available_parallelism(void)`: no arguments, no
+    // preconditions.
+    let count: extern "C" fn() -> std::os::raw::c_uint = unsafe { std::mem::transmute(symbol) };
+    Some((count() as usize).clamp(1, procslot_core::MAX_SLOTS))
   })
 }
 
 fn open_options(slots: Option<u32>, timeout_ms: Option<u32>, private_dir: bool) -> OpenOptions {
   OpenOptions {
     slots: slots.map(|n| n as usize),
-    default_slots: Some(default_slots()),
+    default_slots: default_slots(),
     timeout: timeout_ms.map_or(procslot_core::DEFAULT_TIMEOUT, |ms| {
       Duration::from_millis(ms.into())
     }),
