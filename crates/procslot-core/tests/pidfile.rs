@@ -246,3 +246,51 @@ fn load_judges_each_file_and_finds_unfinished_spawns_and_abandoned_temporary_fil
   assert!(state.verdict.is_none());
   assert!(state.record_process.is_some());
 }
+
+#[test]
+fn load_reads_the_listed_record_of_an_old_pid_file_and_judges_one_without_by_its_time() {
+  use procslot_core::{Judgement, SpawnRecord};
+  use std::time::{Duration, SystemTime};
+  let tmp = TempDir::new();
+  let store = PidFileStore::open(&tmp.0).unwrap();
+  let me = procslot_core::identity(std::process::id())
+    .unwrap()
+    .unwrap();
+  // Both files name this process, stamped an hour before it started: only an exact record says it is
+  // theirs (the load opens records only for listed names once a PID file is older than the listing).
+  for target in ["recorded", "unrecorded"] {
+    store.write(target, std::process::id()).unwrap();
+  }
+  store
+    .write_record(
+      "recorded",
+      &SpawnRecord {
+        pid: std::process::id(),
+        start_time: me.start_time,
+        mount_path: None,
+        mount: None,
+      },
+    )
+    .unwrap();
+  let hour_ago = SystemTime::now() - Duration::from_secs(3600);
+  for target in ["recorded", "unrecorded"] {
+    fs::File::options()
+      .write(true)
+      .open(tmp.0.join(format!("{target}.pid")))
+      .unwrap()
+      .set_modified(hour_ago)
+      .unwrap();
+  }
+  let (verdicts, _) = store.load().unwrap();
+  let got: Vec<(&str, Judgement, bool)> = verdicts
+    .iter()
+    .map(|v| (v.entry.target_id.as_str(), v.judgement, v.record.is_some()))
+    .collect();
+  assert_eq!(
+    got,
+    vec![
+      ("recorded", Judgement::Running, true),
+      ("unrecorded", Judgement::Reused, false),
+    ]
+  );
+}
