@@ -358,8 +358,7 @@ impl PidFileStore {
     let dir = &scan.dir;
     let names = &scan.pid_files;
     let records = scan.records.as_slice();
-    let threads = std::thread::available_parallelism()
-      .map_or(1, |n| n.get())
+    let threads = sys::available_parallelism()
       .clamp(1, 4)
       .min(names.len().div_ceil(256).max(1));
     let pid_max = sys::pid_max();
@@ -895,19 +894,18 @@ fn write_atomic(dir: &Path, path: &Path, bytes: &[u8], what: &str) -> Result<()>
 /// written during it (file timestamps come from a coarse clock, a tick behind the real one).
 const RECENT_MARGIN_MS: f64 = 1000.0;
 
-/// The real-time clock, in milliseconds since the epoch (the scale of [`mtime_ms`]).
-fn now_ms() -> f64 {
-  std::time::SystemTime::now()
-    .duration_since(UNIX_EPOCH)
+/// A time in milliseconds since the epoch (`0` before it), the scale of [`PidFileEntry::mtime_ms`].
+fn epoch_ms(t: std::time::SystemTime) -> f64 {
+  t.duration_since(UNIX_EPOCH)
     .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
 }
 
+fn now_ms() -> f64 {
+  epoch_ms(std::time::SystemTime::now())
+}
+
 fn mtime_ms(meta: &std::fs::Metadata) -> f64 {
-  meta
-    .modified()
-    .ok()
-    .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-    .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+  meta.modified().map_or(0.0, epoch_ms)
 }
 
 /// A listing of a PID directory.

@@ -236,17 +236,6 @@ pub struct OpenOptions {
   pub locking: Locking,
 }
 
-/// The machine's available parallelism, read once (on Linux it reads several cgroup files), at most
-/// [`MAX_SLOTS`].
-fn available_parallelism() -> usize {
-  static N: OnceLock<usize> = OnceLock::new();
-  *N.get_or_init(|| {
-    std::thread::available_parallelism()
-      .map_or(1, |n| n.get())
-      .min(MAX_SLOTS)
-  })
-}
-
 impl Default for OpenOptions {
   fn default() -> Self {
     OpenOptions {
@@ -441,7 +430,7 @@ impl SlotFile {
       options
         .slots
         .or(options.default_slots)
-        .unwrap_or_else(available_parallelism)
+        .unwrap_or_else(|| sys::available_parallelism().min(MAX_SLOTS))
         .max(1)
     } else {
       wanted

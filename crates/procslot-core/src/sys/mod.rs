@@ -10,7 +10,8 @@
 //! - `group_members`, `process_group`: the members of a process group (Linux `/proc`; unlisted
 //!   elsewhere);
 //! - `open_mount_table`, `read_mount_table`, `mount_entries`, `poll_mounts_or_exit`, `unmount_lazy`: the
-//!   mount table and waiting for it to change (Linux `/proc/self/mountinfo`; unsupported elsewhere).
+//!   mount table and waiting for it to change (Linux `/proc/self/mountinfo`; unsupported elsewhere);
+//! - `available_parallelism()`: the CPUs this process may run on, asked once.
 
 #[cfg(unix)]
 mod locks;
@@ -59,3 +60,10 @@ pub struct MountEntry {
 
 #[cfg(not(unix))]
 compile_error!("procslot-core supports Unix platforms only (Linux and macOS)");
+
+/// How many CPUs this process may run on (`std::thread::available_parallelism`), asked once per process:
+/// on Linux it reads several cgroup files.
+pub fn available_parallelism() -> usize {
+  static N: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+  *N.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+}
