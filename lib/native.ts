@@ -37,11 +37,17 @@ function published(): { name: string; platforms: string[] } {
   return { name: pkg.name, platforms }
 }
 
-/** `linux-x64-gnu` and the like: the napi-rs name of this machine's platform. */
+/**
+ * `linux-x64-gnu` and the like: the napi-rs name of this machine's platform. glibc or musl is decided as
+ * the generated loader decides it: does `/usr/bin/ldd` mention musl; without that file, the process
+ * report (a few milliseconds).
+ */
 function platformName(): string {
   const name = `${process.platform}-${process.arch}`
   if (process.platform !== 'linux') return name
-  // Only on the error path: a report takes a few milliseconds.
+  try {
+    return `${name}-${readFileSync('/usr/bin/ldd', 'utf8').includes('musl') ? 'musl' : 'gnu'}`
+  } catch {}
   const report = process.report?.getReport() as { header?: { glibcVersionRuntime?: string } } | undefined
   return `${name}-${report?.header?.glibcVersionRuntime ? 'gnu' : 'musl'}`
 }
@@ -106,23 +112,15 @@ function loadFailure(err: unknown): string | undefined {
 }
 
 /**
- * This machine's platform name when the short path applies: on Linux, glibc or musl as the generated
- * loader decides it first (does `/usr/bin/ldd` mention musl?); `undefined` when that cannot be told here,
- * or a `NAPI_RS_*` variable asks the generated loader for something else (a library path, WASI, a version
- * check).
+ * This machine's platform name when the short path applies: `undefined` when a `NAPI_RS_*` variable asks
+ * the generated loader for something else (a library path, WASI, a version check).
  */
 function shortPathPlatform(): string | undefined {
   const env = process.env
   if (env.NAPI_RS_NATIVE_LIBRARY_PATH || env.NAPI_RS_FORCE_WASI || env.NAPI_RS_WASI_FLAVOR || env.NAPI_RS_ENFORCE_VERSION_CHECK) {
     return undefined
   }
-  const { platform, arch } = process
-  if (platform !== 'linux') return `${platform}-${arch}`
-  try {
-    return `linux-${arch}-${readFileSync('/usr/bin/ldd', 'utf8').includes('musl') ? 'musl' : 'gnu'}`
-  } catch {
-    return undefined
-  }
+  return platformName()
 }
 
 function load(): typeof Binding {
