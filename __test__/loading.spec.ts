@@ -65,6 +65,15 @@ test('each lazily loaded name loads its module on first read, and is the class t
   t.true(out.EtcdSlotTable!.files.includes(join('lib', 'etcd', 'index.js')))
 })
 
+test('every name the entry exports has a value (each lazily loaded name is declared and defined alike)', (t) => {
+  const out = fresh<{ names: string[]; undefinedNames: string[] }>(`
+    const names = Object.keys(p).filter((k) => k !== '__esModule')
+    console.log(JSON.stringify({ names, undefinedNames: names.filter((k) => p[k] === undefined) }))
+  `)
+  t.true(out.names.length >= 24, out.names.join(', '))
+  t.deepEqual(out.undefinedNames, [])
+})
+
 test('an error made by the slot code, before any error class was read, is an instance of the exported classes', (t) => {
   const out = fresh<{ argument: boolean[]; made: boolean[] }>(`
     const err = (() => { try { p.SlotTable.open('') } catch (e) { return e } })()
