@@ -625,7 +625,7 @@ etcdTest("the README's \"Across hosts\" example runs against a real etcd", async
   const block = /^```ts\n([\s\S]*?)^```/m.exec(section)
   t.truthy(block, 'the section has a ts example')
   const code = block![1]!.replaceAll('http://etcd-1:2379', shared!.endpoint)
-  // From the repo, 'procslot' resolves to this package (self-reference through "exports").
+  // From the repo, 'procslot' resolves to this package: the dev dependency "procslot": "file:." links it.
   const child = spawn(process.execPath, ['--input-type=module', '-e', code], {
     cwd: fileURLToPath(new URL('..', import.meta.url)),
     stdio: ['ignore', 'pipe', 'pipe'],

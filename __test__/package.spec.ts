@@ -70,6 +70,29 @@ platformTest('npm install procslot from a registry brings the platform binary th
   t.false(readdirSync(join(project, 'node_modules', pkg.name)).some((f) => f.endsWith('.node')))
 
   const slots = join(project, 'slots')
+  // What a program that only wants its slot loads, as installed: the entry, the binding loader, the
+  // platform package's binary and the process ID helpers; no built-in module beyond what Node.js loads at
+  // startup. In particular not Node's ESM resolver, which an "exports" map in package.json would make a
+  // CommonJS `require` load (about 1.5 ms of the 3 ms aim in issue 11).
+  const only = `
+    const builtins = new Set(process.moduleLoadList)
+    const id = require('procslot').getProcessId(${JSON.stringify(slots)})
+    const files = Object.keys(require.cache).map((f) => require('node:path').relative(${JSON.stringify(join(project, 'node_modules'))}, f))
+    const loaded = process.moduleLoadList.filter((m) => !builtins.has(m) && m.startsWith('NativeModule '))
+    require('procslot').releaseProcessId(${JSON.stringify(slots)})
+    console.log(JSON.stringify({ id, files: files.sort(), loaded }))
+  `
+  t.deepEqual(JSON.parse(await ok(process.execPath, ['-e', only], project, reg.env)), {
+    id: 0,
+    files: [
+      `${PLATFORM_PKG}/procslot.${PLATFORM}.node`,
+      'procslot/index.js',
+      'procslot/lib/native.js',
+      'procslot/lib/process-id.js',
+    ],
+    loaded: [],
+  })
+
   const cjs = `
     const { getProcessId, SlotTable, SlotFileError, FuseProcessManager } = require('procslot')
     const table = SlotTable.open(${JSON.stringify(slots)}, { slots: 4 })

@@ -17,7 +17,7 @@ for (const [i, { lang, code }] of blocks.entries()) {
   test(`README ${lang} block ${i + 1} runs (${code.split('\n')[0]})`, (t) => {
     const args = lang === 'mjs' ? ['--input-type=module', '-e', code] : ['-e', code]
     t.notThrows(() =>
-      // From the repo, `require('procslot')` resolves to this package (self-reference through "exports").
+      // From the repo, `require('procslot')` resolves to this package: the dev dependency "procslot": "file:." links it.
       execFileSync(process.execPath, args, { cwd: repo, stdio: ['ignore', 'pipe', 'pipe'], timeout: 30_000 }),
     )
   })
