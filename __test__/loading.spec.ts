@@ -86,6 +86,20 @@ test('an error made by the slot code, before any error class was read, is an ins
   t.deepEqual(out, { argument: [true, true], made: [true, true, true] })
 })
 
+test('a client on a slot file loads no etcd code (it loads only for an etcd config)', (t) => {
+  const { dir, cleanup } = tempDir()
+  t.teardown(cleanup)
+  const out = fresh<{ id: number; files: string[]; builtins: string[] }>(`
+    const client = p.newMultiProcessClient(${JSON.stringify(join(dir, 'data'))}, { concurrency: { slotsFile: ${JSON.stringify(join(dir, 'slots'))} } })
+    const id = client.processId
+    client.close()
+    console.log(JSON.stringify({ id, files: loaded(), builtins: builtinsLoaded() }))
+  `)
+  t.is(out.id, 0)
+  t.deepEqual(out.files.filter((f) => f.includes('etcd')), [], out.files.join(', '))
+  t.false(out.builtins.some((m) => m.includes('perf_hooks')), out.builtins.join(', '))
+})
+
 test('a NAPI_RS_* override takes the generated loader, which loads the same binary', (t) => {
   const local = fresh<{ files: string[] }>(`p.getProcessId(''); console.log(JSON.stringify({ files: loaded() }))`)
   const binary = join(root, local.files.find((f) => f.endsWith('.node'))!)

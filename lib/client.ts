@@ -20,7 +20,8 @@ import {
 } from './config'
 import { DEFAULT_SLOTS_FILE } from './process-id'
 import { SlotTable } from './slots'
-import { acquireEtcdId, isEtcdConfig, type EtcdClientConfig } from './etcd/client'
+import type * as EtcdClient from './etcd/client'
+import type { EtcdClientConfig } from './etcd/client'
 import { checkObject, checkString } from './validate'
 
 /**
@@ -207,6 +208,13 @@ export class MultiProcessClient {
   }
 }
 
+/** Whether a config asks for an ID from etcd (then {@link newMultiProcessClient} is async). */
+function isEtcdConfig(config: unknown): config is EtcdClientConfig {
+  if (typeof config !== 'object' || config === null) return false
+  const concurrency = (config as { concurrency?: unknown }).concurrency
+  return typeof concurrency === 'object' && concurrency !== null && (concurrency as { etcd?: unknown }).etcd !== undefined
+}
+
 function checkDataDir(dataDir: unknown): string {
   return resolve(checkString('dataDir', dataDir))
 }
@@ -266,10 +274,13 @@ export function newMultiProcessClient(
   dataDir: string,
   config: PartialConfig | EtcdClientConfig = {},
 ): MultiProcessClient | Promise<MultiProcessClient> {
-  // Across hosts: the ID comes from etcd (lib/etcd/client.ts), asynchronously; every error rejects.
+  // Across hosts: the ID comes from etcd (lib/etcd/client.ts), asynchronously; every error rejects. The
+  // etcd code (seven modules and node:perf_hooks, about 8 ms in a fresh process) loads only for such a
+  // config: a client on a slot file never pays for it.
   if (isEtcdConfig(config)) {
     return (async () => {
       const dir = checkDataDir(dataDir)
+      const { acquireEtcdId } = require('./etcd/client') as typeof EtcdClient
       const { concurrency, lease } = await acquireEtcdId(dir, config)
       return MultiProcessClient.create(dir, concurrency, lease)
     })()

@@ -37,13 +37,6 @@ export interface EtcdClientConfig {
   readonly concurrency: { readonly etcd: EtcdConcurrencyOptions; readonly slotsFile?: string }
 }
 
-/** @internal Whether a config asks for an ID from etcd (then {@link newMultiProcessClient} is async). */
-export function isEtcdConfig(config: unknown): config is EtcdClientConfig {
-  if (typeof config !== 'object' || config === null) return false
-  const concurrency = (config as { concurrency?: unknown }).concurrency
-  return typeof concurrency === 'object' && concurrency !== null && (concurrency as { etcd?: unknown }).etcd !== undefined
-}
-
 /**
  * @internal The etcd half of {@link newMultiProcessClient}: takes a slot from etcd and creates `dataDir`;
  * returns the client's concurrency and its lease, whose `release()` gives the slot back and closes the
