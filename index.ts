@@ -12,10 +12,8 @@ import type * as Manager from './lib/manager/index.js'
 import type * as PidFile from './lib/pidfile.js'
 import type * as Slots from './lib/slots.js'
 
-import './lib/native.js'
-
-export { DEFAULT_SLOTS_FILE, MAX_SLOTS, getProcessId, releaseProcessId } from './lib/process-id.js'
-export type { GetProcessIdOptions } from './lib/process-id.js'
+export { DEFAULT_SLOTS_FILE, MAX_SLOTS, getProcessId, releaseProcessId } from './lib/native.js'
+export type { GetProcessIdOptions } from './lib/native.js'
 export type { AcquireOptions, SlotInfo, SlotTableOptions, WaitForSlotOptions } from './lib/slots.js'
 export type { AcquireConfigOptions, ConcurrencyConfig, Config, PartialConfig, WaitingConfig } from './lib/config.js'
 export type { FrozenConfig } from './lib/client.js'
@@ -47,8 +45,8 @@ export type { PidFileErrorCode, SlotFileErrorCode, SpawnFailure } from './lib/er
 /*
  * Loaded on first use: the typed slot client (`SlotTable`), the FUSE process manager (and with it
  * `node:child_process`), PID files, the multi-process client and its config helpers, slots on etcd, and
- * the error classes (made only when something fails). `require('procslot')` then costs the process ID
- * helpers and the native binding only.
+ * the error classes (made only when something fails). `require('procslot')` then costs this file and
+ * `lib/native.js` (the native binding and the process ID helpers) only.
  *
  * Each name below is declared as an export — so that the compiled file assigns it (`exports.X = void 0`)
  * where Node's cjs-module-lexer finds it, and `import { FuseProcessManager } from 'procslot'` works from

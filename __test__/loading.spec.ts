@@ -23,7 +23,7 @@ function fresh<T>(body: string, env: NodeJS.ProcessEnv = process.env): T {
   return JSON.parse(execFileSync(process.execPath, ['-e', script], { encoding: 'utf8', env })) as T
 }
 
-test('require + getProcessId loads the entry, the loader, the binary and the process ID helpers: no generated loader, SlotTable, errors, checks or node:os', (t) => {
+test('require + getProcessId loads the entry, lib/native.js (the binding loader and the process ID helpers) and the binary: no generated loader, load errors, SlotTable, errors, checks or node:os', (t) => {
   const { dir, cleanup } = tempDir()
   t.teardown(cleanup)
   const file = join(dir, 'slots')
@@ -33,7 +33,7 @@ test('require + getProcessId loads the entry, the loader, the binary and the pro
   t.is(out.id, 0)
   const binary = out.files.filter((f) => f.endsWith('.node'))
   t.is(binary.length, 1, 'one binary: this platform\'s')
-  t.deepEqual(out.files.filter((f) => !f.endsWith('.node')).sort(), ['index.js', 'lib/native.js', 'lib/process-id.js'])
+  t.deepEqual(out.files.filter((f) => !f.endsWith('.node')).sort(), ['index.js', 'lib/native.js'])
   t.deepEqual(out.builtins, [], 'no built-in module beyond what Node.js loads at startup (node:os, node:child_process)')
 })
 

@@ -9,8 +9,7 @@
  * @internal
  */
 import { fail, oneLine } from './cli-util'
-import { DEFAULT_SLOTS_FILE, MAX_SLOTS } from './process-id'
-import { native, type NativeExecFailure } from './native'
+import { DEFAULT_SLOTS_FILE, MAX_SLOTS, native, type NativeExecFailure } from './native'
 
 /** `EX_TEMPFAIL` of sysexits.h: try again later. */
 export const EXIT_NO_SLOT = 75

@@ -8,7 +8,7 @@ import { resolve } from 'node:path'
 
 import { fail, formatTable, formatTime, oneLine, parse, printJson, shorten } from './cli-util'
 import { processCommand, processStart } from './proc'
-import { DEFAULT_SLOTS_FILE } from './process-id'
+import { DEFAULT_SLOTS_FILE } from './native'
 import { SlotTable } from './slots'
 
 /** One slot as `procslot slots` shows it (and prints it with `--json`). */

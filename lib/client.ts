@@ -18,7 +18,7 @@ import {
   type ConcurrencyConfig,
   type PartialConfig,
 } from './config'
-import { DEFAULT_SLOTS_FILE } from './process-id'
+import { DEFAULT_SLOTS_FILE } from './native'
 import { SlotTable } from './slots'
 import type * as EtcdClient from './etcd/client'
 import type { EtcdClientConfig } from './etcd/client'

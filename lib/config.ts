@@ -2,7 +2,7 @@
  * Config builders: the port of the Go helpers' `DefaultCometConfig`, `MultiProcessConfig` and
  * `MultiProcessCometConfig`. Each returns a fresh, mutable object; a client freezes its own copy.
  */
-import { DEFAULT_SLOTS_FILE, MAX_SLOTS, getProcessId } from './process-id'
+import { DEFAULT_SLOTS_FILE, MAX_SLOTS, getProcessId } from './native'
 import { SlotTable } from './slots'
 import { SlotsExhaustedError } from './errors'
 import { checkInteger, checkMs, checkObject, checkSignal, checkString, outOfRange } from './validate'

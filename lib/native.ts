@@ -1,41 +1,29 @@
 /**
- * The native binding, loaded once, first, with any failure turned into one clear error: Windows and other
- * platforms without a binary are refused by name, and a supported platform whose prebuilt binary is
- * missing (installed with `--omit=optional`, or a `node_modules` copied from another platform) or does not
- * load (a too-old glibc) names its platform and the package to install. `index.ts` imports this module
- * before anything else.
+ * What `require('procslot')` loads for a program that only wants its ID: the native binding, loaded once,
+ * first, and the process ID helpers on it (`getProcessId`, `releaseProcessId`, the default file). They
+ * share one module because each module a fresh process loads costs it about a quarter of a millisecond
+ * (issue 11: ≤ 3 ms for `require` + `getProcessId`); everything else — `SlotTable` (`slots.ts`), the
+ * manager, the clients, the errors — loads on first use.
  *
- * The common case takes a short path: this machine's binary, next to the sources (a checkout) or from its
+ * The binding takes a short path: this machine's binary, next to the sources (a checkout) or from its
  * platform package, required directly. Everything else — the `NAPI_RS_*` overrides, WASI, a binary that is
  * there but does not load — goes through the loader napi-rs generates (`binding.js`), which stays the
- * authority and whose error chain is what gets reported. The generated loader alone takes about as long
- * to load as the binary (over a millisecond), which a program that only wants its slot would pay for.
+ * authority and whose error chain is what gets reported (see `load-error.ts`). The generated loader alone
+ * takes about as long to load as the binary (over a millisecond), which a program that only wants its
+ * slot would pay for.
  * @internal
  */
 import { existsSync, readFileSync } from 'node:fs'
-import { join } from 'node:path'
+import { isAbsolute, join } from 'node:path'
 
 import type * as Binding from '../binding.js'
-import type * as Errors from './errors.js'
+import type * as LoadError from './load-error.js'
+import type * as Validate from './validate.js'
 
 export type * from '../binding.js'
 
-/** The error classes, for the failure paths only: a program that loads fine never compiles them here. */
-const errors = (): typeof Errors => require('./errors.js') as typeof Errors
-
-/**
- * The platforms with a prebuilt binary: the `procslot-<platform>` packages that `napi prepublish` wrote
- * into the published package.json's `optionalDependencies` (none in a checkout, where `npm run build`
- * makes the binary).
- */
-function published(): { name: string; platforms: string[] } {
-  const pkg = require('../package.json') as { name: string; optionalDependencies?: Record<string, string> }
-  const prefix = `${pkg.name}-`
-  const platforms = Object.keys(pkg.optionalDependencies ?? {})
-    .filter((dep) => dep.startsWith(prefix))
-    .map((dep) => dep.slice(prefix.length))
-  return { name: pkg.name, platforms }
-}
+/** The failure path: loaded only when the binding does not load. */
+const loadError = (): typeof LoadError => require('./load-error.js') as typeof LoadError
 
 /**
  * `linux-x64-gnu` and the like: the napi-rs name of this machine's platform. glibc or musl is decided as
@@ -52,65 +40,6 @@ function platformName(): string {
   return `${name}-${report?.header?.glibcVersionRuntime ? 'gnu' : 'musl'}`
 }
 
-function unsupported(platform: string, platforms: string[], cause?: unknown): Errors.ProcslotError {
-  const { ProcslotError } = errors()
-  const have = platforms.length > 0 ? platforms.join(', ') : 'Linux and macOS'
-  return Object.assign(
-    new ProcslotError(
-      `procslot: unsupported platform ${platform}. procslot needs POSIX byte-range locks and process start ` +
-        `times; it has prebuilt binaries for ${have}.`,
-      { code: 'ERR_PROCSLOT_UNSUPPORTED_PLATFORM', cause },
-    ),
-    { platform },
-  )
-}
-
-function resolves(specifier: string): boolean {
-  try {
-    require.resolve(specifier)
-    return true
-  } catch {
-    return false
-  }
-}
-
-/** The error for a binding that did not load on `platform`; `cause` is the loader's own error. */
-function missingBinary(platform: string, cause: unknown): Errors.ProcslotError {
-  const { ProcslotError } = errors()
-  const { name, platforms } = published()
-  if (platforms.length === 0) {
-    return Object.assign(
-      new ProcslotError(
-        `procslot: no native binary for ${platform} next to the sources: build it with npm run build` +
-          (loadFailure(cause) ? ` (it did not load: ${loadFailure(cause)})` : ''),
-        { code: 'ERR_PROCSLOT_NO_BINARY', cause },
-      ),
-      { platform },
-    )
-  }
-  if (!platforms.includes(platform)) return unsupported(platform, platforms, cause)
-  const pkg = `${name}-${platform}`
-  const message = resolves(`${pkg}/package.json`)
-    ? `procslot: the prebuilt binary for ${platform} (package ${pkg}) is installed but could not be loaded: ` +
-      `${loadFailure(cause) ?? String(cause)}${platform.endsWith('-gnu') ? ' (it needs glibc 2.17 or later)' : ''}`
-    : `procslot: no prebuilt binary for ${platform}: the package ${pkg} is not installed. npm installs it ` +
-      `with procslot as an optional dependency; it was left out (--omit=optional, --no-optional, or a ` +
-      `lockfile made on another platform). Install it: npm install ${pkg}`
-  return Object.assign(new ProcslotError(message, { code: 'ERR_PROCSLOT_NO_BINARY', cause }), { platform, package: pkg })
-}
-
-/**
- * Why a binary that is there did not load, or `undefined` when none was found: napi-rs chains every
- * candidate's failure through `cause` (a missing local `.node` file, the platform package, a WASI fallback),
- * and the first that is not "not found" is the reason (`version 'GLIBC_2.28' not found`, a wrong ELF class).
- */
-function loadFailure(err: unknown): string | undefined {
-  const messages: string[] = []
-  for (let e: unknown = err; e instanceof Error; e = e.cause) messages.push(e.message.split('\n')[0] ?? '')
-  const notFound = /^(Cannot find (module|native binding)|Failed to load native binding)|wasi/i
-  return messages.filter((m) => !notFound.test(m)).at(-1)
-}
-
 /**
  * This machine's platform name when the short path applies: `undefined` when a `NAPI_RS_*` variable asks
  * the generated loader for something else (a library path, WASI, a version check).
@@ -124,7 +53,7 @@ function shortPathPlatform(): string | undefined {
 }
 
 function load(): typeof Binding {
-  if (process.platform === 'win32') throw unsupported(`${process.platform}-${process.arch}`, published().platforms)
+  if (process.platform === 'win32') throw loadError().unsupportedPlatform(`${process.platform}-${process.arch}`)
   const platform = shortPathPlatform()
   if (platform !== undefined) {
     // The binary `npm run build` puts next to the sources, else the platform package: the generated
@@ -138,9 +67,135 @@ function load(): typeof Binding {
   try {
     return require('../binding.js') as typeof Binding
   } catch (err) {
-    throw missingBinary(platformName(), err)
+    throw loadError().missingBinary(platformName(), err)
   }
 }
 
 /** The native binding: the `#[napi]` functions and classes of `src/`. */
 export const native: typeof Binding = load()
+
+// The process ID helpers.
+
+/**
+ * The argument checks, loaded on first use: every module a program loads costs it a quarter of a
+ * millisecond or so, and `getProcessId(file)` needs none (it never throws: a path that is not a non-empty
+ * string without NUL bytes fails in the binding or the core, and gives `-1` as any other failure does).
+ */
+const check = (): typeof Validate => require('./validate.js') as typeof Validate
+
+/**
+ * `os.tmpdir()` on the platforms procslot runs on (POSIX), without loading `node:os` — a module of its own
+ * that `require('procslot')` would otherwise compile for this one path. `__test__/slots.spec.ts` checks it
+ * against `os.tmpdir()` with each of the variables set and unset.
+ */
+function tmpdir(): string {
+  const env = process.env
+  const path = env.TMPDIR || env.TMP || env.TEMP || '/tmp'
+  return path.length > 1 && path.endsWith('/') ? path.slice(0, -1) : path
+}
+
+/**
+ * The slot file used when none is named: `worker-slots` in the per-user directory
+ * `procslot-<euid>` of `os.tmpdir()` (`<euid>` the effective user ID). The directory is created with mode
+ * 0700 when first used, and refused (`EUNSAFE`) if it is not this user's or others can write to it, so
+ * each user has a table of their own and no one else can plant the file.
+ *
+ * Temporary-file cleaners may delete old files in `os.tmpdir()`: a long-lived fleet should name a file
+ * under `/run/<app>/` or on a volume (see the README); a holder whose file was removed or replaced learns
+ * it through `SlotTable.replaced` and a process warning.
+ */
+export const DEFAULT_SLOTS_FILE: string = join(tmpdir(), `procslot-${process.geteuid?.() ?? 0}`, 'worker-slots')
+
+/** The most slots a file may hold (a 1 MiB file). */
+export const MAX_SLOTS = 131072
+
+/** Options of {@link getProcessId}. */
+export interface GetProcessIdOptions {
+  /** The fleet size, for a new file (as `SlotTableOptions.slots`). @default `os.availableParallelism()` */
+  readonly slots?: number
+  /** As `SlotTableOptions.timeoutMs`: past it, `-1`. @default 5000 */
+  readonly timeoutMs?: number
+}
+
+/**
+ * This process's IDs by slot-file path as given, so that a repeated {@link getProcessId} costs a map
+ * look-up. A relative path is remembered with the working directory it was resolved in, `memoCwd`
+ * (`process.cwd()` is a cached string in Node.js, no system call): when the directory changes, the
+ * memo is dropped. Cleared by every release and close in this process.
+ */
+const memo = new Map<string, number>()
+let memoCwd: string | null = null
+
+function forget(): void {
+  memo.clear()
+  memoCwd = null
+}
+
+/** @internal Forgets the memoized IDs (a slot was released or taken elsewhere in this process). */
+export const forgetProcessIds: () => void = forget
+
+const warned = new Set<string>()
+
+/**
+ * Emits the once-per-file process warning for a slot file whose path now names another file or nothing.
+ * @internal
+ */
+export function warnReplaced(path: string): void {
+  if (warned.has(path)) return
+  warned.add(path)
+  process.emitWarning(
+    `slot file ${path} was removed or replaced while this process held it open: processes that open the ` +
+      'path now use another table, so IDs handed out here may be handed out again there. Keep a long-lived ' +
+      "fleet's slot file out of reach of temporary-file cleaners (e.g. under /run/<app>/).",
+    { type: 'ProcslotWarning', code: 'PROCSLOT_SLOT_FILE_REPLACED' },
+  )
+}
+
+/**
+ * The slot (0-based process ID) of this process in a slot file, claiming the lowest slot with no live
+ * holder if it holds none. Repeated calls return the same number. The slot is held until
+ * {@link releaseProcessId} or the end of the process, however it ends.
+ *
+ * A new file gets exactly `options.slots` slots (the fleet size), or `os.availableParallelism()` when no
+ * count is given. Never throws: returns `-1` when every slot is held by a live process, when another
+ * process holds the file's growth lock past `options.timeoutMs`, and on any error (an unusable path, a
+ * refused file, bad options — use `SlotTable.open` to learn why).
+ *
+ * @param slotsFile - the slot file; a relative path is resolved against the working directory
+ * @default slotsFile {@link DEFAULT_SLOTS_FILE}
+ */
+export function getProcessId(slotsFile: string = DEFAULT_SLOTS_FILE, options?: GetProcessIdOptions): number {
+  if (memoCwd !== null && memoCwd !== process.cwd()) forget()
+  const cached = memo.get(slotsFile)
+  if (cached !== undefined) return cached
+  let id: number
+  try {
+    const slots = options?.slots === undefined ? undefined : check().checkInteger('slots', options.slots, 1, MAX_SLOTS)
+    const timeoutMs = options?.timeoutMs === undefined ? undefined : check().checkMs('timeoutMs', options.timeoutMs)
+    id = native.getProcessId(slotsFile, slots, timeoutMs, slotsFile === DEFAULT_SLOTS_FILE)
+  } catch {
+    return -1
+  }
+  if (id >= 0) {
+    if (!isAbsolute(slotsFile)) memoCwd = process.cwd()
+    memo.set(slotsFile, id)
+  }
+  return id
+}
+
+/**
+ * Frees this process's slot in a slot file (only if the slot's word still names this process) and forgets
+ * it. Idempotent; never throws.
+ *
+ * @param slotsFile - the slot file
+ * @returns `true` if a slot was freed
+ */
+export function releaseProcessId(slotsFile: string = DEFAULT_SLOTS_FILE): boolean {
+  forget()
+  try {
+    return native.releaseProcessId(slotsFile)
+  } catch {
+    return false
+  }
+}
+

@@ -1,11 +1,19 @@
 /**
  * Worker slots: small, unique, reusable IDs (0..N-1) for the processes of a fleet, from a memory-mapped
  * slot file with one lock lease per slot — the typed client, `SlotTable`. The plain helpers
- * (`getProcessId`, `releaseProcessId`) are in `process-id.ts`.
+ * (`getProcessId`, `releaseProcessId`) are in `native.ts`, with the binding.
  */
 import type * as Errors from './errors.js'
-import { native, type NativeSlotTable, type NativeWaited, type NativeWaiter } from './native.js'
-import { DEFAULT_SLOTS_FILE, MAX_SLOTS, forgetProcessIds, warnReplaced } from './process-id.js'
+import {
+  DEFAULT_SLOTS_FILE,
+  MAX_SLOTS,
+  forgetProcessIds,
+  native,
+  warnReplaced,
+  type NativeSlotTable,
+  type NativeWaited,
+  type NativeWaiter,
+} from './native.js'
 import { checkBoolean, checkInteger, checkMs, checkSignal, checkString } from './validate.js'
 
 /** The error classes, loaded when the first error is made. */

@@ -5,7 +5,7 @@ import { mkdirSync } from 'node:fs'
 
 import type { ConcurrencyConfig } from '../config'
 import type { EtcdError } from '../errors'
-import { DEFAULT_SLOTS_FILE } from '../process-id'
+import { DEFAULT_SLOTS_FILE } from '../native'
 import { checkFunction, checkMs, checkObject, checkSignal, invalidValue } from '../validate'
 import { checkOptions } from './options'
 import { EtcdSlotTable } from './table'
