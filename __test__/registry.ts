@@ -177,10 +177,16 @@ export async function publish(reg: Registry): Promise<{ main: Packed; platform: 
 
 /**
  * A fresh project outside the repo with `spec` (default: this version of procslot) installed from the
- * registry, `npmArgs` added to `npm install`.
+ * registry, `npmArgs` added to `npm install`. It is made in `parent` (default: the registry's directory,
+ * removed with the registry).
  */
-export async function consumer(reg: Registry, npmArgs: string[] = [], spec = `${pkg.name}@${pkg.version}`): Promise<string> {
-  const project = await mkdtemp(join(reg.dir, 'project-'))
+export async function consumer(
+  reg: Registry,
+  npmArgs: string[] = [],
+  spec = `${pkg.name}@${pkg.version}`,
+  parent = reg.dir,
+): Promise<string> {
+  const project = await mkdtemp(join(parent, 'project-'))
   writeFileSync(join(project, 'package.json'), JSON.stringify({ name: 'consumer', private: true }))
   await ok('npm', ['install', spec, '--registry', reg.url, ...npmArgs], project, reg.env)
   return project
