@@ -186,12 +186,17 @@ mod tests {
       .unwrap()
       .map(|s| s.start_tag())
       .unwrap_or(0);
-    // Wait for it to become a zombie without reaping it: waitid with WNOWAIT.
-    nix::sys::wait::waitid(
-      nix::sys::wait::Id::Pid(Pid::from_raw(pid as i32)),
-      nix::sys::wait::WaitPidFlag::WEXITED | nix::sys::wait::WaitPidFlag::WNOWAIT,
-    )
-    .unwrap();
+    // Wait for it to become a zombie without reaping it: waitid with WNOWAIT (through libc: nix has
+    // waitid on Linux only).
+    // SAFETY: a zeroed siginfo_t is a valid out-parameter.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    let flags = libc::WEXITED | libc::WNOWAIT;
+    while unsafe { libc::waitid(libc::P_PID, pid, &mut info, flags) } != 0 {
+      assert_eq!(
+        std::io::Error::last_os_error().kind(),
+        std::io::ErrorKind::Interrupted
+      );
+    }
     assert!(SystemProbe.stat(pid).unwrap().unwrap().zombie);
     assert!(holder_is_dead(&SystemProbe, pid, start));
     child.wait().unwrap();

@@ -295,11 +295,7 @@ fn without_locks_liveness_falls_back_to_pids() {
   let live_tag = start_tag(live_pid);
   // A zombie: a child that exited and is not reaped.
   let mut zombie = Command::new("true").spawn().unwrap();
-  nix::sys::wait::waitid(
-    nix::sys::wait::Id::Pid(nix::unistd::Pid::from_raw(zombie.id() as i32)),
-    nix::sys::wait::WaitPidFlag::WEXITED | nix::sys::wait::WaitPidFlag::WNOWAIT,
-  )
-  .unwrap();
+  common::wait_unreaped(zombie.id());
   write_word(
     &path,
     0,

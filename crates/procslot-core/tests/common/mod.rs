@@ -30,3 +30,30 @@ impl Drop for TempDir {
     let _ = fs::remove_dir_all(&self.0);
   }
 }
+
+/// Waits until `pid`, a child of this process, has exited, without reaping it: it stays a zombie.
+/// `waitid(P_PID, pid, WEXITED | WNOWAIT)`, through libc: nix offers `waitid` on Linux only, not macOS.
+#[allow(dead_code)] // used by some test files only
+pub fn wait_unreaped(pid: u32) {
+  loop {
+    // SAFETY: a zeroed siginfo_t is a valid out-parameter; waitid writes it and reads nothing else.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    let rc = unsafe {
+      libc::waitid(
+        libc::P_PID,
+        pid as libc::id_t,
+        &mut info,
+        libc::WEXITED | libc::WNOWAIT,
+      )
+    };
+    if rc == 0 {
+      return;
+    }
+    let err = std::io::Error::last_os_error();
+    assert_eq!(
+      err.kind(),
+      std::io::ErrorKind::Interrupted,
+      "waitid({pid}): {err}"
+    );
+  }
+}
