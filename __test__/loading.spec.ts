@@ -86,6 +86,18 @@ test('an error made by the slot code, before any error class was read, is an ins
   t.deepEqual(out, { argument: [true, true], made: [true, true, true] })
 })
 
+test('a manager does not load node:child_process (streams, net, dgram) until it spawns', (t) => {
+  const { dir, cleanup } = tempDir()
+  t.teardown(cleanup)
+  const out = fresh<{ builtins: string[] }>(`
+    const manager = new p.FuseProcessManager({ pidDir: ${JSON.stringify(join(dir, 'pids'))}, command: 'true' })
+    const atConstruction = builtinsLoaded()
+    manager[Symbol.dispose]()
+    console.log(JSON.stringify({ builtins: atConstruction }))
+  `)
+  t.false(out.builtins.some((m) => /child_process|\bnet\b|dgram/.test(m)), out.builtins.join(', '))
+})
+
 test('a client on a slot file loads no etcd code (it loads only for an etcd config)', (t) => {
   const { dir, cleanup } = tempDir()
   t.teardown(cleanup)

@@ -4,7 +4,8 @@
  * is on disk before it runs a single instruction of its own.
  * Internal to the manager (not exported by the package).
  */
-import { spawn as spawnChild, type ChildProcess } from 'node:child_process'
+import type * as ChildProcesses from 'node:child_process'
+import type { ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
 import { accessSync, closeSync, constants as fsConstants, fchmodSync, fstatSync, openSync, readSync } from 'node:fs'
 import { delimiter, isAbsolute, join, resolve } from 'node:path'
@@ -122,7 +123,10 @@ export async function startGated(
   env: NodeJS.ProcessEnv,
   logFd: number,
 ): Promise<Gated> {
-  const child = spawnChild('/bin/sh', ['-c', GATE, 'procslot-gate', file, ...args], {
+  // node:child_process (with streams, net and dgram: about 4 ms in a fresh process) loads with the first
+  // spawn, not with the manager: one that only adopts, inspects or kills its daemons never needs it.
+  const { spawn } = require('node:child_process') as typeof ChildProcesses
+  const child = spawn('/bin/sh', ['-c', GATE, 'procslot-gate', file, ...args], {
     detached: true,
     stdio: ['ignore', logFd, logFd, 'pipe'],
     env,
