@@ -2,11 +2,10 @@
  * The etcd v3 client: the `etcd3` package (gRPC through `@grpc/grpc-js`), an optional peer dependency
  * loaded on first use, so programs that only use slot files never load it.
  */
-import { performance } from 'node:perf_hooks'
-
 import type * as Etcd3 from 'etcd3'
 
 import { EtcdError } from '../errors'
+import { elapsedSince, stamp } from './clock'
 import type { Settings } from './options'
 
 export type Etcd3Module = typeof Etcd3
@@ -37,13 +36,13 @@ export function newClient(lib: Etcd3Module, settings: Settings, options: Record<
   const host: Policy = { execute: async (fn) => fn({ attempt: 0, signal: never }) }
   const global: Policy = {
     async execute(fn) {
-      const start = performance.now()
+      const start = stamp()
       for (let attempt = 0; ; attempt++) {
         try {
           return await fn({ attempt, signal: never })
         } catch (err) {
           const pause = Math.min(1000, 50 * 2 ** attempt)
-          const budget = settings.callTimeoutMs - (performance.now() - start)
+          const budget = settings.callTimeoutMs - elapsedSince(start)
           if (!lib.isRecoverableError(err as Error) || pause >= budget) throw err
           await new Promise((resolve) => setTimeout(resolve, pause))
         }

@@ -2,7 +2,7 @@
  * The table: slots `0..slots-1` under a key prefix, taken in transactions and held by leases.
  */
 import { EventEmitter } from 'node:events'
-import { hostname } from 'node:os'
+import type * as Os from 'node:os'
 
 import type * as Etcd3 from 'etcd3'
 
@@ -56,7 +56,8 @@ export class EtcdSlotTable extends EventEmitter<EtcdSlotTableEvents> {
     this.#settings = settings
     this.#lib = lib
     this.#client = client
-    const host = hostname()
+    // node:os loads here, with the first table, not with the class (every name is read at an ESM import).
+    const host = (require('node:os') as typeof Os).hostname()
     this.#record = () => ({ host, pid: process.pid, since: new Date().toISOString() })
     this.#lost = deferred()
   }
