@@ -43,8 +43,8 @@ export type { EtcdErrorCode } from './lib/errors.js'
 export type { PidFileErrorCode, SlotFileErrorCode, SpawnFailure } from './lib/errors.js'
 
 /*
- * Loaded on first use: the typed slot client (`SlotTable`), the FUSE process manager (and with it
- * `node:child_process`), PID files, the multi-process client and its config helpers, slots on etcd, and
+ * Loaded on first use: the typed slot client (`SlotTable`), the FUSE process manager (its
+ * `node:child_process` with its first spawn), PID files, the multi-process client and its config helpers, slots on etcd, and
  * the error classes (made only when something fails). `require('procslot')` then costs this file and
  * `lib/native.js` (the native binding and the process ID helpers) only.
  *
