@@ -55,11 +55,12 @@ function resolves(specifier: string): boolean {
 export function missingBinary(platform: string, cause: unknown): Errors.ProcslotError {
   const { ProcslotError } = errors()
   const { name, platforms } = published()
+  const failure = loadFailure(cause)
   if (platforms.length === 0) {
     return Object.assign(
       new ProcslotError(
         `procslot: no native binary for ${platform} next to the sources: build it with npm run build` +
-          (loadFailure(cause) ? ` (it did not load: ${loadFailure(cause)})` : ''),
+          (failure ? ` (it did not load: ${failure})` : ''),
         { code: 'ERR_PROCSLOT_NO_BINARY', cause },
       ),
       { platform },
@@ -69,7 +70,7 @@ export function missingBinary(platform: string, cause: unknown): Errors.Procslot
   const pkg = `${name}-${platform}`
   const message = resolves(`${pkg}/package.json`)
     ? `procslot: the prebuilt binary for ${platform} (package ${pkg}) is installed but could not be loaded: ` +
-      `${loadFailure(cause) ?? String(cause)}${platform.endsWith('-gnu') ? ' (it needs glibc 2.17 or later)' : ''}`
+      `${failure ?? String(cause)}${platform.endsWith('-gnu') ? ' (it needs glibc 2.17 or later)' : ''}`
     : `procslot: no prebuilt binary for ${platform}: the package ${pkg} is not installed. npm installs it ` +
       `with procslot as an optional dependency; it was left out (--omit=optional, --no-optional, or a ` +
       `lockfile made on another platform). Install it: npm install ${pkg}`
