@@ -95,6 +95,14 @@ function checkPath(path: unknown): string {
 }
 
 /**
+ * `preferred` checked and as the binding takes it: a u32 (any larger number is beyond every table too,
+ * so it still means "no such slot: the lowest free one").
+ */
+function checkPreferred(preferred: number | undefined): number | undefined {
+  return preferred === undefined ? undefined : Math.min(checkInteger('preferred', preferred, 0, Number.MAX_SAFE_INTEGER), 0xffffffff)
+}
+
+/**
  * The typed client of a slot file.
  *
  * Opening a file that this process already has open joins that open (so the process's locks agree, and
@@ -190,11 +198,8 @@ export class SlotTable {
    * @throws {SlotFileError} when the file cannot be used
    */
   acquire(options: AcquireOptions = {}): number {
-    const preferred =
-      options.preferred === undefined ? undefined : checkInteger('preferred', options.preferred, 0, Number.MAX_SAFE_INTEGER)
-    const slot = this.#call((t) => t.acquire(preferred === undefined ? undefined : Math.min(preferred, 0xffffffff)))
+    const slot = this.#take(checkPreferred(options.preferred))
     if (slot < 0) throw new (errors().SlotsExhaustedError)(this.#path, this.size)
-    if (this.#native.replacedSeen) warnReplaced(this.#path)
     return slot
   }
 
@@ -212,12 +217,11 @@ export class SlotTable {
    * @throws {TypeError | RangeError} for invalid options
    */
   async waitForSlot(options: WaitForSlotOptions = {}): Promise<number> {
-    const preferred =
-      options.preferred === undefined ? undefined : checkInteger('preferred', options.preferred, 0, Number.MAX_SAFE_INTEGER)
+    const preferred = checkPreferred(options.preferred)
     const timeoutMs = options.timeoutMs === undefined ? undefined : checkMs('timeoutMs', options.timeoutMs)
     const signal = options.signal === undefined ? undefined : checkSignal('signal', options.signal)
     signal?.throwIfAborted()
-    const first = this.#call((t) => t.acquire(preferred === undefined ? undefined : Math.min(preferred, 0xffffffff)))
+    const first = this.#take(preferred)
     if (first >= 0) return first
     if (timeoutMs === 0) throw new (errors().SlotsExhaustedError)(this.#path, this.size)
 
@@ -227,7 +231,7 @@ export class SlotTable {
     this.#waiters.add(waiter)
     let waited: NativeWaited
     try {
-      waited = await waiter.wait(preferred === undefined ? undefined : Math.min(preferred, 0xffffffff), timeoutMs)
+      waited = await waiter.wait(preferred, timeoutMs)
     } catch (err) {
       throw errors().slotFileError(err, this.#path)
     } finally {
@@ -315,6 +319,13 @@ export class SlotTable {
 
   #closedError(): Errors.SlotFileError {
     return new (errors().SlotFileError)(`slot file ${this.#path}: this table is closed`, { code: 'ECLOSED', path: this.#path })
+  }
+
+  /** One try at a slot (`-1`: every slot held), with the once-per-file warning if the path was replaced. */
+  #take(preferred: number | undefined): number {
+    const slot = this.#call((t) => t.acquire(preferred))
+    if (slot >= 0 && this.#native.replacedSeen) warnReplaced(this.#path)
+    return slot
   }
 
   #call<T>(fn: (table: NativeSlotTable) => T): T {
