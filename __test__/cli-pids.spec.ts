@@ -19,15 +19,20 @@ function procslot(...args: string[]): Promise<Run> {
   })
 }
 
+/** A live process (`sleep`) for PID files to name, killed with the test; its PID. */
+async function sleeper(t: { teardown: (fn: () => void) => void }): Promise<number> {
+  const child = spawn('sleep', ['600'], { stdio: 'ignore' })
+  t.teardown(() => child.kill('SIGKILL'))
+  await deadline(once(child, 'spawn'), 20_000, 'sleep to start')
+  return child.pid!
+}
+
 type Row = { targetId: string; pid: number | null; state: string; alive: boolean; reason: string | null; command: string | null; startTime: string | null }
 
 test('procslot pids --json tells running, stale, reused, invalid and untrusted PID files apart, changing nothing', async (t) => {
   const { dir, cleanup } = tempDir()
   t.teardown(cleanup)
-  const sleeper = spawn('sleep', ['600'], { stdio: 'ignore' })
-  t.teardown(() => sleeper.kill('SIGKILL'))
-  await deadline(once(sleeper, 'spawn'), 20_000, 'sleep to start')
-  const pid = sleeper.pid!
+  const pid = await sleeper(t)
   const deadPid = spawnSync('true').pid // exited and reaped
   const files: Record<string, string> = {
     live: `${pid}\n`,
@@ -87,10 +92,7 @@ const rootOnly = process.getuid?.() === 0 ? test : test.skip
 rootOnly('as root, procslot pids reads another user’s PID files and marks them, and shows recorded mount paths', async (t) => {
   const { dir, cleanup } = tempDir()
   t.teardown(cleanup)
-  const sleeper = spawn('sleep', ['600'], { stdio: 'ignore' })
-  t.teardown(() => sleeper.kill('SIGKILL'))
-  await deadline(once(sleeper, 'spawn'), 20_000, 'sleep to start')
-  const pid = sleeper.pid!
+  const pid = await sleeper(t)
   writeFileSync(join(dir, 'theirs.pid'), `${pid}\n`)
   chownSync(join(dir, 'theirs.pid'), 65534, 65534)
   writeFileSync(join(dir, 'mine.pid'), `${pid}\n`)
