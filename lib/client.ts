@@ -275,8 +275,8 @@ export function newMultiProcessClient(
   config: PartialConfig | EtcdClientConfig = {},
 ): MultiProcessClient | Promise<MultiProcessClient> {
   // Across hosts: the ID comes from etcd (lib/etcd/client.ts), asynchronously; every error rejects. The
-  // etcd code (seven modules, about 3.5 ms in a fresh process) loads only for such a
-  // config: a client on a slot file never pays for it.
+  // etcd code (seven modules, about 3.5 ms in a fresh process) loads only for such a config: a client on
+  // a slot file never pays for it.
   if (isEtcdConfig(config)) {
     return (async () => {
       const dir = checkDataDir(dataDir)
