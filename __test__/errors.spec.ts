@@ -129,6 +129,7 @@ test('FuseProcessManager options and calls: clear argument errors with codes', a
     ['args []', () => new FuseProcessManager({ pidDir, command: 'x', args: [] as never }), 'ERR_INVALID_ARG_TYPE'],
     ["ready 'soon'", () => new FuseProcessManager({ pidDir, command: 'x', ready: 'soon' as never }), 'ERR_INVALID_ARG_VALUE'],
     ['killTimeoutMs -1', () => new FuseProcessManager({ pidDir, command: 'x', killTimeoutMs: -1 }), 'ERR_OUT_OF_RANGE'],
+    ["restart 'sometimes'", () => new FuseProcessManager({ pidDir, command: 'x', restart: 'sometimes' as never }), 'ERR_INVALID_ARG_VALUE'],
   ]
   for (const [what, fn, code] of cases) t.is(bad(t, what, fn, ARG).code, code, what)
 
@@ -144,6 +145,7 @@ test('FuseProcessManager options and calls: clear argument errors with codes', a
   }
   await rejected("spawn('../x')", manager.spawn('../x', join(dir, 'm')), [InvalidTargetIdError])
   await rejected("spawn(t, '')", manager.spawn('t', ''), ARG)
+  await rejected("spawn(t, m, {}, { restart: 1 })", manager.spawn('t', join(dir, 'm'), {}, { restart: 1 as never }), ARG)
   await rejected('kill(t, { timeoutMs: 1.5 })', manager.kill('t', { timeoutMs: 1.5 }), ARG)
   bad(t, 'isRunning(null)', () => manager.isRunning(null as never), [InvalidTargetIdError])
 })

@@ -47,6 +47,9 @@ export { redactEnv } from './daemon-io'
 
 const SILENT: Logger = { debug() {}, info() {}, warn() {}, error() {} }
 
+/** `options.restart` of the constructor and of `spawn`: one of the policies. */
+const checkRestart = (value: unknown): RestartPolicy => checkOneOf('options.restart', value, ['no', 'on-failure', 'always'] as const)
+
 function positive(name: string, value: number | undefined, fallback: number): number {
   return optional(value, fallback, (v) => checkMs(name, v))
 }
@@ -140,8 +143,7 @@ export class FuseProcessManager extends EventEmitter<ManagerEvents> implements D
     const native = this.#store.native
     this.#queue = new TargetQueue(native, this.#log)
     this.#tracker = new Tracker(native, this.#queue, this.#log, this)
-    const policy = options.restart ?? 'no'
-    if (options.restart !== undefined) checkOneOf('options.restart', options.restart, ['no', 'on-failure', 'always'])
+    const policy = optional(options.restart, 'no', checkRestart)
     this.#supervisor = new Supervisor(
       this.#tracker,
       this.#queue,
@@ -259,9 +261,7 @@ export class FuseProcessManager extends EventEmitter<ManagerEvents> implements D
       checkTargetId(targetId)
       checkString('mountPath', mountPath)
       checkObject('options', options)
-      policy = optional(options.restart, this.#supervisor.restart.restart, (v) =>
-        checkOneOf('options.restart', v, ['no', 'on-failure', 'always'] as const),
-      )
+      policy = optional(options.restart, this.#supervisor.restart.restart, checkRestart)
     } catch (err) {
       return Promise.reject(err)
     }
