@@ -10,7 +10,7 @@ import { join } from 'node:path'
 import { setImmediate as tick } from 'node:timers/promises'
 
 import { FuseProcessManager } from '../index.js'
-import { compare, compareAsync, stats, type Comparison } from './harness.ts'
+import { compare, compareAsync, stats, type AsyncBench, type Comparison } from './harness.ts'
 
 export interface ManagerCase {
   readonly name: string
@@ -20,6 +20,26 @@ export interface ManagerCase {
 }
 
 const FILES = 10_000
+
+/**
+ * The baseline of a kill: a plain `ChildProcess` (`sleep`) started before each sample, then `signal` and its
+ * `exit` event.
+ */
+function childKilled(name: string, signal: NodeJS.Signals): AsyncBench {
+  let child: ChildProcess | undefined
+  return {
+    name,
+    before: async () => {
+      child = spawn('sleep', ['3600'], { stdio: 'ignore' })
+      await once(child, 'spawn')
+    },
+    fn: async () => {
+      const exited = once(child!, 'exit')
+      child!.kill(signal)
+      await exited
+    },
+  }
+}
 
 async function gc(): Promise<void> {
   ;(globalThis as { gc?: () => void }).gc?.()
@@ -111,21 +131,9 @@ export async function managerCases(dir: string, progress: (m: string) => void): 
     // 8. kill of a SIGTERM-obeying process vs child.kill() + its exit event.
     progress('8/12 kill() of a SIGTERM-obeying process vs child.kill() + exit')
     const quick = new FuseProcessManager({ pidDir: join(dir, 'pids-kill'), command: 'sleep', args: () => ['3600'], ready: 'alive', settleMs: 0 })
-    let child: ChildProcess | undefined
     const c8 = await compareAsync(
       { name: 'kill() (SIGTERM, sleep)', before: async () => void (await quick.spawn('k', join(dir, 'mnt-k'))), fn: () => quick.kill('k') },
-      {
-        name: "child.kill('SIGTERM') + 'exit'",
-        before: async () => {
-          child = spawn('sleep', ['3600'], { stdio: 'ignore' })
-          await once(child, 'spawn')
-        },
-        fn: async () => {
-          const exited = once(child!, 'exit')
-          child!.kill('SIGTERM')
-          await exited
-        },
-      },
+      childKilled("child.kill('SIGTERM') + 'exit'", 'SIGTERM'),
       { samples: 40 },
     )
     out.push({ name: c8.ours.name, comparison: c8, aim: 'median ≤ 20 ms', met: c8.ours.median <= 20e6 })
@@ -145,7 +153,6 @@ export async function managerCases(dir: string, progress: (m: string) => void): 
     progress("10/12 SIGKILL to the 'exit' event (watched daemon) vs SIGKILL to a ChildProcess 'exit'")
     const watched = new FuseProcessManager({ pidDir: join(dir, 'pids-exit'), command: 'sleep', args: () => ['3600'], ready: 'alive', settleMs: 0 })
     let victim = 0
-    let plain: ChildProcess | undefined
     const c10 = await compareAsync(
       {
         name: "SIGKILL -> 'exit' event (watched)",
@@ -157,18 +164,7 @@ export async function managerCases(dir: string, progress: (m: string) => void): 
         },
         after: async () => void watched.cleanupDeadProcesses(),
       },
-      {
-        name: "SIGKILL -> ChildProcess 'exit'",
-        before: async () => {
-          plain = spawn('sleep', ['3600'], { stdio: 'ignore' })
-          await once(plain, 'spawn')
-        },
-        fn: async () => {
-          const exited = once(plain!, 'exit')
-          plain!.kill('SIGKILL')
-          await exited
-        },
-      },
+      childKilled("SIGKILL -> ChildProcess 'exit'", 'SIGKILL'),
       { samples: 100, maxTimeMs: 30_000 },
     )
     watched.close()
