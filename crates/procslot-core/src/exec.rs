@@ -9,7 +9,6 @@
 //! [`crate::slots`]) instead of taking a second slot.
 
 use std::ffi::{CString, OsStr, OsString};
-use std::os::fd::AsRawFd;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -211,13 +210,6 @@ fn prepare_process(fd: i32, undo: bool) {
         libc::fcntl(std_fd, libc::F_SETFL, flags & !libc::O_NONBLOCK);
       }
     }
-  }
-}
-
-impl SlotFile {
-  /// The descriptor of this process's open of the file.
-  pub(crate) fn raw_fd(&self) -> i32 {
-    self.file_ref().as_raw_fd()
   }
 }
 

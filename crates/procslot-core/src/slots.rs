@@ -171,9 +171,13 @@ pub mod env {
 /// PID is not the one in the word, and the descriptor is left alone.
 fn adopt_inherited(path: &Path) -> Option<(File, usize)> {
   static TRIED: AtomicBool = AtomicBool::new(false);
+  // Every open asks: the environment is read only until the lease has been tried.
+  if TRIED.load(Ordering::SeqCst) {
+    return None;
+  }
   let fd: i32 = std::env::var(env::FD).ok()?.parse().ok()?;
   let slot: usize = std::env::var(env::ID).ok()?.parse().ok()?;
-  if fd < 0 || TRIED.load(Ordering::SeqCst) {
+  if fd < 0 {
     return None;
   }
   let want = std::fs::symlink_metadata(path).ok()?;
@@ -513,9 +517,9 @@ impl SlotFile {
     &self.path
   }
 
-  /// This process's open of the file.
-  pub(crate) fn file_ref(&self) -> &File {
-    &self.file
+  /// The descriptor of this process's open of the file.
+  pub(crate) fn raw_fd(&self) -> i32 {
+    self.file.as_raw_fd()
   }
 
   /// Whether liveness is decided by locks (`false`: the filesystem refused them, or [`Locking::Off`]).
