@@ -1,7 +1,7 @@
 import test from 'ava'
 import { execFile, spawn, spawnSync } from 'node:child_process'
 import { once } from 'node:events'
-import { chmodSync, chownSync, existsSync, mkdirSync, readFileSync, utimesSync, writeFileSync } from 'node:fs'
+import { chmodSync, chownSync, existsSync, lchownSync, mkdirSync, readFileSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 
@@ -95,12 +95,20 @@ rootOnly('as root, procslot pids reads another user’s PID files and marks them
   const pid = await sleeper(t)
   writeFileSync(join(dir, 'theirs.pid'), `${pid}\n`)
   chownSync(join(dir, 'theirs.pid'), 65534, 65534)
+  // Theirs too, but not trusted by their owner's rules either: writable by others, a symbolic link.
+  writeFileSync(join(dir, 'open.pid'), `${pid}\n`)
+  chownSync(join(dir, 'open.pid'), 65534, 65534)
+  chmodSync(join(dir, 'open.pid'), 0o666)
+  symlinkSync('theirs.pid', join(dir, 'link.pid'))
+  lchownSync(join(dir, 'link.pid'), 65534, 65534)
   writeFileSync(join(dir, 'mine.pid'), `${pid}\n`)
   writeFileSync(join(dir, '.mine.record'), `pid ${pid}\nstart ${startTicks(pid)}\npath /mnt/mine\n`)
   const run = await procslot('pids', dir, '--json')
   t.is(run.code, 0, run.stderr)
   const by = Object.fromEntries((JSON.parse(run.stdout) as { files: Array<Row & { foreignOwner: number | null; mountPath: string | null }> }).files.map((f) => [f.targetId, f]))
   t.like(by.theirs, { pid, state: 'running', foreignOwner: 65534 })
+  t.like(by.open, { pid: null, state: 'untrusted', foreignOwner: null })
+  t.like(by.link, { pid: null, state: 'untrusted', foreignOwner: null })
   t.like(by.mine, { pid, state: 'running', foreignOwner: null, mountPath: '/mnt/mine' })
   const table = await procslot('pids', dir)
   t.regex(table.stdout, /^theirs +\d+ +yes +running \(uid 65534\)/m)

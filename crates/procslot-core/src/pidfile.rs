@@ -431,16 +431,12 @@ impl PidFileStore {
     let Some(v) = self.judge(target_id)? else {
       return Ok(None);
     };
-    let e = &v.entry;
-    let foreign = self.euid == 0
-      && v.judgement == Judgement::Untrusted
-      && e.uid != 0
-      && e.mode & 0o002 == 0
-      && !matches!(&e.status, PidFileStatus::Untrusted(why) if why.contains("link") || why.contains("not a regular"));
-    if !foreign {
+    let owner = v.entry.uid;
+    if self.euid != 0 || v.judgement != Judgement::Untrusted || owner == 0 {
       return Ok(Some((v, None)));
     }
-    let owner = e.uid;
+    // Read again as its owner would: the same rules of trust (`distrust`), but the owner's. A file they
+    // do not pass either (a link, not a regular file, writable by others) stays untrusted, unmarked.
     let path = self.path_for(target_id)?;
     let Some(entry) = inspect_at(
       nix::fcntl::AT_FDCWD,
@@ -453,6 +449,9 @@ impl PidFileStore {
     else {
       return Ok(None);
     };
+    if matches!(entry.status, PidFileStatus::Untrusted(_)) {
+      return Ok(Some((v, None)));
+    }
     let record = match entry.pid() {
       Some(_) => {
         let rec = self.record_file(target_id)?;
