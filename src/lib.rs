@@ -52,7 +52,12 @@ fn default_slots() -> Option<usize> {
 fn open_options(slots: Option<u32>, timeout_ms: Option<u32>, private_dir: bool) -> OpenOptions {
   OpenOptions {
     slots: slots.map(|n| n as usize),
-    default_slots: default_slots(),
+    // Asked (once per process) only when no count is given: the core uses it for a new file only then.
+    default_slots: if slots.is_none() {
+      default_slots()
+    } else {
+      None
+    },
     timeout: timeout_ms.map_or(procslot_core::DEFAULT_TIMEOUT, |ms| {
       Duration::from_millis(ms.into())
     }),
