@@ -2,7 +2,7 @@
 // ProcslotError; argument errors are TypeError/RangeError with Node's codes; native errors cross the
 // binding as data (kind, code, path, errno) and carry no Rust wording.
 import test, { type ExecutionContext } from 'ava'
-import { mkdirSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 
 import {
@@ -132,6 +132,7 @@ test('FuseProcessManager options and calls: clear argument errors with codes', a
     ["restart 'sometimes'", () => new FuseProcessManager({ pidDir, command: 'x', restart: 'sometimes' as never }), 'ERR_INVALID_ARG_VALUE'],
   ]
   for (const [what, fn, code] of cases) t.is(bad(t, what, fn, ARG).code, code, what)
+  t.false(existsSync(pidDir), 'a refused option makes no PID directory')
 
   const manager = new FuseProcessManager({ pidDir, command: 'true' })
   const rejected = async (what: string, p: Promise<unknown>, classes: Array<abstract new (...args: never[]) => Error>) => {

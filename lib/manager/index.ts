@@ -17,7 +17,7 @@ import { checkFunction, checkMs, checkObject, checkOneOf, checkString, optional 
 import { AFTER_SIGKILL_MS, killLocked, undoLocked } from './kill'
 import { TargetQueue } from './queue'
 import { spawnLocked, type SpawnSettings } from './spawn'
-import { Supervisor } from './supervise'
+import { Supervisor, type RestartSettings } from './supervise'
 import { Tracker, type StaleEvent } from './tracking'
 import type {
   FuseProcessManagerOptions,
@@ -118,10 +118,27 @@ export class FuseProcessManager extends EventEmitter<ManagerEvents> implements D
     if (options.args !== undefined) checkFunction('options.args', options.args)
     if (options.ready !== undefined) checkOneOf('options.ready', options.ready, ['mount', 'alive'])
     if (options.logDir !== undefined) checkString('options.logDir', options.logDir)
+    // Every option is checked before anything is made on disk: a refused one leaves no directory behind.
+    const logDir = options.logDir ?? options.pidDir
+    const settings: SpawnSettings = {
+      command: options.command,
+      args: options.args ?? (({ mountPath }) => [mountPath]),
+      ready: options.ready ?? 'mount',
+      logDir,
+      killTimeoutMs: positive('killTimeoutMs', options.killTimeoutMs, 10_000),
+      startTimeoutMs: positive('startTimeoutMs', options.startTimeoutMs, 10_000),
+      settleMs: positive('settleMs', options.settleMs, 250),
+    }
+    const restart: RestartSettings = {
+      restart: optional(options.restart, 'no', checkRestart),
+      restartDelayMs: positive('restartDelayMs', options.restartDelayMs, 100),
+      restartMaxDelayMs: positive('restartMaxDelayMs', options.restartMaxDelayMs, 30_000),
+      maxRestarts: positive('maxRestarts', options.maxRestarts, 5),
+      restartWindowMs: positive('restartWindowMs', options.restartWindowMs, 60_000),
+    }
     this.#store = new PidFileStore(options.pidDir)
     this.pidDir = options.pidDir
     checkPrivate(options.pidDir)
-    const logDir = options.logDir ?? options.pidDir
     if (options.logDir !== undefined) {
       try {
         mkdirSync(logDir, { recursive: true, mode: 0o755 })
@@ -131,32 +148,11 @@ export class FuseProcessManager extends EventEmitter<ManagerEvents> implements D
       checkPrivate(logDir)
     }
     this.#log = options.logger ?? SILENT
-    this.#settings = {
-      command: options.command,
-      args: options.args ?? (({ mountPath }) => [mountPath]),
-      ready: options.ready ?? 'mount',
-      logDir,
-      killTimeoutMs: positive('killTimeoutMs', options.killTimeoutMs, 10_000),
-      startTimeoutMs: positive('startTimeoutMs', options.startTimeoutMs, 10_000),
-      settleMs: positive('settleMs', options.settleMs, 250),
-    }
+    this.#settings = settings
     const native = this.#store.native
     this.#queue = new TargetQueue(native, this.#log)
     this.#tracker = new Tracker(native, this.#queue, this.#log, this)
-    const policy = optional(options.restart, 'no', checkRestart)
-    this.#supervisor = new Supervisor(
-      this.#tracker,
-      this.#queue,
-      this.#settings,
-      {
-        restart: policy,
-        restartDelayMs: positive('restartDelayMs', options.restartDelayMs, 100),
-        restartMaxDelayMs: positive('restartMaxDelayMs', options.restartMaxDelayMs, 30_000),
-        maxRestarts: positive('maxRestarts', options.maxRestarts, 5),
-        restartWindowMs: positive('restartWindowMs', options.restartWindowMs, 60_000),
-      },
-      () => this.#spawnedCount++,
-    )
+    this.#supervisor = new Supervisor(this.#tracker, this.#queue, settings, restart, () => this.#spawnedCount++)
     this.#tracker.onTracked = (t) => this.#supervisor.watch(t)
     this.#tracker.onDropped = (t) => this.#supervisor.unwatch(t)
 
