@@ -74,4 +74,9 @@ fuseTest('procslot stop stops a bindfs daemon a manager spawned in another proce
   t.is(again.code, 0)
   t.regex(again.stdout, /t1: not running/)
   t.is((await procslot('status', box.pidDir, 't1')).code, 3)
+  for (const bad of ['-1', '1e3', '2147483648', 'soon']) {
+    const refused = await procslot('stop', box.pidDir, 't1', `--timeout=${bad}`)
+    t.is(refused.code, 2, bad)
+    t.is(refused.stderr, `procslot: stop: --timeout must be an integer from 0 to 2147483647, got ${JSON.stringify(bad)}\n`)
+  }
 })

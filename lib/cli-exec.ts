@@ -8,7 +8,7 @@
  * such command; 126 not executable; 2 a refused request (bad arguments, a refused file).
  * @internal
  */
-import { fail, oneLine } from './cli-util'
+import { fail, integerArg, oneLine } from './cli-util'
 import { DEFAULT_SLOTS_FILE, MAX_SLOTS, native, type NativeExecFailure } from './native'
 
 /** `EX_TEMPFAIL` of sysexits.h: try again later. */
@@ -22,13 +22,8 @@ interface ExecArgs {
   command: string[]
 }
 
-function integer(flag: string, value: string | undefined, min: number, max: number): number {
-  if (value === undefined) return fail(`exec: ${flag} needs a value`)
-  if (!/^[0-9]+$/.test(value) || Number(value) < min || Number(value) > max) {
-    return fail(`exec: ${flag} must be an integer from ${min} to ${max}, got ${JSON.stringify(value)}`)
-  }
-  return Number(value)
-}
+const integer = (flag: string, value: string | undefined, min: number, max: number): number =>
+  integerArg('exec', flag, value, min, max)
 
 /** Reads the options up to `--` (or up to the first argument that is not an option: the command). */
 export function parseExec(argv: string[]): ExecArgs {

@@ -16,7 +16,7 @@ import { Tracker } from './manager/tracking'
 import type { Logger, ManagerEvents } from './manager/types'
 import { native } from './native'
 import { PidFileStore, checkTargetId } from './pidfile'
-import { fail, oneLine, parse } from './cli-util'
+import { fail, integerArg, oneLine, parse } from './cli-util'
 
 const SILENT: Logger = { debug() {}, info() {}, warn() {}, error() {} }
 
@@ -25,8 +25,7 @@ export async function run(argv: string[]): Promise<number> {
   const { values, positionals } = parse('stop', argv, { timeout: { type: 'string' }, force: { type: 'boolean' } })
   if (positionals.length !== 2) fail(`stop: a PID directory and a target ID expected, got ${positionals.length} arguments`)
   const [dir, targetId] = [resolve(positionals[0]!), positionals[1]!]
-  const timeoutMs = values.timeout === undefined ? 10_000 : Number(values.timeout)
-  if (!Number.isInteger(timeoutMs) || timeoutMs < 0 || timeoutMs > 0x7fffffff) fail(`stop: --timeout takes milliseconds, got ${String(values.timeout)}`)
+  const timeoutMs = values.timeout === undefined ? 10_000 : integerArg('stop', '--timeout', String(values.timeout), 0, 0x7fffffff)
   try {
     checkTargetId(targetId)
   } catch (err) {

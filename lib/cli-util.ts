@@ -57,6 +57,18 @@ export function parse<T extends ParseArgsConfig['options']>(
   }
 }
 
+/**
+ * A flag's value as an integer from `min` to `max`: decimal digits only (no sign, exponent or blanks);
+ * anything else ends the command with exit code 2.
+ */
+export function integerArg(command: string, flag: string, value: string | undefined, min: number, max: number): number {
+  if (value === undefined) return fail(`${command}: ${flag} needs a value`)
+  if (!/^[0-9]+$/.test(value) || Number(value) < min || Number(value) > max) {
+    return fail(`${command}: ${flag} must be an integer from ${min} to ${max}, got ${JSON.stringify(value)}`)
+  }
+  return Number(value)
+}
+
 /** Writes `value` as indented JSON and a newline: the `--json` output of every listing command. */
 export function printJson(value: unknown, out: NodeJS.WritableStream = process.stdout): void {
   out.write(JSON.stringify(value, null, 2) + '\n')
