@@ -40,7 +40,7 @@ pub trait Probe {
   /// # Errors
   /// The process table could not be read.
   fn stat(&self, pid: u32) -> std::io::Result<Option<ProcStat>>;
-  /// The largest PID the system hands out.
+  /// The system's PID limit: one more than the largest PID it hands out.
   fn pid_max(&self) -> u32;
 }
 
@@ -66,7 +66,7 @@ impl Probe for SystemProbe {
 /// Whether the holder `(pid, tag)` of a slot word is dead, by PID alone. `pid` 0 (a free word) counts as
 /// dead. Where the process table cannot be read, a process that answers `kill(pid, 0)` is taken as alive.
 pub fn holder_is_dead(probe: &impl Probe, pid: u32, tag: u32) -> bool {
-  if pid == 0 || pid > probe.pid_max() {
+  if pid == 0 || pid >= probe.pid_max() {
     return true;
   }
   match probe.signal0(pid) {
@@ -167,6 +167,10 @@ mod tests {
     };
     assert!(holder_is_dead(&p, 0, 0));
     assert!(holder_is_dead(&p, 4_194_305, 0));
+    assert!(
+      holder_is_dead(&p, 4_194_304, 0),
+      "pid_max itself is never a PID"
+    );
     assert!(holder_is_dead(&SystemProbe, u32::MAX, 0));
   }
 
