@@ -11,7 +11,8 @@
 //! - [`entry`]: a PID file and its spawn record as data (what [`pidfile`] reads and [`judge`](mod@judge) judges).
 //! - [`judge`](mod@judge): the one judgement of a PID file: running, stale, reused, invalid or untrusted.
 //! - [`process`]: a handle on one particular process (start time, pidfd): alive, signal, wait for exit.
-//! - [`watch`]: one thread and one epoll set that report the death of every watched process.
+//! - [`watch`]: one thread that reports the death of every watched process (an epoll set over pidfds,
+//!   and a fallback by PID and start time where there are none).
 //! - [`mount`]: mount points, waiting for a mount to appear, lazy unmounts.
 //!
 //! Platform code lives in one private `sys` module chosen by `cfg`.
@@ -38,13 +39,15 @@ pub use mount::{
   is_mount_point, mount_at, prepare_mount_point, unmount_if, unmount_lazy, wait_for_mount,
   MountFound, MountId, MountWait,
 };
+/// Error numbers, as handles report them ([`ProcessHandle::why_no_pidfd`]).
+pub use nix::errno::Errno;
 /// Signals, as the process functions take them.
 pub use nix::sys::signal::Signal;
 pub use pidfile::{
   check_private_dir, parse_pid, validate_target_id, Leftovers, PidFileStore, TargetLock,
   TargetState,
 };
-pub use process::{identity, started_after, Identity, ProcessHandle, Signalled};
+pub use process::{identity, possible_pid, started_after, Identity, ProcessHandle, Signalled};
 pub use slots::{
   ensure_private_dir, get_process_id, release_process_id, Cancel, Holder, Locking, OpenOptions,
   SlotFile, SlotInfo, Waited, CROWDED, DEFAULT_TIMEOUT, MAX_FILE_BYTES, MAX_SLOTS, SLOT_BYTES,

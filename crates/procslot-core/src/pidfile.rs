@@ -37,7 +37,7 @@ use nix::sys::stat::Mode;
 use crate::entry::{Fingerprint, PidFileEntry, PidFileStatus, SpawnRecord};
 use crate::error::{Error, Result};
 use crate::judge::{judge, Judgement, Verdict};
-use crate::process::{identity, Identity};
+use crate::process::{identity, possible_pid, Identity};
 use crate::sys::{self, LockOutcome};
 
 /// The longest target ID.
@@ -86,8 +86,9 @@ pub fn validate_target_id(target_id: &str) -> Result<()> {
   Ok(())
 }
 
-/// Parses PID-file content: a plain decimal PID, optionally followed by one newline, between 2 and
-/// `pid_max`. `Err` carries why it is invalid.
+/// Parses PID-file content: a plain decimal PID, optionally followed by one newline, at least 2 and
+/// below `pid_max` (one more than the largest PID the system hands out). `Err` carries why it is
+/// invalid.
 pub fn parse_pid(content: &[u8], pid_max: u32) -> std::result::Result<u32, String> {
   let digits = content.strip_suffix(b"\n").unwrap_or(content);
   if digits.is_empty() {
@@ -112,8 +113,10 @@ pub fn parse_pid(content: &[u8], pid_max: u32) -> std::result::Result<u32, Strin
   if pid <= 1 {
     return Err(format!("PID {pid} is never a daemon's"));
   }
-  if pid > pid_max as u64 {
-    return Err(format!("PID {pid} is above the system's limit ({pid_max})"));
+  if pid >= pid_max as u64 {
+    return Err(format!(
+      "PID {pid} is not below the system's limit ({pid_max})"
+    ));
   }
   Ok(pid as u32)
 }
@@ -146,6 +149,15 @@ impl PidFileStore {
   /// `ENOTDIR` when it is not a directory; `EUNSAFE` when it is world-writable without the sticky bit;
   /// the operating system's error when it cannot be created or read.
   pub fn open(dir: &Path) -> Result<Self> {
+    let not_a_dir = || Error::PidFile {
+      code: "ENOTDIR".to_owned(),
+      path: dir.to_owned(),
+      reason: "not a directory".to_owned(),
+    };
+    // A path that is there but no directory is named for what it is, not for the step that tripped on it.
+    if std::fs::metadata(dir).is_ok_and(|m| !m.is_dir()) {
+      return Err(not_a_dir());
+    }
     DirBuilder::new()
       .recursive(true)
       .mode(0o755)
@@ -154,11 +166,7 @@ impl PidFileStore {
     let meta =
       std::fs::metadata(dir).map_err(|e| Error::pid_io(dir, "read the PID directory", &e))?;
     if !meta.is_dir() {
-      return Err(Error::PidFile {
-        code: "ENOTDIR".to_owned(),
-        path: dir.to_owned(),
-        reason: "not a directory".to_owned(),
-      });
+      return Err(not_a_dir());
     }
     if meta.mode() & 0o002 != 0 && meta.mode() & 0o1000 == 0 {
       return Err(Error::PidFile {
@@ -219,10 +227,10 @@ impl PidFileStore {
   /// error.
   pub fn write(&self, target_id: &str, pid: u32) -> Result<()> {
     let path = self.path_for(target_id)?;
-    if pid <= 1 || pid > sys::pid_max() {
+    if pid <= 1 || !possible_pid(pid) {
       return Err(Error::InvalidArgument(format!(
         "PID {pid} cannot be written to a PID file (it must be between 2 and {})",
-        sys::pid_max()
+        sys::pid_max() - 1
       )));
     }
     write_atomic(
@@ -832,10 +840,16 @@ pub fn check_private_dir(dir: &Path) -> Result<()> {
 
 /// Opens a file for reading as PID files are: a symbolic link is refused with `ELOOP`, not followed
 /// (`O_NOFOLLOW`), and a FIFO never blocks the open (`O_NONBLOCK`).
+/// Out of descriptors, the one kept in reserve is used (see `sys::with_reserve`).
 fn open_no_follow(dir: BorrowedFd<'_>, name: &Path) -> nix::Result<File> {
   let flags =
     OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC | OFlag::O_NOCTTY;
-  nix::fcntl::openat(dir, name, flags, Mode::empty()).map(File::from)
+  sys::with_reserve(|| {
+    nix::fcntl::openat(dir, name, flags, Mode::empty())
+      .map(File::from)
+      .map_err(io::Error::from)
+  })
+  .map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)))
 }
 
 /// Why a file with this metadata cannot be trusted, if it cannot: not a regular file, owned by someone
@@ -1070,6 +1084,7 @@ mod tests {
       b"5 \n",
       b"5\n\n",
       b"007\n",
+      b"4194304\n",
       b"4194305\n",
       b"99999999999999999999\n",
       b"12abc\n",

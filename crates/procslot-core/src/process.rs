@@ -31,13 +31,20 @@ pub struct Identity {
   pub zombie: bool,
 }
 
+/// Whether `pid` can name a process at all: above 0 and below the system's PID limit (Linux's
+/// `pid_max` is one more than the largest PID it hands out; so is macOS's). The one rule for PID files,
+/// slot words and handles.
+pub fn possible_pid(pid: u32) -> bool {
+  pid > 0 && pid < sys::pid_max()
+}
+
 /// The identity of `pid`, `Ok(None)` when there is no such process (or the PID cannot be one: 0, or
-/// above the system's limit).
+/// at or above the system's limit).
 ///
 /// # Errors
 /// The process table could not be read.
 pub fn identity(pid: u32) -> Result<Option<Identity>> {
-  if pid == 0 || pid > sys::pid_max() {
+  if !possible_pid(pid) {
     return Ok(None);
   }
   let stat = sys::proc_stat(pid).map_err(|e| Error::process_io(pid, "read its status", &e))?;
@@ -94,6 +101,8 @@ pub struct ProcessHandle {
   start_time: u64,
   start_time_ms: f64,
   pidfd: Option<OwnedFd>,
+  /// Why there is no pidfd (an errno: `ENOSYS` no pidfds on this kernel, `EMFILE` out of descriptors).
+  no_pidfd: Option<i32>,
 }
 
 impl ProcessHandle {
@@ -101,25 +110,43 @@ impl ProcessHandle {
   /// [`Identity`]), only that very process: `Ok(None)` when `pid` now names another one. `Ok(None)` too
   /// when there is no such process or it is a zombie.
   ///
+  /// The handle holds a pidfd where the kernel has them and descriptors allow: a pidfd that would leave
+  /// the program less than its [headroom](sys::headroom) below the descriptor limit is not kept, and the
+  /// process is then looked at by PID and start time ([`why_no_pidfd`](Self::why_no_pidfd) says why).
+  /// When even the process table cannot be read for want of descriptors, a handle with `expected_start`
+  /// is given all the same if the PID exists: it is checked again whenever it is looked at.
+  ///
   /// # Errors
-  /// `EINVAL` for PIDs that are never a daemon's (0, 1, above the limit); the process table unreadable.
+  /// `EINVAL` for PIDs that are never a daemon's (0, 1, at or above the limit); the process table
+  /// unreadable (without `expected_start`, or for another reason than descriptors).
   pub fn open(pid: u32, expected_start: Option<u64>) -> Result<Option<Self>> {
-    if pid <= 1 || pid > sys::pid_max() {
+    if pid <= 1 || !possible_pid(pid) {
       return Err(Error::InvalidArgument(format!(
         "PID {pid} cannot be a supervised process (it must be between 2 and {})",
-        sys::pid_max()
+        sys::pid_max() - 1
       )));
     }
     // Open the pidfd first, then read the start time: if the start time is the expected one, the pidfd
     // (taken earlier) refers to that same process, which cannot have been replaced in between without
     // changing the start time.
-    let pidfd = match sys::pidfd_open(pid) {
-      Ok(fd) => fd,
+    let (pidfd, no_pidfd) = match sys::pidfd_open(pid) {
+      Ok(fd) if within_headroom(&fd) => (Some(fd), None),
+      Ok(_) => (None, Some(libc::EMFILE)),
       Err(e) if e.raw_os_error() == Some(libc::ESRCH) => return Ok(None),
-      Err(_) => None, // out of descriptors and the like: fall back to start-time checks
+      Err(e) => (None, Some(e.raw_os_error().unwrap_or(libc::ENOSYS))),
     };
-    let Some(id) = identity(pid)? else {
-      return Ok(None);
+    let id = match identity(pid) {
+      Ok(Some(id)) => id,
+      Ok(None) => return Ok(None),
+      Err(e) => match (expected_start, e.errno()) {
+        (Some(start), Some(libc::EMFILE | libc::ENFILE)) if exists(pid) => Identity {
+          pid,
+          start_time: start,
+          start_time_ms: sys::start_time_ms(start),
+          zombie: false,
+        },
+        _ => return Err(e),
+      },
     };
     if id.zombie || expected_start.is_some_and(|s| s != id.start_time) {
       return Ok(None);
@@ -129,6 +156,7 @@ impl ProcessHandle {
       start_time: id.start_time,
       start_time_ms: id.start_time_ms,
       pidfd,
+      no_pidfd,
     };
     // A pidfd taken on a process that died just before a new one got its PID would be readable now.
     if handle.pidfd.is_some() && !handle.is_alive() {
@@ -157,21 +185,36 @@ impl ProcessHandle {
     self.pidfd.is_some()
   }
 
+  /// Why the handle holds no pidfd, as an errno: `ENOSYS` (or what a sandbox answers) where the kernel
+  /// has none, `EMFILE`/`ENFILE` where descriptors ran out or would have left the program too few.
+  /// `None` when it has one.
+  pub fn why_no_pidfd(&self) -> Option<i32> {
+    self.no_pidfd
+  }
+
   /// Whether this process is still running (not exited, not a zombie, its PID not reused). With a pidfd
-  /// this is one `poll` with no timeout.
+  /// this is one `poll` with no timeout. Without one, the process table is read; where even that is
+  /// impossible for now (no descriptor at all), a PID that exists counts as alive.
   pub fn is_alive(&self) -> bool {
     match &self.pidfd {
       Some(fd) => !poll_readable(fd, 0),
-      None => self.still_same(),
+      None => self.same_process().unwrap_or_else(|| exists(self.pid)),
     }
   }
 
-  /// The process table still shows this process, running.
+  /// Whether the process table still shows this process, running; `None` when it cannot be read now.
+  fn same_process(&self) -> Option<bool> {
+    match sys::proc_stat(self.pid) {
+      Ok(Some(st)) => Some(!st.zombie && st.start_time == self.start_time),
+      Ok(None) => Some(false),
+      Err(_) => None,
+    }
+  }
+
+  /// The process table still shows this process, running (`false` when it cannot be read: nothing is
+  /// signalled on a guess).
   fn still_same(&self) -> bool {
-    matches!(
-      sys::proc_stat(self.pid),
-      Ok(Some(st)) if !st.zombie && st.start_time == self.start_time
-    )
+    self.same_process() == Some(true)
   }
 
   /// Sends `sig` to this process alone. `Ok(false)` when it is gone.
@@ -179,7 +222,9 @@ impl ProcessHandle {
   /// # Errors
   /// The signal was refused (`EPERM`).
   pub fn signal(&self, sig: Signal) -> Result<bool> {
-    if !self.is_alive() || !self.still_same() {
+    // With a pidfd the signal reaches this very process or nobody; without one, only after the process
+    // table confirmed it.
+    if !self.is_alive() || (self.pidfd.is_none() && !self.still_same()) {
       return Ok(false);
     }
     let res = match &self.pidfd {
@@ -200,7 +245,9 @@ impl ProcessHandle {
   /// # Errors
   /// The signal was refused (`EPERM`).
   pub fn signal_group(&self, sig: Signal) -> Result<Signalled> {
-    if !self.is_alive() || !self.still_same() {
+    // The group is tied to the process by its ID only while the process lives: confirmed by the pidfd,
+    // or by the process table.
+    if !self.is_alive() || (self.pidfd.is_none() && !self.still_same()) {
       return Ok(Signalled::Gone);
     }
     let pid = Pid::from_raw(self.pid as i32);
@@ -262,16 +309,19 @@ impl ProcessHandle {
   /// Stops this process and the process group it leads: SIGTERM then SIGCONT (a stopped process can act
   /// on it) to the group, or SIGKILL at once with `force`; waits up to `grace` for the process **and
   /// every member of its group** to be gone, then SIGKILLs whoever is left and waits up to `after_kill`
-  /// more. Members are found by their process group in the process table and signalled through their
-  /// own pidfds once the leader is gone, so a reused group ID is never signalled. A process that does
-  /// not lead its group is stopped alone.
+  /// more. A process that does not lead its group is stopped alone.
+  ///
+  /// While the leader lives, its pidfd is waited on (the group cannot change hands while it lives).
+  /// Once it is gone, one `kill(-pgid, 0)` tells whether anyone is left; only then are the members
+  /// looked up in the process table (zombies left out) and waited for through their own pidfds — so a
+  /// reused group ID is never signalled, and the cost of a stop does not grow with the host.
   ///
   /// # Errors
-  /// A signal was refused (`EPERM`) or the process table could not be read.
+  /// A signal was refused (`EPERM`).
   pub fn stop_group(&self, force: bool, grace: Duration, after_kill: Duration) -> Result<Stopped> {
     let pgid = self.pid;
-    let leads =
-      self.is_alive() && matches!(sys::process_group(self.pid), Ok(Some((g, _))) if g == pgid);
+    let leads = self.is_alive()
+      && getpgid(Some(Pid::from_raw(self.pid as i32))).is_ok_and(|g| g.as_raw() as u32 == pgid);
     let first = if force {
       Signal::SIGKILL
     } else {
@@ -286,51 +336,25 @@ impl ProcessHandle {
     }
     let mut deadline = Instant::now() + if force { after_kill } else { grace };
     let mut killed = force;
+    // A listing of the group's members must have begun after this: after the leader was seen dead, then
+    // after each wait on the members (one may have started others before it died).
+    let mut list_after: Option<Instant> = None;
     loop {
-      let mut left: Vec<ProcessHandle> = Vec::new();
-      if leads {
-        match sys::group_members(pgid) {
-          Ok(Some(pids)) => {
-            for pid in pids.into_iter().filter(|&p| p != self.pid && p > 1) {
-              if let Some(member) = ProcessHandle::open(pid, None)? {
-                // Opened, then checked: the pidfd is of a process that was in the group.
-                if matches!(sys::process_group(pid), Ok(Some((g, false))) if g == pgid) {
-                  left.push(member);
-                }
-              }
-            }
-          }
-          Ok(None) => {
-            // No listing here: the group is empty once `kill(-pgid, 0)` finds nobody.
-            if self.is_alive() || group_exists(pgid) {
-              if Instant::now() >= deadline {
-                if killed {
-                  return Ok(Stopped {
-                    signal,
-                    gone: false,
-                  });
-                }
-                if self.is_alive() {
-                  self.signal_group(Signal::SIGKILL)?;
-                } else if group_exists(pgid) {
-                  let _ = killpg(Pid::from_raw(pgid as i32), Signal::SIGKILL);
-                }
-                signal = Some(Signal::SIGKILL);
-                killed = true;
-                deadline = Instant::now() + after_kill;
-              }
-              std::thread::sleep(Duration::from_millis(5));
-              continue;
-            }
-            return Ok(Stopped { signal, gone: true });
-          }
-          Err(e) => return Err(Error::process_io(self.pid, "list its process group", &e)),
-        }
-      }
       let leader_alive = self.is_alive();
-      if !leader_alive && left.is_empty() {
+      if !leader_alive && list_after.is_none() {
+        list_after = Some(Instant::now());
+      }
+      // `None`: members are left but this platform cannot list them (then `kill(-pgid, 0)` says when
+      // they are gone, and the group itself gets the SIGKILL).
+      let members = if !leader_alive && leads && group_exists(pgid) {
+        live_members(pgid, list_after.unwrap_or_else(Instant::now))
+      } else {
+        Some(Vec::new())
+      };
+      if !leader_alive && members.as_ref().is_some_and(Vec::is_empty) {
         return Ok(Stopped { signal, gone: true });
       }
+      let members = members.unwrap_or_default();
       if Instant::now() >= deadline {
         if killed {
           return Ok(Stopped {
@@ -339,9 +363,11 @@ impl ProcessHandle {
           });
         }
         if leader_alive {
-          self.signal(Signal::SIGKILL)?;
+          self.signal_group(Signal::SIGKILL)?;
+        } else if members.is_empty() {
+          let _ = killpg(Pid::from_raw(pgid as i32), Signal::SIGKILL);
         }
-        for m in &left {
+        for m in &members {
           m.signal(Signal::SIGKILL)?;
         }
         signal = Some(Signal::SIGKILL);
@@ -349,19 +375,20 @@ impl ProcessHandle {
         deadline = Instant::now() + after_kill;
         continue;
       }
-      let mut fds: Vec<&OwnedFd> = Vec::new();
-      if leader_alive {
-        if let Some(fd) = self.pidfd() {
-          fds.push(fd);
-        }
-      }
-      fds.extend(left.iter().filter_map(|m| m.pidfd()));
+      let fds: Vec<&OwnedFd> = if leader_alive {
+        self.pidfd().into_iter().collect()
+      } else {
+        members.iter().filter_map(|m| m.pidfd()).collect()
+      };
       let wait = deadline.saturating_duration_since(Instant::now());
       if fds.is_empty() {
-        // No pidfds (an old kernel): look again soon.
+        // No pidfds (an old kernel, no descriptors left): look again soon.
         std::thread::sleep(wait.min(Duration::from_millis(5)));
       } else {
         poll_any(&fds, clamp_ms(wait));
+      }
+      if !leader_alive {
+        list_after = Some(Instant::now());
       }
     }
   }
@@ -376,6 +403,59 @@ impl ProcessHandle {
 pub(crate) fn clamp_ms(d: Duration) -> i32 {
   let ms = d.as_nanos().div_ceil(1_000_000);
   ms.min(i32::MAX as u128) as i32
+}
+
+/// The live members of process group `pgid` (zombies left out), from a listing of the process table
+/// begun after `after`, each pinned by a handle taken before its group was checked again: a member is
+/// never a process that only reused a member's PID. `None` where the process table cannot be listed
+/// (another platform, or no descriptor left to list it).
+///
+/// Listing means reading every process of the host, so one listing serves every stop that needs one:
+/// a group whose leader is gone gains members only through members it has, so a listing begun after
+/// the leader was seen dead (or after its last member seen alive was waited for) shows every member the
+/// group can have, whoever asked for it.
+fn live_members(pgid: u32, after: Instant) -> Option<Vec<ProcessHandle>> {
+  struct Listing {
+    begun: Instant,
+    groups: std::collections::HashMap<u32, Vec<u32>>,
+  }
+  static LAST: std::sync::Mutex<Option<std::sync::Arc<Listing>>> = std::sync::Mutex::new(None);
+  let listing = {
+    // Held while listing: a stop that needs a listing meanwhile waits for this one and takes it.
+    let mut last = LAST.lock().unwrap_or_else(|p| p.into_inner());
+    match last.as_ref() {
+      Some(l) if l.begun >= after => l.clone(),
+      _ => {
+        let begun = Instant::now();
+        let groups = sys::process_groups().ok().flatten()?;
+        let l = std::sync::Arc::new(Listing { begun, groups });
+        *last = Some(l.clone());
+        l
+      }
+    }
+  };
+  let pids = listing.groups.get(&pgid).map_or(&[][..], Vec::as_slice);
+  let members = pids
+    .iter()
+    .copied()
+    .filter(|&p| p != pgid && p > 1)
+    .filter_map(|p| ProcessHandle::open(p, None).ok().flatten())
+    .filter(|m| matches!(sys::process_group(m.pid), Ok(Some((g, false))) if g == pgid))
+    .collect();
+  Some(members)
+}
+
+/// Whether the PID names a process now (`kill(pid, 0)` does not say `ESRCH`): the last resort where the
+/// process table cannot be read.
+fn exists(pid: u32) -> bool {
+  i32::try_from(pid).is_ok_and(|p| !matches!(kill(Pid::from_raw(p), None), Err(Errno::ESRCH)))
+}
+
+/// Whether a new pidfd leaves the program its headroom below the descriptor limit (descriptors are
+/// handed out lowest first, so the number says how many are open at least).
+fn within_headroom(fd: &OwnedFd) -> bool {
+  use std::os::fd::AsRawFd;
+  sys::soft_limit().is_none_or(|limit| (fd.as_raw_fd() as u64) + sys::headroom(limit) < limit)
 }
 
 /// Whether any process is in process group `pgid` (`kill(-pgid, 0)`).
@@ -476,18 +556,18 @@ mod tests {
       .unwrap();
     assert_eq!(line, "ready\n");
     let h = ProcessHandle::open(child.id(), None).unwrap().unwrap();
-    let members = sys::group_members(child.id()).unwrap().unwrap();
-    assert!(members.len() >= 2, "{members:?}");
+    let groups = sys::process_groups().unwrap().unwrap();
+    assert!(groups[&child.id()].len() >= 2, "{groups:?}");
     let out = h
       .stop_group(false, Duration::from_millis(200), Duration::from_secs(10))
       .unwrap();
     assert!(out.gone);
     assert_eq!(out.signal, Some(Signal::SIGKILL));
     child.wait().unwrap();
-    assert_eq!(
-      sys::group_members(h.pid()).unwrap().unwrap(),
-      Vec::<u32>::new()
-    );
+    assert!(!sys::process_groups()
+      .unwrap()
+      .unwrap()
+      .contains_key(&h.pid()));
   }
 
   #[test]

@@ -97,7 +97,7 @@ fn a_world_writable_directory_without_the_sticky_bit_is_refused() {
   PidFileStore::open(&tmp.0).unwrap();
   let file = tmp.0.join("file");
   fs::write(&file, "").unwrap();
-  assert_eq!(PidFileStore::open(&file).unwrap_err().code(), "EEXIST");
+  assert_eq!(PidFileStore::open(&file).unwrap_err().code(), "ENOTDIR");
 }
 
 #[test]

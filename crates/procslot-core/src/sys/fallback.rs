@@ -7,12 +7,12 @@ use std::io;
 use std::os::fd::OwnedFd;
 use std::path::Path;
 
-/// No pidfds here: always `Ok(None)`.
+/// No pidfds here.
 ///
 /// # Errors
-/// Never.
-pub fn pidfd_open(_pid: u32) -> io::Result<Option<OwnedFd>> {
-  Ok(None)
+/// Always `ENOSYS`.
+pub fn pidfd_open(_pid: u32) -> io::Result<OwnedFd> {
+  Err(io::Error::from_raw_os_error(libc::ENOSYS))
 }
 
 /// Never called: [`pidfd_open`] hands out no descriptors.
@@ -55,7 +55,7 @@ pub fn mount_entries(_table: &str) -> impl Iterator<Item = super::MountEntry> + 
 ///
 /// # Errors
 /// Never.
-pub fn group_members(_pgid: u32) -> io::Result<Option<Vec<u32>>> {
+pub fn process_groups() -> io::Result<Option<std::collections::HashMap<u32, Vec<u32>>>> {
   Ok(None)
 }
 

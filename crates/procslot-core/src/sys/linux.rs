@@ -2,6 +2,7 @@
 //! `/proc/sys/kernel/pid_max`, process file descriptors (`pidfd_open`, `pidfd_send_signal`), the mount
 //! table from `/proc/self/mountinfo` and lazy unmounts.
 
+use std::collections::HashMap;
 use std::ffi::CString;
 use std::fs::File;
 use std::io::{self, Read, Write};
@@ -37,6 +38,23 @@ fn proc_dir() -> Option<BorrowedFd<'static>> {
 /// # Errors
 /// `/proc` unreadable for another reason, or a line that does not parse.
 pub fn proc_stat(pid: u32) -> io::Result<Option<ProcStat>> {
+  Ok(stat_fields(pid)?.map(|f| ProcStat {
+    zombie: f.zombie,
+    start_time: f.start_time,
+  }))
+}
+
+/// What is read of a `/proc/<pid>/stat` line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct StatFields {
+  zombie: bool,
+  pgrp: u32,
+  start_time: u64,
+}
+
+/// Reads and parses `/proc/<pid>/stat`: the one reader of the process table. `Ok(None)` when there is no
+/// such process.
+fn stat_fields(pid: u32) -> io::Result<Option<StatFields>> {
   let gone = |e: &io::Error| matches!(e.raw_os_error(), Some(libc::ENOENT) | Some(libc::ESRCH));
   // `<pid>/stat` formatted on the stack: a load of thousands of PID files reads one of these per file.
   let mut name = [0u8; 24];
@@ -45,7 +63,9 @@ pub fn proc_stat(pid: u32) -> io::Result<Option<ProcStat>> {
     write!(w, "{pid}/stat").expect("a u32 and /stat fit in 24 bytes");
     24 - w.len()
   };
-  let opened = match proc_dir() {
+  // Out of descriptors, the one kept in reserve is used: a supervisor must still tell whether its
+  // daemons live.
+  let opened = super::with_reserve(|| match proc_dir() {
     Some(dir) => nix::fcntl::openat(
       dir,
       &name[..len],
@@ -55,7 +75,7 @@ pub fn proc_stat(pid: u32) -> io::Result<Option<ProcStat>> {
     .map(File::from)
     .map_err(io::Error::from),
     None => File::open(format!("/proc/{pid}/stat")),
-  };
+  });
   let mut file = match opened {
     Ok(f) => f,
     Err(e) if gone(&e) => return Ok(None),
@@ -74,24 +94,35 @@ pub fn proc_stat(pid: u32) -> io::Result<Option<ProcStat>> {
   };
   Some(&buf[..len])
     .filter(|_| len < buf.len())
-    .and_then(parse_stat)
+    .and_then(parse_fields)
     .map(Some)
     .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "unparsable /proc/<pid>/stat"))
 }
 
 /// Parses a `/proc/<pid>/stat` line. The command name (field 2) may hold spaces and parentheses, so the
-/// fields are counted from the last `)`: field 3 is the state, field 22 the start time in clock ticks
-/// since boot.
-pub(crate) fn parse_stat(text: &[u8]) -> Option<ProcStat> {
+/// fields are counted from the last `)`: field 3 is the state, field 5 the process group, field 22 the
+/// start time in clock ticks since boot.
+fn parse_fields(text: &[u8]) -> Option<StatFields> {
   // The command name is whatever bytes the process chose (not always UTF-8); what follows it is ASCII.
   let close = text.iter().rposition(|&b| b == b')')?;
   let rest = std::str::from_utf8(&text[close + 1..]).ok()?;
   let mut fields = rest.split_ascii_whitespace();
   let state = fields.next()?;
-  let start_time = fields.nth(18)?.parse().ok()?;
-  Some(ProcStat {
+  let pgrp = fields.nth(1)?.parse().ok()?;
+  let start_time = fields.nth(16)?.parse().ok()?;
+  Some(StatFields {
     zombie: state == "Z" || state == "X",
+    pgrp,
     start_time,
+  })
+}
+
+/// Parses a `/proc/<pid>/stat` line into a [`ProcStat`].
+#[cfg(test)]
+fn parse_stat(text: &[u8]) -> Option<ProcStat> {
+  parse_fields(text).map(|f| ProcStat {
+    zombie: f.zombie,
+    start_time: f.start_time,
   })
 }
 
@@ -107,23 +138,19 @@ pub fn pid_max() -> u32 {
 }
 
 /// A file descriptor that refers to process `pid` (`pidfd_open`), readable once the process has exited.
-/// `Ok(None)` where the kernel has no pidfds (before 5.3) or refuses them.
 ///
 /// # Errors
-/// `ESRCH`: there is no such process. Other failures (out of descriptors) as they come.
-pub fn pidfd_open(pid: u32) -> io::Result<Option<OwnedFd>> {
+/// `ESRCH`: there is no such process; `ENOSYS` (or `EPERM`, `EINVAL` from a sandbox) where the kernel
+/// has no pidfds (before 5.3) or refuses them; `EMFILE`, `ENFILE` out of descriptors.
+pub fn pidfd_open(pid: u32) -> io::Result<OwnedFd> {
   // SAFETY: pidfd_open takes a PID and a flags word and returns a new descriptor or -1; no memory is
   // passed.
   let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0 as libc::c_uint) };
   if fd < 0 {
-    let err = io::Error::last_os_error();
-    return match err.raw_os_error() {
-      Some(libc::ENOSYS) | Some(libc::EPERM) | Some(libc::EINVAL) => Ok(None),
-      _ => Err(err),
-    };
+    return Err(io::Error::last_os_error());
   }
   // SAFETY: the kernel just handed us this descriptor; nothing else owns it.
-  Ok(Some(unsafe { OwnedFd::from_raw_fd(fd as libc::c_int) }))
+  Ok(unsafe { OwnedFd::from_raw_fd(fd as libc::c_int) })
 }
 
 /// Sends `sig` to the process a pidfd refers to: never to a process that reused its PID.
@@ -230,13 +257,13 @@ pub fn mount_entries(table: &str) -> impl Iterator<Item = MountEntry> + '_ {
   })
 }
 
-/// The processes whose process group is `pgid` (field 5 of `/proc/<pid>/stat`), zombies left out.
+/// Every live process (zombies left out) by its process group: one pass over `/proc`.
 /// `Ok(Some(..))`: this platform can list them.
 ///
 /// # Errors
 /// `/proc` could not be listed.
-pub fn group_members(pgid: u32) -> io::Result<Option<Vec<u32>>> {
-  let mut out = Vec::new();
+pub fn process_groups() -> io::Result<Option<HashMap<u32, Vec<u32>>>> {
+  let mut out: HashMap<u32, Vec<u32>> = HashMap::new();
   for entry in std::fs::read_dir("/proc")? {
     let Ok(entry) = entry else { continue };
     let Some(pid) = entry
@@ -246,12 +273,9 @@ pub fn group_members(pgid: u32) -> io::Result<Option<Vec<u32>>> {
     else {
       continue;
     };
-    let Ok(text) = std::fs::read(format!("/proc/{pid}/stat")) else {
-      continue;
-    };
-    if let Some((group, zombie)) = parse_pgrp(&text) {
-      if group == pgid && !zombie {
-        out.push(pid);
+    if let Ok(Some(f)) = stat_fields(pid) {
+      if !f.zombie {
+        out.entry(f.pgrp).or_default().push(pid);
       }
     }
   }
@@ -263,21 +287,7 @@ pub fn group_members(pgid: u32) -> io::Result<Option<Vec<u32>>> {
 /// # Errors
 /// `/proc` unreadable for another reason.
 pub fn process_group(pid: u32) -> io::Result<Option<(u32, bool)>> {
-  match std::fs::read(format!("/proc/{pid}/stat")) {
-    Ok(text) => Ok(parse_pgrp(&text)),
-    Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT) | Some(libc::ESRCH)) => Ok(None),
-    Err(e) => Err(e),
-  }
-}
-
-/// Field 5 (process group) and the zombie state of a `/proc/<pid>/stat` line.
-fn parse_pgrp(text: &[u8]) -> Option<(u32, bool)> {
-  let close = text.iter().rposition(|&b| b == b')')?;
-  let rest = std::str::from_utf8(&text[close + 1..]).ok()?;
-  let mut fields = rest.split_ascii_whitespace();
-  let state = fields.next()?;
-  let pgrp = fields.nth(1)?.parse().ok()?;
-  Some((pgrp, state == "Z" || state == "X"))
+  Ok(stat_fields(pid)?.map(|f| (f.pgrp, f.zombie)))
 }
 
 fn unescape_octal(field: &str) -> Vec<u8> {
@@ -392,8 +402,8 @@ mod tests {
   fn our_own_process_group_is_listed() {
     let (pgrp, zombie) = process_group(std::process::id()).unwrap().unwrap();
     assert!(!zombie);
-    let members = group_members(pgrp).unwrap().unwrap();
-    assert!(members.contains(&std::process::id()));
+    let groups = process_groups().unwrap().unwrap();
+    assert!(groups[&pgrp].contains(&std::process::id()));
   }
 
   #[test]
@@ -421,6 +431,7 @@ mod tests {
     let st = parse_stat(line.as_bytes()).unwrap();
     assert!(!st.zombie);
     assert_eq!(st.start_time, 987_654);
+    assert_eq!(parse_fields(line.as_bytes()).unwrap().pgrp, 1234);
     let zombie = "99 (x) Z 1 99 99 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 42 0 0";
     assert!(parse_stat(zombie.as_bytes()).unwrap().zombie);
     assert!(parse_stat(b"garbage").is_none());

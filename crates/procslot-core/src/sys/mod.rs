@@ -5,14 +5,20 @@
 //! - `try_lock`, `lock_wait`, `lock_wait_until` (bounded), `unlock`, `probe_lock`: exclusive byte-range locks owned by the open file
 //!   (Linux: open-file-description locks; macOS: `fcntl` record locks);
 //! - `start_time_ms`, `start_time_granularity_ms`: a start time from `proc_stat` on the wall clock;
-//! - `pidfd_open`, `pidfd_send_signal`: process file descriptors where the kernel has them (`Ok(None)`
+//! - `pidfd_open`, `pidfd_send_signal`: process file descriptors where the kernel has them (`ENOSYS`
 //!   elsewhere);
-//! - `group_members`, `process_group`: the members of a process group (Linux `/proc`; unlisted
+//! - `with_reserve`, `soft_limit`, `headroom`: opens that survive running out of descriptors (one kept
+//!   in reserve), and the room pidfds leave to the rest of the program;
+//! - `process_groups`, `process_group`: every process by its process group (Linux `/proc`; unlisted
 //!   elsewhere);
 //! - `open_mount_table`, `read_mount_table`, `mount_entries`, `poll_mounts_or_exit`, `unmount_lazy`: the
 //!   mount table and waiting for it to change (Linux `/proc/self/mountinfo`; unsupported elsewhere);
 //! - `available_parallelism()`: the CPUs this process may run on, asked once.
 
+#[cfg(unix)]
+mod fds;
+#[cfg(unix)]
+pub use fds::{headroom, soft_limit, with_reserve};
 #[cfg(unix)]
 mod locks;
 #[cfg(unix)]
@@ -22,8 +28,8 @@ pub use locks::{lock_wait, lock_wait_until, probe_lock, try_lock, unlock, LockOu
 mod linux;
 #[cfg(target_os = "linux")]
 pub use linux::{
-  group_members, mount_entries, open_mount_table, pid_max, pidfd_open, pidfd_send_signal,
-  poll_mounts_or_exit, proc_stat, process_group, read_mount_table, start_time_granularity_ms,
+  mount_entries, open_mount_table, pid_max, pidfd_open, pidfd_send_signal, poll_mounts_or_exit,
+  proc_stat, process_group, process_groups, read_mount_table, start_time_granularity_ms,
   start_time_ms, unmount_lazy,
 };
 
@@ -41,8 +47,8 @@ pub use other::{pid_max, proc_stat, start_time_granularity_ms, start_time_ms};
 mod fallback;
 #[cfg(all(unix, not(target_os = "linux")))]
 pub use fallback::{
-  group_members, mount_entries, open_mount_table, pidfd_open, pidfd_send_signal,
-  poll_mounts_or_exit, process_group, read_mount_table, unmount_lazy,
+  mount_entries, open_mount_table, pidfd_open, pidfd_send_signal, poll_mounts_or_exit,
+  process_group, process_groups, read_mount_table, unmount_lazy,
 };
 
 /// One line of the mount table.
