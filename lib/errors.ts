@@ -143,7 +143,7 @@ export class InvalidTargetIdError extends ProcslotError {
 }
 
 /** Codes a {@link PidFileError} can carry. Operating-system failures keep their errno name. */
-export type PidFileErrorCode = 'EUNSAFE' | 'ENOTDIR' | 'EEXIST' | 'EACCES' | 'EPERM' | 'EROFS' | 'ENOSPC' | (string & {})
+export type PidFileErrorCode = 'EUNSAFE' | 'ENOTDIR' | 'EACCES' | 'EPERM' | 'EROFS' | 'ENOSPC' | (string & {})
 
 /**
  * A PID directory or PID file could not be used.
@@ -151,7 +151,7 @@ export type PidFileErrorCode = 'EUNSAFE' | 'ENOTDIR' | 'EEXIST' | 'EACCES' | 'EP
  * | code | meaning |
  * | --- | --- |
  * | `EUNSAFE` | the PID directory is world-writable without the sticky bit: anyone could replace its files |
- * | `ENOTDIR`, `EEXIST` | the PID directory's path is not a directory |
+ * | `ENOTDIR` | the PID directory's path is not a directory (a file, a device) |
  * | `EACCES`, `EROFS`, ... | the operating system's error |
  */
 export class PidFileError extends ProcslotError {
@@ -198,7 +198,7 @@ export type SpawnFailure = 'exited' | 'timeout' | 'spawn' | 'mounted' | 'locked'
  * | `locked` | another call, maybe in another process, kept the target busy past `startTimeoutMs` |
  * | `mount-path-differs` | the target already runs, mounted at another path (kill it first to move it) |
  * | `untrusted` | the target's PID file cannot be trusted (another owner, writable by others): left alone |
- * | `log` | the log file was refused: a symbolic link, not a regular file, or not this user's |
+ * | `log` | the log file was refused (a symbolic link, not a regular file, not this user's) or could not be opened (the message names the operating system's error, `errno` carries it) |
  */
 export class SpawnError extends ProcslotError {
   override readonly name = 'SpawnError' as const
@@ -226,11 +226,13 @@ export class SpawnError extends ProcslotError {
       signal?: NodeJS.Signals | null
       logTail?: string
       logFile?: string | null
+      errno?: number
       cause?: unknown
     },
   ) {
     super(options.logTail ? `${message}\n--- end of the log ---\n${options.logTail}` : message, {
       code: 'ESPAWN',
+      errno: options.errno,
       cause: options.cause,
     })
     this.targetId = options.targetId

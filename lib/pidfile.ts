@@ -71,8 +71,8 @@ export class PidFileStore {
 
   /**
    * Opens the PID directory `dir`, creating it (recursively, mode 0755) if needed.
-   * @throws {PidFileError} `EUNSAFE` when `dir` is world-writable without the sticky bit; `ENOTDIR` /
-   * `EEXIST` when it is not a directory; the operating system's error code otherwise.
+   * @throws {PidFileError} `EUNSAFE` when `dir` is world-writable without the sticky bit; `ENOTDIR` when
+   * it is not a directory; the operating system's error code otherwise.
    */
   constructor(dir: string) {
     checkString('dir', dir)

@@ -494,6 +494,14 @@ impl NativeProcess {
     self.handle.as_ref().is_some_and(|h| h.has_pidfd())
   }
 
+  /// Why it has no pidfd, as an errno name (`ENOSYS`: none on this kernel; `EMFILE`: descriptors ran
+  /// out or would have); `null` when it has one.
+  #[napi(getter)]
+  pub fn no_pidfd(&self) -> Option<String> {
+    let errno = self.handle.as_ref()?.why_no_pidfd()?;
+    Some(format!("{:?}", nix_errno(errno)))
+  }
+
   /// Whether the process still runs (`false` once the handle is closed).
   #[napi]
   pub fn is_alive(&self) -> bool {
@@ -678,6 +686,10 @@ pub struct NativeStopped {
   pub gone: bool,
 }
 
+fn nix_errno(errno: i32) -> procslot_core::Errno {
+  procslot_core::Errno::from_raw(errno)
+}
+
 fn to_signal(env: &Env, signal: i32) -> Result<procslot_core::Signal> {
   procslot_core::Signal::try_from(signal).map_err(|_| {
     to_js(
@@ -797,13 +809,14 @@ impl NativeExitWatcher {
     })
   }
 
-  /// Watches `process` under `token` (replacing an earlier watch of that token); `false` when it cannot be
-  /// watched (no pidfd, or its handle is closed).
+  /// Watches `process` under `token` (replacing an earlier watch of that token): through its pidfd
+  /// (`true`), or by the core's fallback, which looks at its PID and start time at least once a second
+  /// (`false`: no pidfd). A closed handle is not watched (`null`).
   #[napi]
-  pub fn watch(&mut self, env: &Env, process: &NativeProcess, token: u32) -> Result<bool> {
+  pub fn watch(&mut self, env: &Env, process: &NativeProcess, token: u32) -> Result<Option<bool>> {
     self.unwatch(token);
     let Some(handle) = process.handle.as_ref() else {
-      return Ok(false);
+      return Ok(None);
     };
     let callback = self.callback.clone();
     let on_exit = Box::new(move || {
@@ -812,14 +825,9 @@ impl NativeExitWatcher {
         napi::threadsafe_function::ThreadsafeFunctionCallMode::NonBlocking,
       );
     });
-    let id = procslot_core::watch::watch(handle, on_exit).map_err(|e| to_js(env, e))?;
-    match id {
-      Some(id) => {
-        self.watches.insert(token, id);
-        Ok(true)
-      }
-      None => Ok(false),
-    }
+    let w = procslot_core::watch::watch(handle, on_exit).map_err(|e| to_js(env, e))?;
+    self.watches.insert(token, w.id);
+    Ok(Some(w.by_pidfd))
   }
 
   /// Stops watching `token`; whether it was watched (its callback will not come).
@@ -843,5 +851,5 @@ impl NativeExitWatcher {
 /// How many processes the watcher thread watches now (all watchers of this process).
 #[napi]
 pub fn watched_count() -> u32 {
-  procslot_core::watch::watched() as u32
+  procslot_core::watch::watched().0 as u32
 }

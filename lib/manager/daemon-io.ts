@@ -34,12 +34,16 @@ export function openLog(logFile: string, targetId: string): number {
   try {
     fd = openSync(logFile, O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW | O_NONBLOCK, 0o600)
   } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code
-    const why = code === 'ELOOP' ? 'it is a symbolic link (never followed)' : (err as Error).message
-    throw new SpawnError(`target ${targetId}: refusing the log file ${logFile}: ${why}`, {
+    const e = err as NodeJS.ErrnoException
+    const why =
+      e.code === 'ELOOP'
+        ? `refusing the log file ${logFile}: it is a symbolic link (never followed)`
+        : `could not open the log file ${logFile}: ${osWords(e)}`
+    throw new SpawnError(`target ${targetId}: ${why}`, {
       targetId,
       reason: 'log',
       logFile,
+      errno: e.errno,
       cause: err,
     })
   }
@@ -58,6 +62,15 @@ export function openLog(logFile: string, targetId: string): number {
   }
   if ((st.mode & 0o077) !== 0) fchmodSync(fd, 0o600)
   return fd
+}
+
+/**
+ * What the operating system said, in its words: Node's `ENOSPC: no space left on device, open '…'`
+ * becomes `No space left on device`.
+ */
+function osWords(err: NodeJS.ErrnoException): string {
+  const words = /^[A-Z0-9]+: ([^,]+)/.exec(err.message)?.[1]
+  return words === undefined ? err.message : words[0]!.toUpperCase() + words.slice(1)
 }
 
 /** The last 4 KiB of a log file, from a line start. */

@@ -10,7 +10,7 @@ import { EventEmitter } from 'node:events'
 import { mkdirSync, unlinkSync } from 'node:fs'
 import { resolve } from 'node:path'
 
-import { ProcslotError, SpawnError, TargetLockedError, nativeError } from '../errors'
+import { InvalidTargetIdError, ProcslotError, SpawnError, TargetLockedError, nativeError } from '../errors'
 import { native } from '../native'
 import { PidFileStore, checkTargetId } from '../pidfile'
 import { checkFunction, checkMs, checkObject, checkOneOf, checkString, optional } from '../validate'
@@ -192,10 +192,7 @@ export class FuseProcessManager extends EventEmitter<ManagerEvents> implements D
         )
         .then(
           (undone) => undone && this.#log.info({ targetId: r.targetId, pid: r.record.pid }, 'undid a spawn that never finished'),
-          (err: unknown) => {
-            this.#log.error({ targetId: r.targetId, err: (err as Error).message }, 'could not undo a spawn that never finished')
-            if (this.listenerCount('error') > 0) this.emit('error', err as Error)
-          },
+          (err: unknown) => this.#tracker.report(err, 'could not undo a spawn that never finished', { targetId: r.targetId }),
         )
     }
     this.loaded = runningIds.length
@@ -319,9 +316,12 @@ export class FuseProcessManager extends EventEmitter<ManagerEvents> implements D
    */
   isRunning(targetId: string): boolean {
     const t = this.#tracker.get(targetId)
-    if (t !== undefined && !t.exited && t.proc.check() === 0) return true
+    if (t !== undefined && !t.exited && this.#settled(() => t.proc.check(), 2) === 0) return true
     checkTargetId(targetId)
-    return this.#tracker.refresh(targetId) !== undefined
+    return this.#settled(
+      () => this.#tracker.refresh(targetId) !== undefined,
+      () => t !== undefined && !t.exited && t.proc.isAlive(),
+    )
   }
 
   /**
@@ -331,7 +331,7 @@ export class FuseProcessManager extends EventEmitter<ManagerEvents> implements D
    */
   getProcessInfo(targetId: string): ProcessInfo | null {
     checkTargetId(targetId)
-    this.#tracker.refresh(targetId)
+    this.#settled(() => this.#tracker.refresh(targetId), undefined)
     const t = this.#tracker.get(targetId)
     return t ? this.#tracker.info(t) : null
   }
@@ -371,11 +371,18 @@ export class FuseProcessManager extends EventEmitter<ManagerEvents> implements D
     return dropped
   }
 
-  /** Kills every tracked daemon (see {@link kill}) and cancels every pending restart. */
+  /**
+   * Kills every tracked daemon (see {@link kill}), after cancelling every pending restart and waiting
+   * for those in progress: when it resolves, no daemon of this manager's targets runs, and none of their
+   * PID files or spawn records is left.
+   */
   async cleanupAll(options: { force?: boolean } = {}): Promise<void> {
     if (this.#closed) return
+    // The targets with a restart plan too: one may be between two daemons (dead, restart due), and a
+    // restart in progress holds its target's queue, so its kill runs after it.
+    const targets = new Set([...this.#tracker.all().map((t) => t.targetId), ...this.#supervisor.planned()])
     this.#supervisor.cancelAll()
-    await Promise.all(this.#tracker.all().map((t) => this.kill(t.targetId, { force: options.force })))
+    await Promise.all([...targets].map((id) => this.kill(id, { force: options.force })))
   }
 
   /** Counts and per-daemon details, in the Python manager's shape (camelCased). */
@@ -398,8 +405,13 @@ export class FuseProcessManager extends EventEmitter<ManagerEvents> implements D
       totalTracked: processes.length,
       alive,
       dead: processes.length - alive,
+      unwatched: this.#supervisor.unwatched,
       allPidsEverSpawned: this.#spawnedCount,
-      pidFilesOnDisk: this.#store.list().length,
+      // Without a descriptor to list the directory with: the tracked daemons' files that exist.
+      pidFilesOnDisk: this.#settled(
+        () => this.#store.list().length,
+        () => processes.filter((p) => p.pidFileExists).length,
+      ),
       pidDirectory: this.pidDir,
       processes,
     }
@@ -420,6 +432,20 @@ export class FuseProcessManager extends EventEmitter<ManagerEvents> implements D
   /** {@link close}. */
   [Symbol.dispose](): void {
     this.close()
+  }
+
+  /**
+   * A read that must answer even when the process has run out of file descriptors (or the PID directory
+   * cannot be read for a moment): `fallback` — what memory knows — when `read` throws.
+   */
+  #settled<T>(read: () => T, fallback: T | (() => T)): T {
+    try {
+      return read()
+    } catch (err) {
+      if (err instanceof InvalidTargetIdError) throw err
+      this.#log.warn({ err: (err as Error).message }, 'a read fell back to memory')
+      return typeof fallback === 'function' ? (fallback as () => T)() : fallback
+    }
   }
 
   #open(): void {

@@ -104,72 +104,98 @@ export async function spawnLocked(
   onSpawned()
   const { child, pid } = gated
   const exited = new Promise<[number | null, NodeJS.Signals | null]>((res) => child.once('exit', (code, signal) => res([code, signal])))
-  const handle = native.openProcess(pid)
-  const fail = async (
-    proc: Proc | null,
-    reason: 'exited' | 'timeout' | 'spawn',
-    what: string,
-    cause?: unknown,
-  ): Promise<never> => {
-    if (proc !== null) await stopGroup(targetId, proc, true, 0).catch(() => {})
-    // The path was no mount point before the spawn: a mount there now is the daemon's.
-    const m = safeMountAt(mountPath)
-    if (m !== null) native.unmountIf(mountPath, m.id, m.dev)
+  /**
+   * Kills the child's whole process group, however far the spawn got and without needing a descriptor:
+   * through its handle when there is one, else by its group ID (the gate runs in a session of its own)
+   * for as long as Node has not reaped it, so that the ID is still its own.
+   */
+  const killChild = async (proc: Proc | null): Promise<void> => {
+    if (proc !== null) {
+      try {
+        await stopGroup(targetId, proc, true, 0)
+        return
+      } catch {}
+    }
+    if (child.exitCode === null && child.signalCode === null) {
+      try {
+        process.kill(-pid, 'SIGKILL')
+      } catch {}
+    }
+  }
+  const fail = async (proc: Proc | null, reason: 'exited' | 'timeout' | 'spawn', what: string, cause?: unknown): Promise<never> => {
+    await killChild(proc)
+    try {
+      // The path was no mount point before the spawn: a mount there now is the daemon's.
+      const m = safeMountAt(mountPath)
+      if (m !== null) native.unmountIf(mountPath, m.id, m.dev)
+    } catch {}
     try {
       tr.native.deleteRecord(targetId)
     } catch {}
     let code: number | null = null
     let signal: NodeJS.Signals | null = null
     if (reason === 'exited') [code, signal] = await exited
-    throw new SpawnError(`target ${targetId}: ${s.command} (PID ${pid}) ${what}`, {
+    // The operating system's words in the message itself ("No space left on device"), not only in `cause`.
+    const why = cause instanceof Error ? `: ${cause.message}` : ''
+    throw new SpawnError(`target ${targetId}: ${s.command} (PID ${pid}) ${what}${why}`, {
       targetId,
       reason,
       exitCode: code,
       signal,
       logFile,
       logTail: tail(logFile),
+      errno: (cause as { errno?: number } | undefined)?.errno,
       cause,
     })
   }
-  if (handle === null) return fail(null, 'exited', 'exited at once')
-  const proc = new Proc(pid, handle.startTicks, handle.startTimeMs, handle)
-  // Its identity goes on disk before it may run: a manager killed from here on leaves a record that
-  // the next manager finds.
+  let proc: Proc | null = null
+  let t: Tracked
   try {
-    tr.native.writeRecord(targetId, { pid, startTicks: proc.startTicks, mountPath })
-  } catch (err) {
-    return fail(proc, 'spawn', 'could not be recorded', nativeError(err, { targetId }))
-  }
-  gated.open()
+    const handle = native.openProcess(pid)
+    if (handle === null) return await fail(null, 'exited', 'exited at once')
+    proc = new Proc(pid, handle.startTicks, handle.startTimeMs, handle)
+    // Its identity goes on disk before it may run: a manager killed from here on leaves a record that
+    // the next manager finds.
+    try {
+      tr.native.writeRecord(targetId, { pid, startTicks: proc.startTicks, mountPath })
+    } catch (err) {
+      return await fail(proc, 'spawn', 'could not be recorded', nativeError(err, { targetId }))
+    }
+    gated.open()
 
-  let mount: MountRef | null = null
-  if (s.ready === 'mount') {
-    const out = await awaitNative(handle.waitMount(mountPath, left()), left())
-    if (out.outcome === 'exited') return fail(proc, 'exited', `exited before ${mountPath} was mounted`)
-    if (out.outcome === 'timeout') return fail(proc, 'timeout', `did not mount ${mountPath} within ${s.startTimeoutMs} ms`)
-    mount = toRef(out.mount)
-  } else {
-    if (await awaitNative(handle.waitExit(s.settleMs), s.settleMs)) return fail(proc, 'exited', 'exited before it settled')
-    mount = toRef(safeMountAt(mountPath))
-  }
-  const t: Tracked = {
-    targetId,
-    pid,
-    proc,
-    mountPath,
-    mount,
-    envKeys: Object.keys(env),
-    loadedFromDisk: false,
-    child,
-    killing: false,
-    exitReported: false,
-    exited: false,
-  }
-  try {
-    // The record again, now with the mount the daemon made, then the PID file: the spawn is complete.
-    tr.writeFiles(t)
+    let mount: MountRef | null = null
+    if (s.ready === 'mount') {
+      const out = await awaitNative(handle.waitMount(mountPath, left()), left())
+      if (out.outcome === 'exited') return await fail(proc, 'exited', `exited before ${mountPath} was mounted`)
+      if (out.outcome === 'timeout') return await fail(proc, 'timeout', `did not mount ${mountPath} within ${s.startTimeoutMs} ms`)
+      mount = toRef(out.mount)
+    } else {
+      if (await awaitNative(handle.waitExit(s.settleMs), s.settleMs)) return await fail(proc, 'exited', 'exited before it settled')
+      mount = toRef(safeMountAt(mountPath))
+    }
+    t = {
+      targetId,
+      pid,
+      proc,
+      mountPath,
+      mount,
+      envKeys: Object.keys(env),
+      loadedFromDisk: false,
+      child,
+      killing: false,
+      exitReported: false,
+      exited: false,
+    }
+    try {
+      // The record again, now with the mount the daemon made, then the PID file: the spawn is complete.
+      tr.writeFiles(t)
+    } catch (err) {
+      return await fail(proc, 'spawn', 'could not be recorded', err)
+    }
   } catch (err) {
-    return fail(proc, 'spawn', 'could not be recorded', err)
+    if (err instanceof SpawnError) throw err
+    // Anything else on the way (no descriptor for a handle or a wait thread): nothing may stay running.
+    return fail(proc, 'spawn', 'could not be started', nativeError(err, { targetId }))
   }
   tr.set(t)
   const info = tr.info(t)

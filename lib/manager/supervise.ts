@@ -1,12 +1,15 @@
 /**
  * The manager as a supervisor: every tracked daemon is watched (the core's one watcher thread, an epoll
  * set over pidfds, reports its death within milliseconds, with no polling and without keeping the event
- * loop alive); a death is cleaned up at once (the mount it made, its PID file) and reported as `exit`;
- * daemons this manager spawned are restarted by their policy, with exponential backoff and a limit
- * within a window. Internal to the manager (not exported by the package).
+ * loop alive; a daemon without a pidfd — none on this kernel, or descriptors ran out — is watched by the
+ * core's fallback, by PID and start time at least once a second); a death is cleaned up at once (the
+ * mount it made, its PID file) and reported as `exit`; daemons this manager spawned are restarted by
+ * their policy, with exponential backoff and a limit within a window. Nothing here ever throws into the
+ * event loop: a failure is reported (the logger, and `'error'` when listened to).
+ * Internal to the manager (not exported by the package).
  */
 import { native, type NativeExitWatcher } from '../native'
-import { SpawnError } from '../errors'
+import { ProcslotError, SpawnError } from '../errors'
 import type { TargetQueue } from './queue'
 import { spawnLocked, type SpawnSettings } from './spawn'
 import type { Tracked, Tracker } from './tracking'
@@ -36,8 +39,13 @@ export class Supervisor {
   #watcher: NativeExitWatcher | null = null
   readonly #tokens = new Map<number, Tracked>()
   readonly #tokenOf = new WeakMap<Tracked, number>()
+  /** Daemons watched by the core's fallback (no pidfd). */
+  readonly #unwatched = new Set<Tracked>()
+  /** Why some daemon had no pidfd, reported once each (`EMFILE`, `ENOSYS`, ...). */
+  readonly #told = new Set<string>()
   readonly #plans = new Map<string, Plan>()
   #next = 1
+  #closed = false
   /**
    * Held while any daemon has a restart policy: supervising it is work, so the process stays alive.
    * Watching alone keeps nothing alive (the watcher's callback into JavaScript is weak).
@@ -52,27 +60,59 @@ export class Supervisor {
     readonly onSpawned: () => void,
   ) {}
 
-  /** Watches a tracked daemon for its death (a dead one is handled at once). */
+  /** How many tracked daemons the core's fallback watches (they have no pidfd). */
+  get unwatched(): number {
+    return this.#unwatched.size
+  }
+
+  /** The targets with a restart plan (a restart may be pending or in progress for them). */
+  planned(): string[] {
+    return [...this.#plans.keys()]
+  }
+
+  /** Watches a tracked daemon for its death (a dead one is handled at once). Never throws. */
   watch(t: Tracked): void {
-    if (t.exited || this.#tokenOf.has(t)) return
-    const handle = t.proc.handle
-    if (handle === null) {
-      queueMicrotask(() => this.#exited(t))
-      return
-    }
-    this.#watcher ??= new native.NativeExitWatcher((token: number) => this.#onToken(token))
-    const token = this.#next++
-    if (this.#watcher.watch(handle, token)) {
+    if (this.#closed || t.exited || this.#tokenOf.has(t)) return
+    try {
+      const handle = t.proc.handle
+      if (handle === null) {
+        queueMicrotask(() => this.#exited(t))
+        return
+      }
+      this.#watcher ??= new native.NativeExitWatcher((token: number) => this.#onToken(token))
+      const token = this.#next++
+      const byPidfd = this.#watcher.watch(handle, token)
+      if (byPidfd === null) return
       this.#tokens.set(token, t)
       this.#tokenOf.set(t, token)
-    } else if (t.child !== null) {
-      // No pidfds here: Node's own report of its child's exit.
-      t.child.once('exit', () => this.#exited(t))
+      if (!byPidfd) {
+        this.#unwatched.add(t)
+        this.#tellNoPidfd(handle.noPidfd ?? 'ENOSYS')
+      }
+    } catch (err) {
+      this.tr.report(err, 'could not watch a daemon', { targetId: t.targetId, pid: t.pid })
+    }
+  }
+
+  /** Says once per cause why daemons are watched by the fallback. */
+  #tellNoPidfd(why: string): void {
+    if (this.#told.has(why)) return
+    this.#told.add(why)
+    if (why === 'EMFILE' || why === 'ENFILE') {
+      const err = new ProcslotError(
+        `out of file descriptors (${why}): daemons past the limit are watched by PID and start time, ` +
+          'at least once a second, instead of through a pidfd each; raise the limit (ulimit -n) to watch them at once',
+        { code: why, errno: why === 'EMFILE' ? -24 : -23 },
+      )
+      this.tr.report(err, 'out of file descriptors: some daemons are watched by the fallback')
+    } else {
+      this.tr.log.warn({ why }, 'no pidfds here: daemons are watched by PID and start time, at least once a second')
     }
   }
 
   /** Stops watching a daemon dropped from memory. */
   unwatch(t: Tracked): void {
+    this.#unwatched.delete(t)
     const token = this.#tokenOf.get(t)
     if (token === undefined) return
     this.#tokenOf.delete(t)
@@ -117,11 +157,13 @@ export class Supervisor {
     for (const id of [...this.#plans.keys()]) this.cancel(id)
   }
 
-  /** Cancels every restart and every watch (`close`). */
+  /** Cancels every restart and every watch (`close`); nothing is watched after it. */
   close(): void {
+    this.#closed = true
     this.cancelAll()
     this.#watcher?.close()
     this.#tokens.clear()
+    this.#unwatched.clear()
   }
 
   #onToken(token: number): void {
@@ -129,6 +171,7 @@ export class Supervisor {
     if (t === undefined) return
     this.#tokens.delete(token)
     this.#tokenOf.delete(t)
+    this.#unwatched.delete(t)
     const child = t.child
     if (child !== null && child.exitCode === null && child.signalCode === null) {
       // Node reaps its own child and says how it ended moments later: wait for that (a deadline in case).
@@ -142,8 +185,16 @@ export class Supervisor {
     this.#exited(t)
   }
 
-  /** A tracked daemon is dead: clean up, report, restart by its plan. */
+  /** A tracked daemon is dead: clean up, report, restart by its plan. Never throws. */
   #exited(t: Tracked): void {
+    try {
+      this.#onDeath(t)
+    } catch (err) {
+      this.#error(err)
+    }
+  }
+
+  #onDeath(t: Tracked): void {
     if (t.exited || t.killing || this.tr.get(t.targetId) !== t) return
     const code = t.child?.exitCode ?? null
     const signal = t.child?.signalCode ?? null
@@ -169,7 +220,8 @@ export class Supervisor {
     // The target's lock is held (another call, maybe another manager): clean up under it.
     this.queue
       .run(t.targetId, this.spawn.killTimeoutMs + this.spawn.startTimeoutMs, (why) => new Error(why), async () => this.tr.cleanDisk(t, true))
-      .then(continueWith, (err: unknown) => this.#error(err))
+      .then(continueWith)
+      .catch((err: unknown) => this.#error(err))
   }
 
   #schedule(targetId: string, plan: Plan): void {
@@ -187,7 +239,7 @@ export class Supervisor {
     this.tr.log.info({ targetId, attempt, delayMs }, 'restarting after a delay')
     plan.timer = setTimeout(() => {
       plan.timer = null
-      void this.#restart(targetId, plan, attempt, delayMs)
+      this.#restart(targetId, plan, attempt, delayMs).catch((err: unknown) => this.#error(err))
     }, delayMs)
   }
 
@@ -212,7 +264,6 @@ export class Supervisor {
   }
 
   #error(err: unknown): void {
-    this.tr.log.error({ err: (err as Error).message }, 'cleaning up after a dead daemon failed')
-    if (this.tr.events.listenerCount('error') > 0) this.tr.events.emit('error', err as Error)
+    this.tr.report(err, 'cleaning up after a dead daemon failed')
   }
 }

@@ -120,6 +120,7 @@ export type StaleEvent = ManagerEvents['stale'][0]
 
 export class Tracker {
   readonly #map = new Map<string, Tracked>()
+  #closed = false
   /** Called for each daemon that starts being tracked (spawned or adopted), to watch it. */
   onTracked: (t: Tracked) => void = () => {}
   /** Called for each tracked daemon dropped from memory, to stop watching it. */
@@ -141,6 +142,11 @@ export class Tracker {
   }
 
   set(t: Tracked): void {
+    if (this.#closed) {
+      // A spawn that finished after `close()`: its daemon runs on with its PID file; memory is gone.
+      t.proc.close()
+      return
+    }
     const old = this.#map.get(t.targetId)
     if (old !== undefined && old !== t) this.drop(old)
     this.#map.set(t.targetId, t)
@@ -154,13 +160,27 @@ export class Tracker {
     t.proc.close()
   }
 
-  /** Releases every handle; memory is emptied. */
+  /** Releases every handle; memory is emptied, and stays so. */
   close(): void {
+    this.#closed = true
     for (const t of this.#map.values()) {
       this.onDropped(t)
       t.proc.close()
     }
     this.#map.clear()
+  }
+
+  /**
+   * Reports a failure of background work — never thrown, so it can never end the process: the logger's
+   * `error` always, the `'error'` event when someone listens (an `'error'` event nobody listens to would
+   * throw).
+   */
+  report(err: unknown, message: string, fields: object = {}): void {
+    const error = err instanceof Error ? err : new Error(String(err))
+    try {
+      this.log.error({ ...fields, err: error.message, code: (error as { code?: unknown }).code }, message)
+    } catch {}
+    if (this.events.listenerCount('error') > 0) this.events.emit('error', error)
   }
 
   /** Tracks a live process found at load (judged running natively); its record is read when needed. */
@@ -222,8 +242,10 @@ export class Tracker {
     const record = v.record ?? null
     const t = loadedEntry(v.targetId, new Proc(v.pid!, v.startTicks!, v.startTimeMs!), record?.mountPath ?? null, mountRef(record))
     t.proc.pin(this.native, v.targetId, v.fingerprint)
-    this.#map.set(v.targetId, t)
-    this.onTracked(t)
+    if (!this.#closed) {
+      this.#map.set(v.targetId, t)
+      this.onTracked(t)
+    }
     this.log.debug({ targetId: v.targetId, pid: v.pid }, 'adopted a running daemon through its PID file')
     return t
   }
@@ -273,9 +295,7 @@ export class Tracker {
         this.log.info({ targetId, mountPath: path }, 'unmounted what a dead daemon left mounted')
       }
     } catch (err) {
-      const error = nativeError(err, { path })
-      this.log.error({ targetId, mountPath: path, err: error.message }, 'could not unmount')
-      if (this.events.listenerCount('error') > 0) this.events.emit('error', error)
+      this.report(nativeError(err, { path }), 'could not unmount', { targetId, mountPath: path })
     }
   }
 

@@ -126,6 +126,13 @@ export interface ManagerStats {
   readonly totalTracked: number
   readonly alive: number
   readonly dead: number
+  /**
+   * How many tracked daemons are watched without a pidfd — the kernel has none (Linux before 5.3), or
+   * descriptors ran out (a pidfd is not kept when it would leave the program less than an eighth of its
+   * descriptor limit) — by their PID and exact start time, at least once a second: their deaths are
+   * reported within a second rather than at once.
+   */
+  readonly unwatched: number
   /** How many processes this manager has spawned in its life. */
   readonly allPidsEverSpawned: number
   readonly pidFilesOnDisk: number

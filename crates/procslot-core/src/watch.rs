@@ -1,194 +1,346 @@
-//! Watching processes die without polling: one thread and one epoll set for every watched process of
-//! this process. A process is watched through a duplicate of its pidfd (readable once it has exited);
-//! its callback runs once, on the watcher thread, when that happens. Nothing is looked at while nothing
-//! happens: an idle watcher is one thread blocked in `epoll_wait`.
+//! Watching processes die: one thread for every watched process of this process. A process with a pidfd
+//! is watched through that very descriptor (no copy: one descriptor per watched process) in one epoll
+//! set, which reports its exit the moment it happens; nothing is looked at while nothing happens. A
+//! process without one — a kernel without pidfds (Linux before 5.3), descriptors gone, another platform —
+//! is watched by the fallback: its PID and exact start time are looked at again, at least once a second
+//! (every 100 ms for a few, up to a second for many thousands). Either way its callback runs once, on the
+//! watcher thread, when it has exited.
 
-use std::io;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
 
 use crate::process::ProcessHandle;
 
 /// What runs when a watched process has exited.
 pub type OnExit = Box<dyn FnOnce() + Send>;
 
-/// Watches `process` until it exits, then calls `on_exit` once (on the watcher thread). `Ok(None)` when
-/// the process has no pidfd (an old kernel, another platform): it cannot be watched this way.
-///
-/// # Errors
-/// The watcher could not be started, or the descriptor could not be added to it.
-pub fn watch(process: &ProcessHandle, on_exit: OnExit) -> crate::Result<Option<WatchId>> {
-  imp::watch(process, on_exit)
-    .map_err(|e: io::Error| crate::Error::process_io(process.pid(), "watch its exit", &e))
-}
-
-/// Stops watching; whether the watch was still there (its callback has not run and never will).
-pub fn unwatch(id: WatchId) -> bool {
-  imp::unwatch(id)
-}
-
-/// How many processes are watched now.
-pub fn watched() -> usize {
-  imp::watched()
-}
-
 /// One watch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct WatchId(u64);
 
-#[cfg(target_os = "linux")]
-mod imp {
-  use std::collections::HashMap;
-  use std::io;
-  use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-  use std::sync::atomic::{AtomicU64, Ordering};
-  use std::sync::{Mutex, OnceLock};
+/// A watch as it was set up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Watch {
+  /// Its ID, for [`unwatch`].
+  pub id: WatchId,
+  /// Whether its exit is seen through its pidfd (at once), or by the fallback (within a second).
+  pub by_pidfd: bool,
+}
 
-  use super::{OnExit, WatchId};
-  use crate::process::ProcessHandle;
-
-  struct Watcher {
-    epoll: OwnedFd,
-    entries: Mutex<HashMap<u64, (OwnedFd, OnExit)>>,
-    next: AtomicU64,
+/// Watches `process` until it exits, then calls `on_exit` once (on the watcher thread). The watch keeps
+/// the handle (and its pidfd) open until it fires or is [`unwatch`]ed.
+///
+/// # Errors
+/// The watcher thread could not be started.
+pub fn watch(process: &Arc<ProcessHandle>, on_exit: OnExit) -> crate::Result<Watch> {
+  let w = watcher().map_err(|e| crate::Error::process_io(process.pid(), "watch its exit", &e))?;
+  let id = w.next.fetch_add(1, Ordering::Relaxed);
+  let by_pidfd = {
+    // The entry is there before its pidfd can fire (the watcher takes this lock to find it).
+    let mut entries = w.entries();
+    let by_pidfd = imp::add(w, id, process);
+    entries.insert(
+      id,
+      Entry {
+        process: process.clone(),
+        on_exit,
+        by_pidfd,
+      },
+    );
+    by_pidfd
+  };
+  if !by_pidfd {
+    // The watcher may be asleep with no deadline: it must learn of a process to look at.
+    imp::wake(w);
   }
+  Ok(Watch {
+    id: WatchId(id),
+    by_pidfd,
+  })
+}
 
-  static WATCHER: OnceLock<Result<&'static Watcher, i32>> = OnceLock::new();
-
-  fn watcher() -> io::Result<&'static Watcher> {
-    let w = WATCHER.get_or_init(|| {
-      // SAFETY: epoll_create1 takes a flags word and returns a new descriptor or -1.
-      let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
-      if fd < 0 {
-        return Err(
-          io::Error::last_os_error()
-            .raw_os_error()
-            .unwrap_or(libc::EIO),
-        );
+/// Stops watching; whether the watch was still there (its callback has not run and never will).
+pub fn unwatch(id: WatchId) -> bool {
+  let Some(w) = WATCHER.get().and_then(|w| w.as_ref().ok()) else {
+    return false;
+  };
+  let removed = w.entries().remove(&id.0);
+  match removed {
+    Some(entry) => {
+      if entry.by_pidfd {
+        imp::remove(w, &entry.process);
       }
-      let w: &'static Watcher = Box::leak(Box::new(Watcher {
-        // SAFETY: the kernel just handed us this descriptor; nothing else owns it.
-        epoll: unsafe { OwnedFd::from_raw_fd(fd) },
-        entries: Mutex::new(HashMap::new()),
-        next: AtomicU64::new(1),
-      }));
-      std::thread::Builder::new()
-        .name("procslot-watch".into())
-        .spawn(move || w.run())
-        .map_err(|e| e.raw_os_error().unwrap_or(libc::EAGAIN))?;
-      Ok(w)
-    });
-    w.map_err(io::Error::from_raw_os_error)
+      true
+    }
+    None => false,
+  }
+}
+
+/// How many processes are watched now, and how many of them by the fallback.
+pub fn watched() -> (usize, usize) {
+  match WATCHER.get() {
+    Some(Ok(w)) => {
+      let entries = w.entries();
+      let fallback = entries.values().filter(|e| !e.by_pidfd).count();
+      (entries.len(), fallback)
+    }
+    _ => (0, 0),
+  }
+}
+
+/// How often the fallback looks at its `n` processes: every 100 ms, plus 40 µs for each (a look costs a
+/// few microseconds), at most once a second.
+fn fallback_period(n: usize) -> Duration {
+  (Duration::from_millis(100) + Duration::from_micros(40) * n as u32).min(Duration::from_secs(1))
+}
+
+struct Entry {
+  process: Arc<ProcessHandle>,
+  on_exit: OnExit,
+  by_pidfd: bool,
+}
+
+struct Watcher {
+  sys: imp::Sys,
+  entries: Mutex<HashMap<u64, Entry>>,
+  next: AtomicU64,
+}
+
+impl Watcher {
+  fn entries(&self) -> MutexGuard<'_, HashMap<u64, Entry>> {
+    self.entries.lock().unwrap_or_else(|p| p.into_inner())
   }
 
-  impl Watcher {
-    fn run(&self) {
-      // SAFETY: `epoll_event` is plain data; all-zero is valid.
-      let mut events: [libc::epoll_event; 64] = unsafe { std::mem::zeroed() };
-      loop {
-        // SAFETY: `events` is a writable array of 64 events for the duration of the call.
-        let n = unsafe { libc::epoll_wait(self.epoll.as_raw_fd(), events.as_mut_ptr(), 64, -1) };
-        if n < 0 {
-          continue; // EINTR
-        }
-        for ev in &events[..n as usize] {
-          let id = ev.u64;
-          let entry = self
-            .entries
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&id);
-          if let Some((fd, on_exit)) = entry {
-            self.remove(&fd);
-            drop(fd);
-            on_exit();
-          }
-        }
+  fn run(&'static self) {
+    let mut next_look = Instant::now();
+    loop {
+      let fallback = self.entries().values().filter(|e| !e.by_pidfd).count();
+      let timeout = (fallback > 0).then(|| next_look.saturating_duration_since(Instant::now()));
+      for id in imp::wait(self, timeout) {
+        self.fire(id);
+      }
+      if fallback > 0 && Instant::now() >= next_look {
+        self.look_at_fallback();
+        next_look = Instant::now() + fallback_period(fallback);
       }
     }
-
-    fn remove(&self, fd: &OwnedFd) {
-      // SAFETY: both descriptors are open; a null event is allowed for EPOLL_CTL_DEL.
-      unsafe {
-        libc::epoll_ctl(
-          self.epoll.as_raw_fd(),
-          libc::EPOLL_CTL_DEL,
-          fd.as_raw_fd(),
-          std::ptr::null_mut(),
-        )
-      };
-    }
   }
 
-  pub fn watch(process: &ProcessHandle, on_exit: OnExit) -> io::Result<Option<WatchId>> {
-    let Some(pidfd) = process.pidfd() else {
-      return Ok(None);
-    };
-    let w = watcher()?;
-    let fd = pidfd.try_clone()?;
-    let id = w.next.fetch_add(1, Ordering::Relaxed);
-    let raw = fd.as_raw_fd();
-    w.entries
-      .lock()
-      .unwrap_or_else(|p| p.into_inner())
-      .insert(id, (fd, on_exit));
-    let mut ev = libc::epoll_event {
-      events: (libc::EPOLLIN | libc::EPOLLONESHOT) as u32,
-      u64: id,
-    };
-    // SAFETY: both descriptors are open (the duplicate is owned by the entry just inserted) and `ev` is
-    // a valid event for the duration of the call.
-    let rc = unsafe { libc::epoll_ctl(w.epoll.as_raw_fd(), libc::EPOLL_CTL_ADD, raw, &mut ev) };
-    if rc < 0 {
-      let err = io::Error::last_os_error();
-      w.entries
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .remove(&id);
-      return Err(err);
-    }
-    Ok(Some(WatchId(id)))
-  }
-
-  pub fn unwatch(id: WatchId) -> bool {
-    let Ok(w) = watcher() else { return false };
-    let entry = w
-      .entries
-      .lock()
-      .unwrap_or_else(|p| p.into_inner())
-      .remove(&id.0);
-    match entry {
-      Some((fd, _)) => {
-        w.remove(&fd);
-        true
+  /// Looks at every process the fallback watches (outside the lock: `watch` and `unwatch` go on).
+  fn look_at_fallback(&self) {
+    let polled: Vec<(u64, Arc<ProcessHandle>)> = self
+      .entries()
+      .iter()
+      .filter(|(_, e)| !e.by_pidfd)
+      .map(|(&id, e)| (id, e.process.clone()))
+      .collect();
+    for (id, process) in polled {
+      if !process.is_alive() {
+        self.fire(id);
       }
-      None => false,
     }
   }
 
-  pub fn watched() -> usize {
-    match WATCHER.get() {
-      Some(Ok(w)) => w.entries.lock().unwrap_or_else(|p| p.into_inner()).len(),
-      _ => 0,
+  /// Ends the watch `id` (if it is still there) and runs its callback.
+  fn fire(&self, id: u64) {
+    let entry = self.entries().remove(&id);
+    if let Some(entry) = entry {
+      if entry.by_pidfd {
+        imp::remove(self, &entry.process);
+      }
+      (entry.on_exit)();
     }
   }
 }
 
-#[cfg(not(target_os = "linux"))]
+static WATCHER: OnceLock<Result<Watcher, i32>> = OnceLock::new();
+
+fn watcher() -> std::io::Result<&'static Watcher> {
+  let w = WATCHER.get_or_init(|| {
+    Ok(Watcher {
+      sys: imp::Sys::new()?,
+      entries: Mutex::new(HashMap::new()),
+      next: AtomicU64::new(1),
+    })
+  });
+  let w: &'static Watcher = w
+    .as_ref()
+    .map_err(|&e| std::io::Error::from_raw_os_error(e))?;
+  static STARTED: OnceLock<Result<(), i32>> = OnceLock::new();
+  STARTED
+    .get_or_init(|| {
+      std::thread::Builder::new()
+        .name("procslot-watch".into())
+        .spawn(move || w.run())
+        .map(drop)
+        .map_err(|e| e.raw_os_error().unwrap_or(libc::EAGAIN))
+    })
+    .map_err(std::io::Error::from_raw_os_error)?;
+  Ok(w)
+}
+
+/// Linux: an epoll set over the watched pidfds and an eventfd that wakes the thread.
+#[cfg(target_os = "linux")]
 mod imp {
   use std::io;
+  use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+  use std::time::Duration;
 
-  use super::{OnExit, WatchId};
-  use crate::process::ProcessHandle;
+  use super::Watcher;
+  use crate::process::{clamp_ms, ProcessHandle};
 
-  pub fn watch(_process: &ProcessHandle, _on_exit: OnExit) -> io::Result<Option<WatchId>> {
-    Ok(None)
+  pub struct Sys {
+    epoll: OwnedFd,
+    wake: OwnedFd,
   }
 
-  pub fn unwatch(_id: WatchId) -> bool {
+  /// The epoll data of the eventfd; watches count from 1.
+  const WAKE: u64 = 0;
+
+  impl Sys {
+    pub fn new() -> Result<Sys, i32> {
+      let errno = || {
+        io::Error::last_os_error()
+          .raw_os_error()
+          .unwrap_or(libc::EIO)
+      };
+      // SAFETY: epoll_create1 takes a flags word and returns a new descriptor or -1.
+      let epoll = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+      if epoll < 0 {
+        return Err(errno());
+      }
+      // SAFETY: the kernel just handed us this descriptor; nothing else owns it.
+      let epoll = unsafe { OwnedFd::from_raw_fd(epoll) };
+      // SAFETY: eventfd takes an initial value and flags and returns a new descriptor or -1.
+      let wake = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+      if wake < 0 {
+        return Err(errno());
+      }
+      // SAFETY: as above.
+      let wake = unsafe { OwnedFd::from_raw_fd(wake) };
+      if ctl(
+        &epoll,
+        libc::EPOLL_CTL_ADD,
+        wake.as_raw_fd(),
+        WAKE,
+        libc::EPOLLIN as u32,
+      ) < 0
+      {
+        return Err(errno());
+      }
+      Ok(Sys { epoll, wake })
+    }
+  }
+
+  fn ctl(epoll: &OwnedFd, op: libc::c_int, fd: libc::c_int, data: u64, events: u32) -> libc::c_int {
+    let mut ev = libc::epoll_event { events, u64: data };
+    // SAFETY: both descriptors are open for the duration of the call and `ev` is a valid event (ignored
+    // for EPOLL_CTL_DEL).
+    unsafe { libc::epoll_ctl(epoll.as_raw_fd(), op, fd, &mut ev) }
+  }
+
+  /// Adds the process's pidfd to the set under `id`; `false` when it has none or the set refuses it
+  /// (`max_user_watches` reached): then the fallback watches it.
+  pub fn add(w: &Watcher, id: u64, process: &ProcessHandle) -> bool {
+    let Some(fd) = process.pidfd() else {
+      return false;
+    };
+    let events = (libc::EPOLLIN | libc::EPOLLONESHOT) as u32;
+    ctl(
+      &w.sys.epoll,
+      libc::EPOLL_CTL_ADD,
+      fd.as_raw_fd(),
+      id,
+      events,
+    ) == 0
+  }
+
+  /// Takes the process's pidfd out of the set (before the handle may close it).
+  pub fn remove(w: &Watcher, process: &ProcessHandle) {
+    if let Some(fd) = process.pidfd() {
+      ctl(&w.sys.epoll, libc::EPOLL_CTL_DEL, fd.as_raw_fd(), 0, 0);
+    }
+  }
+
+  pub fn wake(w: &Watcher) {
+    let one: u64 = 1;
+    // SAFETY: the eventfd is open and `one` is 8 readable bytes for the duration of the call.
+    unsafe { libc::write(w.sys.wake.as_raw_fd(), (&one as *const u64).cast(), 8) };
+  }
+
+  /// Waits for exits (or a wake-up, or `timeout`); the watches whose process exited.
+  pub fn wait(w: &Watcher, timeout: Option<Duration>) -> Vec<u64> {
+    // SAFETY: `epoll_event` is plain data; all-zero is valid.
+    let mut events: [libc::epoll_event; 64] = unsafe { std::mem::zeroed() };
+    let ms = timeout.map_or(-1, clamp_ms);
+    // SAFETY: `events` is a writable array of 64 events for the duration of the call.
+    let n = unsafe { libc::epoll_wait(w.sys.epoll.as_raw_fd(), events.as_mut_ptr(), 64, ms) };
+    let mut out = Vec::new();
+    for ev in events.iter().take(n.max(0) as usize) {
+      if ev.u64 == WAKE {
+        let mut count = 0u64;
+        // SAFETY: the eventfd is open and `count` is 8 writable bytes for the duration of the call.
+        unsafe { libc::read(w.sys.wake.as_raw_fd(), (&mut count as *mut u64).cast(), 8) };
+      } else {
+        out.push(ev.u64);
+      }
+    }
+    out
+  }
+}
+
+/// Elsewhere: no pidfds, so every process is the fallback's; the thread sleeps on a condition variable.
+#[cfg(not(target_os = "linux"))]
+mod imp {
+  use std::sync::{Condvar, Mutex};
+  use std::time::Duration;
+
+  use super::Watcher;
+  use crate::process::ProcessHandle;
+
+  pub struct Sys {
+    woken: Mutex<bool>,
+    wake: Condvar,
+  }
+
+  impl Sys {
+    pub fn new() -> Result<Sys, i32> {
+      Ok(Sys {
+        woken: Mutex::new(false),
+        wake: Condvar::new(),
+      })
+    }
+  }
+
+  pub fn add(_w: &Watcher, _id: u64, _process: &ProcessHandle) -> bool {
     false
   }
 
-  pub fn watched() -> usize {
-    0
+  pub fn remove(_w: &Watcher, _process: &ProcessHandle) {}
+
+  pub fn wake(w: &Watcher) {
+    *w.sys.woken.lock().unwrap_or_else(|p| p.into_inner()) = true;
+    w.sys.wake.notify_one();
+  }
+
+  pub fn wait(w: &Watcher, timeout: Option<Duration>) -> Vec<u64> {
+    let mut woken = w.sys.woken.lock().unwrap_or_else(|p| p.into_inner());
+    if !*woken {
+      woken = match timeout {
+        Some(t) => {
+          w.sys
+            .wake
+            .wait_timeout(woken, t)
+            .unwrap_or_else(|p| p.into_inner())
+            .0
+        }
+        None => w.sys.wake.wait(woken).unwrap_or_else(|p| p.into_inner()),
+      };
+    }
+    *woken = false;
+    Vec::new()
   }
 }
 
@@ -196,30 +348,27 @@ mod imp {
 mod tests {
   use super::*;
   use std::sync::mpsc;
-  use std::time::{Duration, Instant};
+
+  fn sleeper() -> std::process::Child {
+    std::process::Command::new("sleep")
+      .arg("30")
+      .spawn()
+      .unwrap()
+  }
 
   #[test]
   fn a_watched_process_reports_its_death_once_and_an_unwatched_one_never() {
-    let mut a = std::process::Command::new("sleep")
-      .arg("30")
-      .spawn()
-      .unwrap();
-    let mut b = std::process::Command::new("sleep")
-      .arg("30")
-      .spawn()
-      .unwrap();
-    let ha = ProcessHandle::open(a.id(), None).unwrap().unwrap();
-    let hb = ProcessHandle::open(b.id(), None).unwrap().unwrap();
+    let mut a = sleeper();
+    let mut b = sleeper();
+    let ha = Arc::new(ProcessHandle::open(a.id(), None).unwrap().unwrap());
+    let hb = Arc::new(ProcessHandle::open(b.id(), None).unwrap().unwrap());
     let (tx, rx) = mpsc::channel();
     let tx2 = tx.clone();
-    watch(&ha, Box::new(move || tx.send("a").unwrap()))
-      .unwrap()
-      .unwrap();
-    let wb = watch(&hb, Box::new(move || tx2.send("b").unwrap()))
-      .unwrap()
-      .unwrap();
-    assert!(unwatch(wb));
-    assert!(!unwatch(wb), "once");
+    let wa = watch(&ha, Box::new(move || tx.send("a").unwrap())).unwrap();
+    assert!(wa.by_pidfd);
+    let wb = watch(&hb, Box::new(move || tx2.send("b").unwrap())).unwrap();
+    assert!(unwatch(wb.id));
+    assert!(!unwatch(wb.id), "once");
     let t = Instant::now();
     a.kill().unwrap();
     b.kill().unwrap();
@@ -231,5 +380,13 @@ mod tests {
       rx.recv_timeout(Duration::from_millis(200)).is_err(),
       "b was unwatched"
     );
+  }
+
+  #[test]
+  fn the_fallback_periods_stay_within_a_second() {
+    assert_eq!(fallback_period(0), Duration::from_millis(100));
+    assert_eq!(fallback_period(1000), Duration::from_millis(140));
+    assert_eq!(fallback_period(10_000), Duration::from_millis(500));
+    assert_eq!(fallback_period(1_000_000), Duration::from_secs(1));
   }
 }
