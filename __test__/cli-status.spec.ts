@@ -2,8 +2,9 @@
  * `procslot status` answers as init scripts and health checks ask (LSB exit codes), and `procslot stop`
  * stops a daemon by the manager's rules.
  */
+import test from 'ava'
 import { execFile } from 'node:child_process'
-import { chownSync, existsSync, writeFileSync } from 'node:fs'
+import { chownSync, existsSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 
@@ -46,6 +47,12 @@ fuseTest('procslot status exits 0 running, 1 dead with a PID file, 3 not running
 
   writeFileSync(join(box.pidDir, 'garbage.pid'), 'hello\n')
   t.is((await procslot('status', box.pidDir, 'garbage')).code, 4)
+  // pid_max is one more than the largest PID: never a process's, so the file is invalid, not dead.
+  const pidMax = readFileSync('/proc/sys/kernel/pid_max', 'utf8').trim()
+  writeFileSync(join(box.pidDir, 'limit.pid'), `${pidMax}\n`)
+  const limit = await procslot('status', box.pidDir, 'limit', '--json')
+  t.is(limit.code, 4)
+  t.like(JSON.parse(limit.stdout), { status: 'unknown', judgement: 'invalid' })
   if (isRoot) {
     writeFileSync(join(box.pidDir, 'theirs.pid'), `${pid}\n`)
     chownSync(join(box.pidDir, 'theirs.pid'), 65534, 65534)
@@ -78,5 +85,14 @@ fuseTest('procslot stop stops a bindfs daemon a manager spawned in another proce
     const refused = await procslot('stop', box.pidDir, 't1', `--timeout=${bad}`)
     t.is(refused.code, 2, bad)
     t.is(refused.stderr, `procslot: stop: --timeout must be an integer from 0 to 2147483647, got ${JSON.stringify(bad)}\n`)
+  }
+})
+
+test('procslot stop and status on a path that is no directory exit 2 saying so, not with the step that tripped on it', async (t) => {
+  for (const cmd of ['stop', 'status'] as const) {
+    const out = await procslot(cmd, '/dev/null', 'x')
+    t.is(out.code, cmd === 'stop' ? 2 : 4, `${cmd}: ${out.stderr}`)
+    t.regex(out.stderr + out.stdout, /not a directory/)
+    t.notRegex(out.stderr + out.stdout, /File exists|create the PID directory/)
   }
 })

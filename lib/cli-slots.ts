@@ -93,9 +93,10 @@ export function listSlots(file: string): SlotListing {
       ? ''
       : `; process${orphans.length === 1 ? '' : 'es'} ${orphans.join(', ')} still hold${orphans.length === 1 ? 's' : ''} ` +
         'slots in a removed or replaced copy of it'
-  let size: number
+  let empty: boolean
   try {
-    size = lstatSync(path).size
+    const st = lstatSync(path)
+    empty = st.isFile() && st.size === 0
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code
     return fail(
@@ -104,7 +105,8 @@ export function listSlots(file: string): SlotListing {
   }
   // An empty file would be given slots by SlotTable.open: show it as it is instead. (Between the lstat
   // and the open the file could vanish and be created anew: then the table shown is that new one.)
-  if (size === 0) return { file: path, size: 0, held: 0, replacedHolders: orphans, slots: [] }
+  // Anything but a regular file (a device, a link) goes on to be refused with the API's reason.
+  if (empty) return { file: path, size: 0, held: 0, replacedHolders: orphans, slots: [] }
   let table: SlotTable
   try {
     table = SlotTable.open(path)
