@@ -1,14 +1,18 @@
 /**
  * The FUSE process manager's benchmarks: loading 10,000 PID files at construction, spawn to ready (a
- * bindfs mount, and `ready: 'alive'`), kill of a SIGTERM-obeying process, and isRunning on a tracked
- * target — each against a plain-Node baseline in the same run.
+ * bindfs mount, and `ready: 'alive'`), kill of a SIGTERM-obeying process, isRunning on a tracked
+ * target, deaths reported, idle watching, and 10,000 live daemons adopted and watched — each against a
+ * baseline in the same run.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
 import { mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
+import { createInterface } from 'node:readline'
 import { setImmediate as tick } from 'node:timers/promises'
+import { fileURLToPath } from 'node:url'
 
+import { watchedCount } from '../binding.js'
 import { FuseProcessManager } from '../index.js'
 import { compare, compareAsync, stats, type AsyncBench, type Comparison } from './harness.ts'
 
@@ -20,6 +24,9 @@ export interface ManagerCase {
 }
 
 const FILES = 10_000
+
+/** The tests' fixture that starts adoptable daemons by the thousand, with their PID files. */
+const SLEEPERS = fileURLToPath(new URL('../__test__/fixtures/sleepers.py', import.meta.url))
 
 /**
  * The baseline of a kill: a plain `ChildProcess` (`sleep`) started before each sample, then `signal` and its
@@ -55,7 +62,7 @@ export async function managerCases(dir: string, progress: (m: string) => void): 
   const sleepers: ChildProcess[] = []
   try {
     // 5. Construction over 10,000 PID files naming live processes (all adopted), vs reading them with fs.
-    progress(`5/12 new FuseProcessManager over ${FILES} PID files vs an fs read loop`)
+    progress(`5/15 new FuseProcessManager over ${FILES} PID files vs an fs read loop`)
     const pidDir = join(dir, 'pids-10k')
     mkdirSync(pidDir, { recursive: true })
     for (let i = 0; i < 4; i++) {
@@ -103,7 +110,7 @@ export async function managerCases(dir: string, progress: (m: string) => void): 
 
     // 6. spawn to ready: a bindfs mount.
     if (hasBindfs()) {
-      progress('6/12 spawn to ready, bindfs mount')
+      progress('6/15 spawn to ready, bindfs mount')
       const src = join(dir, 'src')
       mkdirSync(src, { recursive: true })
       const m = new FuseProcessManager({ pidDir: join(dir, 'pids-bindfs'), command: 'bindfs', args: ({ mountPath }) => ['-f', src, mountPath] })
@@ -115,11 +122,11 @@ export async function managerCases(dir: string, progress: (m: string) => void): 
       )
       out.push({ name: c6.ours.name, comparison: c6, aim: null, met: null })
     } else {
-      progress('6/12 skipped: bindfs (and root) needed')
+      progress('6/15 skipped: bindfs (and root) needed')
     }
 
     // 7. spawn to ready with ready: 'alive' (the settle time, 250 ms by default, is most of it).
-    progress("7/12 spawn to ready, ready: 'alive'")
+    progress("7/15 spawn to ready, ready: 'alive'")
     const alive = new FuseProcessManager({ pidDir: join(dir, 'pids-alive'), command: 'sleep', args: () => ['3600'], ready: 'alive' })
     const c7 = await compareAsync(
       { name: "spawn(), ready: 'alive' (settleMs 250)", fn: () => alive.spawn('a', join(dir, 'mnt-a')), after: async () => void (await alive.kill('a', { force: true })) },
@@ -129,7 +136,7 @@ export async function managerCases(dir: string, progress: (m: string) => void): 
     out.push({ name: c7.ours.name, comparison: c7, aim: null, met: null })
 
     // 8. kill of a SIGTERM-obeying process vs child.kill() + its exit event.
-    progress('8/12 kill() of a SIGTERM-obeying process vs child.kill() + exit')
+    progress('8/15 kill() of a SIGTERM-obeying process vs child.kill() + exit')
     const quick = new FuseProcessManager({ pidDir: join(dir, 'pids-kill'), command: 'sleep', args: () => ['3600'], ready: 'alive', settleMs: 0 })
     const c8 = await compareAsync(
       { name: 'kill() (SIGTERM, sleep)', before: async () => void (await quick.spawn('k', join(dir, 'mnt-k'))), fn: () => quick.kill('k') },
@@ -139,7 +146,7 @@ export async function managerCases(dir: string, progress: (m: string) => void): 
     out.push({ name: c8.ours.name, comparison: c8, aim: 'median ≤ 20 ms', met: c8.ours.median <= 20e6 })
 
     // 9. isRunning on a tracked target vs process.kill(pid, 0).
-    progress('9/12 isRunning() on a tracked target vs process.kill(pid, 0)')
+    progress('9/15 isRunning() on a tracked target vs process.kill(pid, 0)')
     const { pid } = await quick.spawn('r', join(dir, 'mnt-r'))
     const c9 = compare(
       { name: 'isRunning(target), tracked (PID file checked)', fn: () => quick.isRunning('r'), batch: 100 },
@@ -150,7 +157,7 @@ export async function managerCases(dir: string, progress: (m: string) => void): 
     out.push({ name: c9.ours.name, comparison: c9, aim: 'median ≤ 2 µs', met: c9.ours.median <= 2000 })
 
     // 10. A watched daemon's death: SIGKILL to the manager's exit event, vs Node's own 'exit' of a child.
-    progress("10/12 SIGKILL to the 'exit' event (watched daemon) vs SIGKILL to a ChildProcess 'exit'")
+    progress("10/15 SIGKILL to the 'exit' event (watched daemon) vs SIGKILL to a ChildProcess 'exit'")
     const watched = new FuseProcessManager({ pidDir: join(dir, 'pids-exit'), command: 'sleep', args: () => ['3600'], ready: 'alive', settleMs: 0 })
     let victim = 0
     const c10 = await compareAsync(
@@ -172,7 +179,7 @@ export async function managerCases(dir: string, progress: (m: string) => void): 
 
     // 11. SIGKILL of a bindfs daemon to its restarted mount answering, vs killing and spawning by hand.
     if (hasBindfs()) {
-      progress('11/12 SIGKILL to a restarted bindfs mount answering vs kill() + spawn() by hand')
+      progress('11/15 SIGKILL to a restarted bindfs mount answering vs kill() + spawn() by hand')
       const src = join(dir, 'src')
       mkdirSync(src, { recursive: true })
       writeFileSync(join(src, 'f'), 'x')
@@ -214,12 +221,12 @@ export async function managerCases(dir: string, progress: (m: string) => void): 
       await byHand.cleanupAll({ force: true })
       out.push({ name: c11.ours.name, comparison: c11, aim: null, met: null })
     } else {
-      progress('11/12 skipped: bindfs (and root) needed')
+      progress('11/15 skipped: bindfs (and root) needed')
     }
 
     // 12. Watching 1,000 idle daemons: threads, memory, and CPU per idle second, vs the same process
     // with the daemons running and no manager.
-    progress('12/12 watching 1000 idle daemons: CPU per idle second, threads, memory')
+    progress('12/15 watching 1000 idle daemons: CPU per idle second, threads, memory')
     const idleDir = join(dir, 'pids-idle')
     mkdirSync(idleDir, { recursive: true })
     const idle: ChildProcess[] = []
@@ -265,8 +272,93 @@ export async function managerCases(dir: string, progress: (m: string) => void): 
       aim: 'no measurable CPU while idle',
       met: c12.ours.median - c12.baseline.median < 1e6, // under 0.1 % of a core
     })
+
+    // 13-15. 10,000 live daemons, each its own process and PID file: adopted and watched.
+    if (spawnSync('python3', ['--version']).status === 0) {
+      out.push(...(await tenThousand(dir, pidDir, progress)))
+    } else {
+      progress('13/15 skipped: python3 needed to start 10,000 daemons')
+    }
   } finally {
     for (const s of sleepers) s.kill('SIGKILL')
+  }
+  return out
+}
+
+/**
+ * 13: construction over 10,000 PID files of 10,000 live daemons, until every one is watched, against the
+ * 10,000-PID-file load of case 5 (files naming 4 processes: nothing to watch after it). 14: a SIGKILL to
+ * its `exit` event with 10,000 watched, against Node's own `exit` of a child. 15: descriptors per watched
+ * daemon.
+ */
+async function tenThousand(dir: string, loadDir: string, progress: (m: string) => void): Promise<ManagerCase[]> {
+  progress(`13/15 starting ${FILES} daemons (sleep) with their PID files`)
+  const out: ManagerCase[] = []
+  const pidDir = join(dir, 'pids-10k-live')
+  mkdirSync(pidDir, { recursive: true })
+  const starter = spawn('python3', [SLEEPERS, String(FILES), pidDir], {
+    stdio: ['pipe', 'pipe', 'inherit'],
+    env: { ...process.env, SLEEPERS_MARKER: '3600' },
+  })
+  try {
+    const [line] = (await once(createInterface({ input: starter.stdout! }), 'line')) as [string]
+    const pids = (JSON.parse(line) as { pids: number[] }).pids
+    progress(`13/15 new FuseProcessManager over ${FILES} live daemons, until all are watched`)
+    const fds = () => readdirSync('/proc/self/fd').length
+    const fds0 = fds()
+    let m: FuseProcessManager | undefined
+    const c13 = await compareAsync(
+      {
+        name: `new FuseProcessManager (${FILES} live daemons), until all are watched`,
+        fn: async () => {
+          m = new FuseProcessManager({ pidDir, command: 'true' })
+          while (watchedCount() < FILES) await tick() // the watches begin on the next turn of the loop
+        },
+        after: async () => {
+          m?.close()
+          await gc()
+        },
+      },
+      {
+        name: `new FuseProcessManager (${FILES} PID files of case 5)`,
+        fn: async () => new FuseProcessManager({ pidDir: loadDir, command: 'true' }).close(),
+        after: gc,
+      },
+      { samples: 7, maxTimeMs: 30_000 },
+    )
+    out.push({ name: c13.ours.name, comparison: c13, aim: null, met: null })
+
+    progress(`14/15 SIGKILL to the 'exit' event with ${FILES} daemons watched`)
+    const watching = new FuseProcessManager({ pidDir, command: 'true' })
+    while (watchedCount() < FILES) await tick()
+    const perDaemon = (fds() - fds0) / FILES
+    let next = 0
+    const c14 = await compareAsync(
+      {
+        name: `SIGKILL -> 'exit' event (${FILES} watched)`,
+        fn: async () => {
+          const exited = once(watching, 'exit')
+          process.kill(pids[next++]!, 'SIGKILL')
+          await exited
+        },
+      },
+      childKilled("SIGKILL -> ChildProcess 'exit'", 'SIGKILL'),
+      { samples: 100, maxTimeMs: 30_000 },
+    )
+    out.push({ name: c14.ours.name, comparison: c14, aim: 'max ≤ 100 ms', met: c14.ours.max <= 100e6 })
+
+    progress('15/15 descriptors per watched daemon')
+    const name = `descriptors per watched daemon: ${perDaemon.toFixed(3)} (${FILES} watched, ${watching.getStats().unwatched} without a pidfd; the columns count descriptors, not ns)`
+    const c15 = stats(name, 1, [perDaemon])
+    out.push({
+      name,
+      comparison: { ours: c15, baseline: stats('one pidfd per daemon', 1, [1]), ratio: perDaemon },
+      aim: '≤ 1',
+      met: perDaemon <= 1.01,
+    })
+    watching.close()
+  } finally {
+    starter.stdin!.end()
   }
   return out
 }
