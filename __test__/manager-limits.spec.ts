@@ -223,11 +223,19 @@ async function storm(t: ExecutionContext, round: number, script: string) {
     command: 'sh',
     args: () => ['-c', script, 'storm', box.marker],
     ready: 'alive',
-    settleMs: 20,
+    // Ready at once: on a loaded machine a 100 ms daemon could die inside a settle time, and the storm
+    // would end before it began.
+    settleMs: 0,
     restart: 'always',
     restartDelayMs: 10,
     restartMaxDelayMs: 40,
     maxRestarts: 10_000,
+  })
+  // A round that fails half-way must not leave a manager restarting daemons for ever (it would keep the
+  // test process alive): torn down before the sandbox's own teardown kills what is left.
+  t.teardown(async () => {
+    await manager.cleanupAll({ force: true })
+    manager.close()
   })
   const ids = Array.from({ length: 10 }, (_, i) => `r${round}-${i}`)
   await Promise.all(ids.map((id) => manager.spawn(id, box.mnt(id))))
