@@ -11,6 +11,8 @@ import { fileURLToPath } from 'node:url'
 
 const repo = dirname(dirname(fileURLToPath(import.meta.url)))
 const BINARY = join(repo, 'procslot.linux-x64-gnu.node')
+/** The native launcher (the `procslot` program) of the same build. */
+const LAUNCHER = join(repo, 'procslot.linux-x64-gnu.launcher')
 const FLOOR = [2, 17]
 const linuxGnu = process.platform === 'linux' && process.arch === 'x64' && !existsSync('/lib/ld-musl-x86_64.so.1')
 const built217 = process.env.PROCSLOT_BUILD_SCRIPT === 'build:glibc-2.17'
@@ -26,19 +28,24 @@ function newer(a: number[], b: number[]): boolean {
   return false
 }
 
-glibcTest('the linux-x64-gnu binary needs no glibc symbol newer than 2.17', (t) => {
-  t.true(built217, 'CI tests the binary of npm run build:glibc-2.17 (PROCSLOT_BUILD_SCRIPT)')
-  // objdump -T: the dynamic symbol table, each imported symbol with its version (`(GLIBC_2.14) memcpy`;
-  // older binutils print it without the parentheses).
-  const table = execFileSync('objdump', ['-T', BINARY], { encoding: 'utf8' })
-  t.regex(table, /file format elf64-x86-64/)
-  const needs = [...table.matchAll(/\(?(GLIBC_\d+(?:\.\d+)+)\)?\s+(\S+)\s*$/gm)].map((m) => ({
-    version: m[1]!,
-    symbol: m[2]!,
-  }))
-  t.true(needs.length > 0, 'the binary imports versioned glibc symbols')
-  const tooNew = needs.filter((n) => newer(parse(n.version), FLOOR)).map((n) => `${n.symbol}@${n.version}`)
-  t.deepEqual(tooNew, [], `symbols that need a glibc newer than ${FLOOR.join('.')}`)
-  const newest = needs.map((n) => n.version).sort((a, b) => (newer(parse(a), parse(b)) ? -1 : 1))[0]
-  t.log(`newest glibc version needed: ${newest} (${needs.length} versioned symbols)`)
-})
+for (const [what, file] of [
+  ['binary', BINARY],
+  ['launcher', LAUNCHER],
+] as const) {
+  glibcTest(`the linux-x64-gnu ${what} needs no glibc symbol newer than 2.17`, (t) => {
+    t.true(built217, 'CI tests the binary of npm run build:glibc-2.17 (PROCSLOT_BUILD_SCRIPT)')
+    // objdump -T: the dynamic symbol table, each imported symbol with its version (`(GLIBC_2.14) memcpy`;
+    // older binutils print it without the parentheses).
+    const table = execFileSync('objdump', ['-T', file], { encoding: 'utf8' })
+    t.regex(table, /file format elf64-x86-64/)
+    const needs = [...table.matchAll(/\(?(GLIBC_\d+(?:\.\d+)+)\)?\s+(\S+)\s*$/gm)].map((m) => ({
+      version: m[1]!,
+      symbol: m[2]!,
+    }))
+    t.true(needs.length > 0, `the ${what} imports versioned glibc symbols`)
+    const tooNew = needs.filter((n) => newer(parse(n.version), FLOOR)).map((n) => `${n.symbol}@${n.version}`)
+    t.deepEqual(tooNew, [], `symbols that need a glibc newer than ${FLOOR.join('.')}`)
+    const newest = needs.map((n) => n.version).sort((a, b) => (newer(parse(a), parse(b)) ? -1 : 1))[0]
+    t.log(`newest glibc version needed: ${newest} (${needs.length} versioned symbols)`)
+  })
+}

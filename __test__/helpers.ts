@@ -137,8 +137,10 @@ export class JsonLines {
   readonly #replies: Array<Record<string, unknown>> = []
   readonly #waiters: Array<(r: Record<string, unknown>) => void> = []
 
-  constructor(script: string, args: string[] = [], options: SpawnOptions = {}) {
-    this.child = spawn(process.execPath, [script, ...args], { stdio: ['pipe', 'pipe', 'pipe'], ...options })
+  /** `prefix` runs it under another command (`unshare --pid --fork`, `python3 enosys.py ...`). */
+  constructor(script: string, args: string[] = [], options: SpawnOptions = {}, prefix: string[] = []) {
+    const argv = [...prefix, process.execPath, script, ...args]
+    this.child = spawn(argv[0]!, argv.slice(1), { stdio: ['pipe', 'pipe', 'pipe'], ...options })
     this.exited = new Promise((resolve) => this.child.once('exit', (code, signal) => resolve({ code, signal })))
     this.child.stderr!.on('data', (d: Buffer) => (this.output += d.toString()))
     createInterface({ input: this.child.stdout! }).on('line', (line) => {

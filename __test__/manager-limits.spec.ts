@@ -2,7 +2,7 @@
  * The manager when resources run out and events pile up: descriptors at their limit, a full disk, a
  * kernel without pidfds, restart storms, ten thousand daemons. Every manager here runs in a process of its
  * own (fixtures/limits.cjs) under the real limit (`prlimit --nofile`) or the real filter (a seccomp
- * filter that makes `pidfd_open` fail with ENOSYS), and the daemons are real processes.
+ * filter that makes `pidfd_open` fail with ENOSYS: fixtures/enosys.py), and the daemons are real processes.
  */
 import test, { type ExecutionContext } from 'ava'
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
@@ -19,7 +19,7 @@ import { alive, daemonsWith, sandbox } from './manager-helpers.ts'
 
 const LIMITS = fileURLToPath(new URL('./fixtures/limits.cjs', import.meta.url))
 const SLEEPERS = fileURLToPath(new URL('./fixtures/sleepers.py', import.meta.url))
-const NO_PIDFD = fileURLToPath(new URL('./fixtures/no-pidfd.py', import.meta.url))
+const ENOSYS = fileURLToPath(new URL('./fixtures/enosys.py', import.meta.url))
 
 const hasPrlimit = spawnSync('prlimit', ['--version']).status === 0
 const hasPython = spawnSync('python3', ['--version']).status === 0
@@ -292,7 +292,7 @@ test('close() during a restart storm, 5 rounds: no daemon is left running withou
 limitsTest('without pidfds (pidfd_open fails with ENOSYS): adopted and spawned daemons SIGKILLed give exit within 1 s, and a restart works', async (t) => {
   const box = sandbox(t)
   const pids = await sleepers(t, 5, box.marker, box.pidDir)
-  const m = new LimitsManager({ pidDir: box.pidDir, marker: box.marker }, ['python3', NO_PIDFD])
+  const m = new LimitsManager({ pidDir: box.pidDir, marker: box.marker }, ['python3', ENOSYS, 'pidfd_open'])
   t.teardown(() => m.stop())
   t.like(await m.reply<object>('construction'), { loaded: 5 })
   t.like(await m.ask<object>('spawn', { ids: ['r'], mountBase: join(box.dir, 'mnt'), restart: 'on-failure' }), { ready: 1 })

@@ -5,9 +5,14 @@
 // Fresh projects outside the repo, with no cargo on the PATH, install it from there (see ./registry.ts:
 // nothing reaches the public registry).
 import test from 'ava'
-import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs'
+import { spawn } from 'node:child_process'
+import { once } from 'node:events'
+import { existsSync, openSync, readFileSync, readSync, readdirSync, realpathSync, writeFileSync, closeSync } from 'node:fs'
+import { createInterface } from 'node:readline'
 import { join } from 'node:path'
 
+import { SlotTable } from '../index.js'
+import { deadline } from './helpers.ts'
 import {
   BINARY,
   PLATFORM,
@@ -41,11 +46,11 @@ test.after.always(async () => {
 
 platformTest('the main package ships the built JavaScript, its types, README and LICENSE; no sources, no binary', (t) => {
   t.true(built, `this check publishes the binary built here, ${BINARY}`)
-  for (const file of ['package.json', 'README.md', 'LICENSE', 'index.js', 'index.d.ts', 'binding.js', 'lib/cli.js']) {
+  for (const file of ['package.json', 'README.md', 'LICENSE', 'index.js', 'index.d.ts', 'binding.js', 'lib/cli.js', 'bin/procslot', 'bin/install.cjs']) {
     t.true(packed.includes(file), `${file} is packed: ${packed.join(' ')}`)
   }
   t.deepEqual(
-    packed.filter((f) => (f.endsWith('.ts') && !f.endsWith('.d.ts')) || f.endsWith('.node') || !/^(lib\/|[^/]+$)/.test(f)),
+    packed.filter((f) => (f.endsWith('.ts') && !f.endsWith('.d.ts')) || f.endsWith('.node') || !/^(lib\/|bin\/|[^/]+$)/.test(f)),
     [],
   )
 })
@@ -66,7 +71,8 @@ platformTest('npm install procslot from a registry brings the platform binary th
   })
   t.true(lock.packages[`node_modules/${PLATFORM_PKG}`].resolved.startsWith(reg.url))
   const binary = readdirSync(join(project, 'node_modules', PLATFORM_PKG)).sort()
-  t.deepEqual(binary, ['LICENSE', 'README.md', 'package.json', `procslot.${PLATFORM}.node`])
+  // The addon, and the native launcher (the `procslot` program: bin/install.cjs puts it in place).
+  t.deepEqual(binary, ['LICENSE', 'README.md', 'package.json', 'procslot', `procslot.${PLATFORM}.node`])
   t.false(readdirSync(join(project, 'node_modules', pkg.name)).some((f) => f.endsWith('.node')))
 
   const slots = join(project, 'slots')
@@ -225,3 +231,51 @@ const client = newMultiProcessClient('/tmp/data')
 const typed: MultiProcessClient = client
 report(supervise, typed)
 `
+
+/** Whether `file` is a native executable (ELF on Linux, Mach-O on macOS), not a script. */
+function isNative(file: string): boolean {
+  const fd = openSync(file, 'r')
+  const head = Buffer.alloc(4)
+  readSync(fd, head, 0, 4, 0)
+  closeSync(fd)
+  return head.equals(Buffer.from([0x7f, 0x45, 0x4c, 0x46])) || head.readUInt32LE(0) === 0xfeedfacf
+}
+
+platformTest('npm install puts the native launcher in place: procslot exec starts no Node.js (same PID, PROCSLOT_ID, the lock inherited, exit 75)', async (t) => {
+  const reg = registry!
+  const project = await consumer(reg)
+  const bin = join(project, 'node_modules', '.bin', 'procslot')
+  t.true(isNative(realpathSync(bin)), `${bin} -> ${realpathSync(bin)} is the native launcher`)
+  t.regex((await ok(bin, ['--launcher'], project, reg.env)).trim(), /^procslot launcher /)
+  // The other subcommands are the JavaScript command's, through Node.js.
+  t.is((await ok(bin, ['--version'], project, reg.env)).trim(), pkg.version)
+  t.regex(await ok(bin, ['--help'], project, reg.env), /^usage: procslot <command>/)
+
+  const file = join(project, 'slots')
+  const child = spawn(bin, ['exec', '--file', file, '--slots', '1', '--', 'sh', '-c', 'echo "$$ $PROCSLOT_ID $PROCSLOT_COUNT $PROCSLOT_FILE"; read x'], {
+    cwd: project,
+    env: reg.env,
+    stdio: ['pipe', 'pipe', 'pipe'],
+  })
+  t.teardown(() => void child.kill('SIGKILL'))
+  const [line] = (await deadline(once(createInterface({ input: child.stdout! }), 'line'), 20_000, 'the command')) as [string]
+  t.is(line, `${child.pid} 0 1 ${file}`, 'the command runs as the very process started, with its slot')
+  const table = SlotTable.open(file)
+  t.teardown(() => table.close())
+  t.like(table.snapshot()[0], { pid: child.pid, alive: true }, 'its lock is held by the command')
+  const full = await run(bin, ['exec', '--file', file, '--', 'true'], project, reg.env)
+  t.is(full.code, 75, full.stderr)
+  t.regex(full.stderr, /^procslot: exec: all 1 slots of .* stayed held for \d+ ms \(--wait 0\); not running true\n$/)
+  child.stdin!.end('\n')
+  await deadline(once(child, 'exit'), 20_000, 'the command to exit')
+  t.is(table.acquire(), 0, 'the slot went with the command')
+})
+
+platformTest('installed with --ignore-scripts, procslot stays the JavaScript command and exec still works', async (t) => {
+  const reg = registry!
+  const project = await consumer(reg, ['--ignore-scripts'])
+  const bin = join(project, 'node_modules', '.bin', 'procslot')
+  t.false(isNative(realpathSync(bin)))
+  const out = await ok(bin, ['exec', '--file', join(project, 'slots'), '--slots', '2', '--', 'sh', '-c', 'echo $PROCSLOT_ID'], project, reg.env)
+  t.is(out.trim(), '0')
+})

@@ -36,6 +36,8 @@ const TRIPLE = TRIPLES[PLATFORM]
 export const PLATFORM_PKG = `${pkg.name}-${PLATFORM}`
 /** The binary `npm run build` makes here. */
 export const BINARY = join(repo, `procslot.${PLATFORM}.node`)
+/** The native launcher (the `procslot` program) `npm run build` makes here (npm/launcher.cjs). */
+export const LAUNCHER = join(repo, `procslot.${PLATFORM}.launcher`)
 /** Whether a binary for this platform is built (CI: linux x64 glibc; the release workflow: every target). */
 export const built = TRIPLE !== undefined && existsSync(BINARY)
 
@@ -139,7 +141,7 @@ export async function startRegistry(): Promise<Registry> {
 
 /**
  * The release, as the workflow runs it after its build jobs: the packed main package with the built binary
- * in `artifacts/`, then `npm run artifacts` and `npm publish` (its `prepublishOnly`, `napi prepublish`,
+ * and launcher in `artifacts/`, then `npm run artifacts` and `npm publish` (its `prepublishOnly`, `napi prepublish`,
  * publishes the platform package and writes `optionalDependencies`). Only the target built here is
  * configured (`napi prepublish` needs the binary of every configured target). Resolves to the main tarball
  * and the platform tarball.
@@ -165,7 +167,9 @@ export async function publish(reg: Registry): Promise<{ main: Packed; platform: 
   manifest.napi.targets = [TRIPLE]
   writeFileSync(join(stage, 'package.json'), JSON.stringify(manifest, null, 2))
   cpSync(join(repo, 'npm', PLATFORM), join(stage, 'npm', PLATFORM), { recursive: true })
+  cpSync(join(repo, 'npm', 'launcher.cjs'), join(stage, 'npm', 'launcher.cjs'))
   cpSync(BINARY, join(stage, 'artifacts', `procslot.${PLATFORM}.node`))
+  cpSync(LAUNCHER, join(stage, 'artifacts', `procslot.${PLATFORM}.launcher`))
   // The release's scripts run `napi` from the repo's devDependencies.
   symlinkSync(join(repo, 'node_modules'), join(stage, 'node_modules'))
 

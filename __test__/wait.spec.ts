@@ -1,14 +1,21 @@
 import test from 'ava'
-import { spawn } from 'node:child_process'
+import { spawn, spawnSync } from 'node:child_process'
 import { once } from 'node:events'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { createInterface } from 'node:readline'
 
 import { SlotFileError, SlotTable, SlotsExhaustedError } from '../index.js'
-import { Holder, deadline, tempDir } from './helpers.ts'
+import { Holder, JsonLines, deadline, tempDir } from './helpers.ts'
 
 const WAITER = fileURLToPath(new URL('./fixtures/waiter.cjs', import.meta.url))
+const WAITERS = fileURLToPath(new URL('./fixtures/waiters.cjs', import.meta.url))
+const ENOSYS = fileURLToPath(new URL('./fixtures/enosys.py', import.meta.url))
+const hasPython = spawnSync('python3', ['--version']).status === 0
+const isRoot = process.getuid?.() === 0
+/** Runs where the tool it needs is there; in CI (which installs it, as root) its absence fails. */
+const withPython = hasPython || process.env.CI ? test : test.skip
+const asRoot = isRoot || process.env.CI ? test : test.skip
 
 /** A table of `slots` slots whose every slot is held by a holder process. */
 async function fullTable(t: { teardown: (fn: () => unknown) => void }, slots: number) {
@@ -128,4 +135,66 @@ test('12 waiting processes on 4 slots, 200 rounds each: every one runs, never tw
     total += intervals.length
   }
   t.is(total, procs * rounds)
+})
+
+test('16 waits in one process on 16 full tables: one waiting thread, no CPU while nothing changes; a release and a SIGKILL each wake exactly their own wait', async (t) => {
+  const { dir, cleanup } = tempDir()
+  t.teardown(cleanup)
+  const files = Array.from({ length: 16 }, (_, i) => join(dir, `slots-${i}`))
+  // One holder of the first 15 files, which releases one on request; another of the last, to be killed.
+  const many = new JsonLines(WAITERS, ['hold', ...files.slice(0, 15)])
+  const last = new JsonLines(WAITERS, ['hold', files[15]!])
+  const waits = new JsonLines(WAITERS, ['wait', ...files])
+  t.teardown(() => Promise.all([many, last, waits].map((p) => p.kill())).then(() => {}))
+  await many.next('the first holder')
+  await last.next('the second holder')
+  const ready = (await waits.next('the waiting process')) as { threads: number }
+  const started = (await waits.ask('wait')) as { threads: number; waitThreads: number }
+  t.true(started.threads - ready.threads <= 1, `${started.threads - ready.threads} more threads for 16 waits`)
+  // An idle stretch, measured (not waited on for anything): the waits must cost nothing while no slot frees.
+  await new Promise((resolve) => setTimeout(resolve, 3000))
+  const idle = (await waits.ask('stats')) as { cpuMs: number; threads: number; waitThreads: number; resolved: number[] }
+  t.log(`16 waits: +${started.threads - ready.threads} thread (${idle.waitThreads} waiting thread), ${idle.cpuMs.toFixed(1)} ms of CPU in 3 s`)
+  t.true(idle.cpuMs < 60, `${idle.cpuMs} ms of CPU in 3 s of waiting`)
+  t.deepEqual(idle.resolved, [])
+
+  t.like(await many.ask('release 3'), { released: 3, ok: true })
+  t.like(await waits.next('the wait of file 3'), { resolved: 3, slot: 0 })
+  t.deepEqual(((await waits.ask('stats')) as { resolved: number[] }).resolved, [3], 'only the wait of the released file')
+
+  await last.kill()
+  t.like(await waits.next('the wait of file 15'), { resolved: 15, slot: 0 })
+  const after = (await waits.ask('stats')) as { resolved: number[]; threads: number; waitThreads: number }
+  t.deepEqual(after.resolved, [3, 15], "only the wait of the killed holder's file")
+  t.is(after.waitThreads, 1)
+})
+
+asRoot("a wait for a file whose holder runs in another PID namespace (a container sharing the file) wakes at the holder's death", async (t) => {
+  const { dir, cleanup } = tempDir()
+  t.teardown(cleanup)
+  const file = join(dir, 'slots')
+  SlotTable.open(file, { slots: 1 }).close()
+  const holder = await Holder.start(file, { prefix: ['unshare', '--pid', '--fork', '--mount-proc'] })
+  t.teardown(() => holder.kill().catch(() => {}))
+  t.like(await holder.ask('id'), { id: 0, pid: 1 }, 'PID 1 of a namespace of its own')
+  const table = SlotTable.open(file)
+  t.teardown(() => table.close())
+  const waiting = table.waitForSlot({ timeoutMs: 60_000 })
+  await holder.kill() // the holder itself, not the unshare in front of it
+  t.is(await deadline(waiting, 20_000, 'the wait to end'), 0)
+})
+
+withPython('without inotify (inotify_init1 refused: another platform, or the per-user limit reached) a wait still takes a freed slot', async (t) => {
+  const { dir, cleanup } = tempDir()
+  t.teardown(cleanup)
+  const file = join(dir, 'slots')
+  const holder = new JsonLines(WAITERS, ['hold', file])
+  const waits = new JsonLines(WAITERS, ['wait', file], {}, ['python3', ENOSYS, 'inotify_init1,inotify_init'])
+  t.teardown(() => Promise.all([holder.kill(), waits.kill()]).then(() => {}))
+  await holder.next('the holder')
+  await waits.next('the waiting process')
+  await waits.ask('wait')
+  t.like(await holder.ask('release 0'), { ok: true })
+  t.like(await waits.next('the wait'), { resolved: 0, slot: 0 })
+  await holder.kill()
 })

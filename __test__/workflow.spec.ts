@@ -42,7 +42,11 @@ test('the build matrix is package.json napi.targets, each target once', (t) => {
       const pinned = command.includes(`--target ${target}.2.17`) || /build:glibc-2\.17/.test(command)
       t.true(pinned, `${target} is built for glibc 2.17: ${command}`)
     } else t.true(command.includes(`--target ${target}`), command)
+    // And the native launcher (the `procslot` program) beside the addon, for the same target.
+    const launcher = /npm\/launcher\.cjs build/.test(command) || /build:glibc-2\.17/.test(command)
+    t.true(launcher && (command.includes(`--target ${target}`) || /build:glibc-2\.17/.test(command)), `${target} builds the launcher: ${command}`)
   }
+  t.true(pkg.scripts['build:glibc-2.17']!.includes('launcher.cjs build --zig --target x86_64-unknown-linux-gnu.2.17'))
   t.true(pkg.scripts['build:glibc-2.17']!.includes('--target x86_64-unknown-linux-gnu.2.17'))
 })
 

@@ -36,7 +36,7 @@ const commands: Record<string, Command> = {
     load: () => import('./cli-demo'),
   },
   exec: {
-    usage: 'exec [--file F] [--slots N] [--preferred N] [--wait ms] -- COMMAND [ARGS...]',
+    usage: 'exec [--file F] [--slots N] [--preferred N [--exact]] [--wait ms] -- COMMAND [ARGS...]',
     summary:
       'take a slot and become COMMAND (same PID), which holds it for its life; PROCSLOT_ID, PROCSLOT_COUNT, ' +
       'PROCSLOT_FILE in its environment; exit 75 (EX_TEMPFAIL) when no slot frees within --wait (default 0 ms)',
@@ -103,7 +103,11 @@ export async function main(argv: string[]): Promise<number> {
   }
 }
 
-if (require.main === module) {
+/**
+ * Runs `procslot` with this process's arguments and sets its exit code: `node lib/cli.js ...`, and
+ * `bin/procslot` (the JavaScript command, where the native launcher is not installed).
+ */
+export function runCommandLine(): void {
   main(process.argv.slice(2)).then(
     (code) => {
       process.exitCode = code
@@ -114,3 +118,5 @@ if (require.main === module) {
     },
   )
 }
+
+if (require.main === module) runCommandLine()

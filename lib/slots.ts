@@ -205,9 +205,10 @@ export class SlotTable {
 
   /**
    * Like {@link SlotTable.acquire}, but when every slot is held, waits until one frees — released, or its
-   * holder dead — and takes it (within about 10 ms of the event: the wait looks again every 10 ms, on a
-   * thread of its own, never on the JavaScript thread). The slot is this table's, as if `acquire` had
-   * taken it.
+   * holder dead — and takes it. The wait is on the events themselves (a release, the holder's last close of
+   * the file, a growth), off the JavaScript thread: a fraction of a millisecond after the event, no CPU
+   * while nothing changes, and one waiting thread for every wait of the process. The slot is this
+   * table's, as if `acquire` had taken it.
    *
    * @returns the slot, 0-based
    * @throws {SlotsExhaustedError} (rejects) when `timeoutMs` passes with every slot held
@@ -231,7 +232,7 @@ export class SlotTable {
     this.#waiters.add(waiter)
     let waited: NativeWaited
     try {
-      waited = await waiter.wait(preferred, timeoutMs)
+      waited = await waiter.wait(preferred, undefined, timeoutMs)
     } catch (err) {
       throw errors().slotFileError(err, this.#path)
     } finally {
@@ -323,7 +324,7 @@ export class SlotTable {
 
   /** One try at a slot (`-1`: every slot held), with the once-per-file warning if the path was replaced. */
   #take(preferred: number | undefined): number {
-    const slot = this.#call((t) => t.acquire(preferred))
+    const slot = this.#call((t) => t.acquire(preferred, undefined))
     if (slot >= 0 && this.#native.replacedSeen) warnReplaced(this.#path)
     return slot
   }

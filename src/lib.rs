@@ -13,7 +13,8 @@ pub mod supervise;
 use napi::bindgen_prelude::{Object, Uint32Array};
 use napi::Env;
 use napi_derive::napi;
-use procslot_core::{Cancel, OpenOptions, SlotFile, Waited};
+use procslot_core::slots::wait::{self, WaitId};
+use procslot_core::{OpenOptions, SlotFile, Waited, Want};
 
 pub(crate) use error::to_js;
 
@@ -182,12 +183,12 @@ impl NativeSlotTable {
     Ok(self.file(env)?.held().map_or(-1, |s| s as i32))
   }
 
-  /// Claims a slot; -1 when full.
+  /// Claims a slot (`preferred` first; with `exact`, only that one); -1 when none is free.
   #[napi]
-  pub fn acquire(&mut self, env: &Env, preferred: Option<u32>) -> Result<i32> {
+  pub fn acquire(&mut self, env: &Env, preferred: Option<u32>, exact: Option<bool>) -> Result<i32> {
     let claim = self
       .file_arc(env)?
-      .claim(preferred.map(|p| p as usize))
+      .claim(want(preferred, exact))
       .map_err(|e| to_js(env, e))?;
     Ok(match claim {
       Some((slot, took)) => {
@@ -236,7 +237,8 @@ impl NativeSlotTable {
   pub fn waiter(&self, env: &Env) -> Result<NativeWaiter> {
     Ok(NativeWaiter {
       file: Arc::clone(self.file_arc(env)?),
-      cancel: Cancel::new(),
+      id: None,
+      cancelled: false,
     })
   }
 
@@ -267,11 +269,13 @@ impl NativeSlotTable {
 }
 
 /// One wait for a free slot: its own reference to the file (so that a slot it takes can be given back
-/// even if the table that started it was closed meanwhile) and its cancellation token.
+/// even if the table that started it was closed meanwhile), run by the core's waiting thread (one per
+/// process, whatever the number of waits), which settles the promise.
 #[napi]
 pub struct NativeWaiter {
   file: Arc<SlotFile>,
-  cancel: Arc<Cancel>,
+  id: Option<WaitId>,
+  cancelled: bool,
 }
 
 /// What a wait came to.
@@ -283,44 +287,62 @@ pub struct NativeWaited {
   pub took: bool,
 }
 
+impl From<Waited> for NativeWaited {
+  fn from(w: Waited) -> Self {
+    let (slot, took) = match w {
+      Waited::Slot(slot, took) => (slot as i32, took),
+      Waited::TimedOut => (-1, false),
+      Waited::Cancelled => (-2, false),
+    };
+    NativeWaited { slot, took }
+  }
+}
+
+fn want(preferred: Option<u32>, exact: Option<bool>) -> Want {
+  Want {
+    preferred: preferred.map(|p| p as usize),
+    exact: exact.unwrap_or(false),
+  }
+}
+
 #[napi]
 impl NativeWaiter {
-  /// Waits on a thread of its own until a slot is taken, `timeout_ms` passes or `cancel` is called.
+  /// Waits (on the core's waiting thread, on the file's events) until a slot is taken, `timeout_ms`
+  /// passes or `cancel` is called.
   #[napi(ts_return_type = "Promise<NativeWaited>")]
   pub fn wait<'env>(
-    &self,
+    &mut self,
     env: &'env Env,
     preferred: Option<u32>,
+    exact: Option<bool>,
     timeout_ms: Option<f64>,
   ) -> Result<Object<'env>> {
-    let file = Arc::clone(&self.file);
-    let cancel = Arc::clone(&self.cancel);
+    type Settle = Box<dyn FnOnce(Env) -> napi::Result<NativeWaited>>;
+    let (deferred, promise) = env.create_deferred::<NativeWaited, Settle>()?;
+    if self.cancelled {
+      deferred.resolve(Box::new(|_| Ok(Waited::Cancelled.into())));
+      return Ok(promise);
+    }
     let deadline =
       timeout_ms.map(|ms| std::time::Instant::now() + Duration::from_secs_f64(ms.max(0.0) / 1e3));
-    supervise::on_thread(env, move || {
-      Ok(
-        match file.wait_for_slot(preferred.map(|p| p as usize), deadline, &cancel)? {
-          Waited::Slot(slot, took) => NativeWaited {
-            slot: slot as i32,
-            took,
-          },
-          Waited::TimedOut => NativeWaited {
-            slot: -1,
-            took: false,
-          },
-          Waited::Cancelled => NativeWaited {
-            slot: -2,
-            took: false,
-          },
-        },
-      )
-    })
+    let done: wait::Done = Box::new(move |result| {
+      deferred.resolve(Box::new(move |env| {
+        result.map(Into::into).map_err(|e| to_js(&env, e))
+      }))
+    });
+    let id =
+      wait::start(&self.file, want(preferred, exact), deadline, done).map_err(|e| to_js(env, e))?;
+    self.id = Some(id);
+    Ok(promise)
   }
 
-  /// Ends the wait (now, or as soon as it starts).
+  /// Ends the wait (now, or as soon as it starts): it settles as cancelled.
   #[napi]
-  pub fn cancel(&self) {
-    self.cancel.cancel();
+  pub fn cancel(&mut self) {
+    self.cancelled = true;
+    if let Some(id) = self.id.take() {
+      wait::cancel(id);
+    }
   }
 
   /// Gives back `slot` if this process holds it (a slot taken by a wait whose caller went away).
@@ -330,65 +352,11 @@ impl NativeWaiter {
   }
 }
 
-/// Why `exec_with_slot` returned: it returns only when it could not become the program.
-#[napi(object)]
-pub struct NativeExecFailure {
-  /// `"no-slot"`: every slot stayed held for the whole wait; `"exec"`: `execve` failed.
-  pub kind: String,
-  /// The slot file's absolute path.
-  pub path: String,
-  /// Its slot count (`"no-slot"`).
-  pub slots: u32,
-  /// How long it waited, in milliseconds (`"no-slot"`).
-  pub waited_ms: f64,
-  /// The errno name of the failed `execve` (`"exec"`).
-  pub code: Option<String>,
-  /// Why `execve` failed, in words (`"exec"`).
-  pub reason: Option<String>,
-}
-
-/// Takes a slot and becomes `program` (`execve`), which inherits it; returns only on failure.
+/// `procslot exec ARGS` (the arguments after `exec`), as the native launcher runs it: takes a slot and
+/// becomes COMMAND (`execve`, this very process), which inherits it. Returns only when it did not, with
+/// the exit code, having said why on standard error.
 #[napi]
-pub fn exec_with_slot(
-  env: &Env,
-  path: String,
-  options: NativeOpenOptions,
-  preferred: Option<u32>,
-  wait_ms: f64,
-  program: String,
-  args: Vec<String>,
-) -> Result<NativeExecFailure> {
-  let open = OpenOptions::from(&options);
+pub fn exec_main(args: Vec<String>) -> i32 {
   let args: Vec<std::ffi::OsString> = args.into_iter().map(Into::into).collect();
-  let failure = procslot_core::exec::exec(
-    Path::new(&path),
-    &open,
-    preferred.map(|p| p as usize),
-    Duration::from_secs_f64(wait_ms.max(0.0) / 1e3),
-    program.as_ref(),
-    &args,
-  )
-  .map_err(|e| to_js(env, e))?;
-  Ok(match failure {
-    procslot_core::exec::ExecFailure::NoSlot {
-      path,
-      slots,
-      waited,
-    } => NativeExecFailure {
-      kind: "no-slot".into(),
-      path: path.to_string_lossy().into_owned(),
-      slots: slots as u32,
-      waited_ms: waited.as_secs_f64() * 1e3,
-      code: None,
-      reason: None,
-    },
-    procslot_core::exec::ExecFailure::Exec { code, reason, .. } => NativeExecFailure {
-      kind: "exec".into(),
-      path,
-      slots: 0,
-      waited_ms: 0.0,
-      code: Some(code),
-      reason: Some(reason),
-    },
-  })
+  procslot_core::exec::cli::main(&args)
 }

@@ -49,7 +49,7 @@ pub use pidfile::{
 };
 pub use process::{identity, possible_pid, started_after, Identity, ProcessHandle, Signalled};
 pub use slots::{
-  ensure_private_dir, get_process_id, release_process_id, Cancel, Holder, Locking, OpenOptions,
-  SlotFile, SlotInfo, Waited, CROWDED, DEFAULT_TIMEOUT, MAX_FILE_BYTES, MAX_SLOTS, SLOT_BYTES,
-  WAIT_POLL,
+  default_file, ensure_private_dir, get_process_id, release_process_id, Holder, Locking,
+  OpenOptions, SlotFile, SlotInfo, Waited, Want, CROWDED, DEFAULT_TIMEOUT, MAX_FILE_BYTES,
+  MAX_SLOTS, SLOT_BYTES,
 };

@@ -7,6 +7,11 @@ use std::io;
 use std::os::fd::OwnedFd;
 use std::path::Path;
 
+/// Not told apart here: `Local` (locks and notifications are not relied on anyway).
+pub fn filesystem_kind(_file: &File) -> super::FsKind {
+  super::FsKind::Local
+}
+
 /// No pidfds here.
 ///
 /// # Errors

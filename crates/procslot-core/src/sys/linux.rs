@@ -126,6 +126,41 @@ fn parse_stat(text: &[u8]) -> Option<ProcStat> {
   })
 }
 
+/// The kind of filesystem `file` is on, from `fstatfs`'s magic number; `Local` when it cannot be told.
+pub fn filesystem_kind(file: &File) -> super::FsKind {
+  const FUSE: i64 = 0x6573_5546;
+  const NETWORK: [i64; 14] = [
+    0x6969,      // NFS
+    0x517b,      // SMB
+    0xff53_4d42, // CIFS
+    0xfe53_4d42, // SMB2
+    0x00c3_6400, // Ceph
+    0x0102_1997, // 9p
+    0x5346_414f, // AFS
+    0x7375_7245, // Coda
+    0x0116_1970, // GFS2
+    0x7461_636f, // OCFS2
+    0x0bd0_0bd0, // Lustre
+    0x4750_4653, // GPFS
+    0xaad7_aaea, // PanFS
+    0x2003_0528, // OrangeFS
+  ];
+  // SAFETY: `statfs` is plain data; all-zero is valid.
+  let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+  // SAFETY: the descriptor is open for the duration of the call and `st` is writable.
+  if unsafe { libc::fstatfs(file.as_raw_fd(), &mut st) } != 0 {
+    return super::FsKind::Local;
+  }
+  let magic = st.f_type as i64;
+  if magic == FUSE {
+    super::FsKind::Fuse
+  } else if NETWORK.contains(&magic) {
+    super::FsKind::Network
+  } else {
+    super::FsKind::Local
+  }
+}
+
 /// The system's PID limit, read once.
 pub fn pid_max() -> u32 {
   static PID_MAX: OnceLock<u32> = OnceLock::new();

@@ -13,12 +13,19 @@
 //!   elsewhere);
 //! - `open_mount_table`, `read_mount_table`, `mount_entries`, `poll_mounts_or_exit`, `unmount_lazy`: the
 //!   mount table and waiting for it to change (Linux `/proc/self/mountinfo`; unsupported elsewhere);
+//! - `Notifier`: being told that an open file changed (Linux inotify), and waking a waiting thread;
+//! - `filesystem_kind(file)`: local, FUSE or a network filesystem (whose changes on other hosts no
+//!   notification reports);
 //! - `available_parallelism()`: the CPUs this process may run on, asked once.
 
 #[cfg(unix)]
 mod fds;
 #[cfg(unix)]
 pub use fds::{headroom, soft_limit, with_reserve};
+#[cfg(unix)]
+mod notify;
+#[cfg(unix)]
+pub use notify::{Fired, Notifier};
 #[cfg(unix)]
 mod locks;
 #[cfg(unix)]
@@ -28,9 +35,9 @@ pub use locks::{lock_wait, lock_wait_until, probe_lock, try_lock, unlock, LockOu
 mod linux;
 #[cfg(target_os = "linux")]
 pub use linux::{
-  mount_entries, open_mount_table, pid_max, pidfd_open, pidfd_send_signal, poll_mounts_or_exit,
-  proc_stat, process_group, process_groups, read_mount_table, start_time_granularity_ms,
-  start_time_ms, unmount_lazy,
+  filesystem_kind, mount_entries, open_mount_table, pid_max, pidfd_open, pidfd_send_signal,
+  poll_mounts_or_exit, proc_stat, process_group, process_groups, read_mount_table,
+  start_time_granularity_ms, start_time_ms, unmount_lazy,
 };
 
 #[cfg(target_os = "macos")]
@@ -47,9 +54,20 @@ pub use other::{pid_max, proc_stat, start_time_granularity_ms, start_time_ms};
 mod fallback;
 #[cfg(all(unix, not(target_os = "linux")))]
 pub use fallback::{
-  mount_entries, open_mount_table, pidfd_open, pidfd_send_signal, poll_mounts_or_exit,
-  process_group, process_groups, read_mount_table, unmount_lazy,
+  filesystem_kind, mount_entries, open_mount_table, pidfd_open, pidfd_send_signal,
+  poll_mounts_or_exit, process_group, process_groups, read_mount_table, unmount_lazy,
 };
+
+/// What kind of filesystem a file is on, as far as locks and change notifications are concerned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FsKind {
+  /// A local filesystem (ext4, xfs, btrfs, tmpfs, overlayfs, ...): one kernel sees every lock and change.
+  Local,
+  /// FUSE: the kernel keeps locks per mount, and a FUSE filesystem may reach other hosts.
+  Fuse,
+  /// A network filesystem (NFS, SMB, Ceph, 9p, ...): other hosts' changes are not reported here.
+  Network,
+}
 
 /// One line of the mount table.
 #[derive(Debug, Clone, PartialEq, Eq)]

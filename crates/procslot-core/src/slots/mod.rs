@@ -28,7 +28,7 @@ use std::os::fd::{AsRawFd, FromRawFd};
 use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use memmap2::{MmapOptions, MmapRaw};
@@ -36,6 +36,9 @@ use memmap2::{MmapOptions, MmapRaw};
 use crate::error::{Error, Result};
 use crate::liveness::{holder_is_dead, self_start_tag, SystemProbe};
 use crate::sys::{self, LockOutcome, LockProbe};
+
+pub mod wait;
+pub use wait::Waited;
 
 /// Bytes per slot.
 pub const SLOT_BYTES: usize = 8;
@@ -94,58 +97,18 @@ pub enum Locking {
   Off,
 }
 
+/// Which slot a claim is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Want {
+  /// The slot to try first (the cluster worker's index, PM2's instance number).
+  pub preferred: Option<usize>,
+  /// Only the preferred slot will do (PM2's instance N keeps slot N through a reload).
+  pub exact: bool,
+}
+
 /// Above this many holders (non-zero words) a table is crowded: [`SlotFile::acquire`] tries the free
 /// words first instead of probing holders' locks in ascending order.
 pub const CROWDED: usize = 64;
-
-/// How often [`SlotFile::wait_for_slot`] looks for a freed slot.
-pub const WAIT_POLL: Duration = Duration::from_millis(10);
-
-/// What [`SlotFile::wait_for_slot`] came to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Waited {
-  /// A slot, and whether this wait took it (`false`: this process held it already).
-  Slot(usize, bool),
-  /// The deadline passed with every slot held.
-  TimedOut,
-  /// [`Cancel::cancel`] was called.
-  Cancelled,
-}
-
-/// A way to end a [`SlotFile::wait_for_slot`] early, from any thread.
-#[derive(Debug, Default)]
-pub struct Cancel {
-  cancelled: Mutex<bool>,
-  wake: Condvar,
-}
-
-impl Cancel {
-  /// A fresh, uncancelled token.
-  pub fn new() -> Arc<Cancel> {
-    Arc::default()
-  }
-
-  /// Ends the waits that use this token (now, or as soon as they start).
-  pub fn cancel(&self) {
-    *lock(&self.cancelled) = true;
-    self.wake.notify_all();
-  }
-
-  /// Whether [`Cancel::cancel`] was called.
-  pub fn is_cancelled(&self) -> bool {
-    *lock(&self.cancelled)
-  }
-
-  /// Sleeps up to `d` unless cancelled; whether it was cancelled.
-  fn wait(&self, d: Duration) -> bool {
-    let guard = lock(&self.cancelled);
-    let (guard, _) = self
-      .wake
-      .wait_timeout_while(guard, d, |cancelled| !*cancelled)
-      .unwrap_or_else(|p| p.into_inner());
-    *guard
-  }
-}
 
 /// The environment variables through which `procslot exec` hands a slot to the program it becomes.
 pub mod env {
@@ -208,6 +171,35 @@ fn adopt_inherited(path: &Path) -> Option<(File, usize)> {
   // SAFETY: setting FD_CLOEXEC on a descriptor we own.
   unsafe { libc::fcntl(file.as_raw_fd(), libc::F_SETFD, libc::FD_CLOEXEC) };
   Some((file, slot))
+}
+
+/// The slot file used when none is named: `worker-slots` in the per-user directory `procslot-<euid>` of
+/// the temporary directory, found as Node.js's `os.tmpdir()` finds it (`TMPDIR`, `TMP`, `TEMP`, else
+/// `/tmp`; one trailing `/` dropped), the path normalized as `path.join` does. Open it with
+/// [`OpenOptions::private_dir`]: the directory is this user's alone.
+pub fn default_file() -> PathBuf {
+  let tmp = ["TMPDIR", "TMP", "TEMP"]
+    .iter()
+    .filter_map(std::env::var_os)
+    .find(|v| !v.is_empty())
+    .unwrap_or_else(|| "/tmp".into());
+  let euid = nix::unistd::geteuid().as_raw();
+  let mut out = PathBuf::new();
+  // Lexically, as `path.join`: `.` dropped, `..` takes back a component, repeated `/` collapsed.
+  for part in Path::new(&tmp)
+    .join(format!("procslot-{euid}"))
+    .join("worker-slots")
+    .components()
+  {
+    match part {
+      std::path::Component::CurDir => {}
+      std::path::Component::ParentDir if out.file_name().is_some() => {
+        out.pop();
+      }
+      other => out.push(other),
+    }
+  }
+  out
 }
 
 /// How old an open must be before `acquire` checks again that the path still names the file.
@@ -662,21 +654,26 @@ impl SlotFile {
   /// # Errors
   /// A lock or `fstat` failure other than "held" or "unsupported"; `ESHRUNK`.
   pub fn acquire(self: &Arc<Self>, preferred: Option<usize>) -> Result<Option<usize>> {
-    Ok(self.claim(preferred)?.map(|(slot, _)| slot))
+    let want = Want {
+      preferred,
+      exact: false,
+    };
+    Ok(self.claim(want)?.map(|(slot, _)| slot))
   }
 
-  /// As [`SlotFile::acquire`], also saying whether this call took the slot (`false`: this process held
-  /// it already).
+  /// As [`SlotFile::acquire`], for the slot `want` names, also saying whether this call took the slot
+  /// (`false`: this process held it already — with `exact`, only if it is that very slot).
   ///
   /// # Errors
   /// As [`SlotFile::acquire`].
-  pub fn claim(self: &Arc<Self>, preferred: Option<usize>) -> Result<Option<(usize, bool)>> {
+  pub fn claim(self: &Arc<Self>, want: Want) -> Result<Option<(usize, bool)>> {
     let mut inner = lock(&self.inner);
     if let Some(slot) = inner.held {
-      return Ok(Some((slot, false)));
+      let other = want.exact && want.preferred != Some(slot);
+      return Ok((!other).then_some((slot, false)));
     }
     self.refresh(&mut inner)?;
-    let won = self.pick(&inner.map, preferred)?;
+    let won = self.pick(&inner.map, want)?;
     if let Some(slot) = won {
       inner.held = Some(slot);
       inner.pin = Some(Arc::clone(self));
@@ -691,56 +688,18 @@ impl SlotFile {
     Ok(None)
   }
 
-  /// As [`SlotFile::claim`], but when every slot is held, waits until one frees (it is taken within
-  /// [`WAIT_POLL`] of its release or its holder's death), `deadline` passes ([`Waited::TimedOut`]) or
-  /// `cancel` is cancelled ([`Waited::Cancelled`]). Blocks the calling thread: run it off the JavaScript
-  /// thread.
-  ///
-  /// Why it looks again every few milliseconds instead of sleeping on an event: the kernel tells a
-  /// process that a lock was released only by waking a `F_OFD_SETLKW` blocked on that very range, so
-  /// waiting for "any of N slots" on events would take N blocked threads; a holder that is killed writes
-  /// nothing anywhere. A look is one `fstat` and one lock probe per slot, and a crowded table's free
-  /// words are tried first, so a waiter costs next to nothing while it waits.
-  ///
-  /// # Errors
-  /// As [`SlotFile::claim`].
-  pub fn wait_for_slot(
-    self: &Arc<Self>,
-    preferred: Option<usize>,
-    deadline: Option<Instant>,
-    cancel: &Cancel,
-  ) -> Result<Waited> {
-    loop {
-      if cancel.is_cancelled() {
-        return Ok(Waited::Cancelled);
-      }
-      if let Some((slot, took)) = self.claim(preferred)? {
-        return Ok(Waited::Slot(slot, took));
-      }
-      let pause = match deadline {
-        Some(d) => {
-          let now = Instant::now();
-          if now >= d {
-            return Ok(Waited::TimedOut);
-          }
-          WAIT_POLL.min(d - now)
-        }
-        None => WAIT_POLL,
-      };
-      if cancel.wait(pause) {
-        return Ok(Waited::Cancelled);
-      }
-    }
-  }
-
-  /// The claiming order of [`SlotFile::acquire`]; the slot won, if any.
-  fn pick(&self, map: &SlotMap, preferred: Option<usize>) -> Result<Option<usize>> {
+  /// The claiming order of [`SlotFile::acquire`]; the slot won, if any. With `exact`, only the
+  /// preferred slot (none when there is no such slot).
+  fn pick(&self, map: &SlotMap, want: Want) -> Result<Option<usize>> {
     let n = map.slots;
-    let first = preferred.filter(|&p| p < n);
+    let first = want.preferred.filter(|&p| p < n);
     if let Some(p) = first {
       if self.try_claim(map, p)? {
         return Ok(Some(p));
       }
+    }
+    if want.exact {
+      return Ok(None);
     }
     let rest = move |i: &usize| Some(*i) != first;
     let crowded = (0..n).filter(|&i| map.load(i) != 0).nth(CROWDED).is_some();
@@ -806,9 +765,23 @@ impl SlotFile {
     inner.held = None;
     let pin = inner.pin.take();
     drop(inner);
+    self.tell_waiters(held);
     // Possibly the last reference: dropped after the guard, so the file's own mutex is not held.
     drop(pin);
     true
+  }
+
+  /// Tells every process waiting for a slot of this file that one was given back: one byte of the
+  /// file is read (after the lock was dropped), which a waiter's watch reports as an access (see
+  /// [`wait`]). A holder that dies tells them by the last close of its open file.
+  fn tell_waiters(&self, slot: usize) {
+    let mut byte = [0u8; 1];
+    let _ = self.file.read_at(&mut byte, offset(slot));
+  }
+
+  /// The open file (for watching it).
+  pub(crate) fn file(&self) -> &File {
+    &self.file
   }
 
   /// Frees every slot whose holder is dead; returns how many.

@@ -15,7 +15,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::error::Result;
-use crate::slots::{env, Cancel, OpenOptions, SlotFile, Waited};
+
+pub mod cli;
+use crate::slots::wait::{wait_blocking, Waited};
+use crate::slots::{env, OpenOptions, SlotFile, Want};
 
 /// Why [`exec`] returned (it returns only when it could not become the program).
 #[derive(Debug)]
@@ -43,7 +46,7 @@ pub enum ExecFailure {
   },
 }
 
-/// Takes a slot of the file at `path` (`preferred` first; waiting up to `wait` for one to free), then
+/// Takes a slot of the file at `path` (as `want` says; waiting up to `wait` for one to free), then
 /// replaces this process with `program` and `args` (found on `PATH` unless it contains a `/`), with the
 /// slot's descriptor left open and `PROCSLOT_ID`, `PROCSLOT_COUNT`, `PROCSLOT_FILE`, `PROCSLOT_FD` added
 /// to the environment. Before `execve`, the signal mask is emptied, `SIGPIPE` is reset to its default
@@ -59,14 +62,14 @@ pub enum ExecFailure {
 pub fn exec(
   path: &Path,
   options: &OpenOptions,
-  preferred: Option<usize>,
+  want: Want,
   wait: Duration,
   program: &OsStr,
   args: &[OsString],
 ) -> Result<ExecFailure> {
   let started = Instant::now();
   let file = SlotFile::open(path, options)?;
-  let (slot, took) = match file.wait_for_slot(preferred, Some(started + wait), &Cancel::new())? {
+  let (slot, took) = match wait_blocking(&file, want, Some(started + wait))? {
     Waited::Slot(slot, took) => (slot, took),
     Waited::TimedOut | Waited::Cancelled => {
       return Ok(ExecFailure::NoSlot {
