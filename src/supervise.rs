@@ -442,6 +442,7 @@ pub fn open_process(
     start_time_ms: handle.start_time_ms(),
     handle: Some(Arc::new(handle)),
     pinned: None,
+    exits: Vec::new(),
   }))
 }
 
@@ -455,6 +456,18 @@ pub struct NativeProcess {
   /// `None` once closed: the pidfd is released (when no wait still uses it).
   handle: Option<Arc<ProcessHandle>>,
   pinned: Option<(Arc<PidFileStore>, std::ffi::CString, Fingerprint)>,
+  /// Waits for the exit in progress (`exited`), each ended by the exit or by `cancel_exited`.
+  exits: Vec<(procslot_core::watch::WatchId, Arc<ExitSlot>)>,
+}
+
+type Settle = Box<dyn FnOnce(Env) -> napi::Result<bool>>;
+/// The promise of one `exited` call, settled once: by the exit, or by a cancel.
+type ExitSlot = std::sync::Mutex<Option<napi::JsDeferred<bool, Settle>>>;
+
+fn settle(slot: &ExitSlot, exited: bool) {
+  if let Some(d) = slot.lock().unwrap_or_else(|p| p.into_inner()).take() {
+    d.resolve(Box::new(move |_| Ok(exited)));
+  }
 }
 
 impl NativeProcess {
@@ -508,9 +521,11 @@ impl NativeProcess {
     self.handle.as_ref().is_some_and(|h| h.is_alive())
   }
 
-  /// Releases the pidfd (once no wait uses it any more). Idempotent.
+  /// Releases the pidfd (once no wait uses it any more); `exited` waits in progress resolve `false`.
+  /// Idempotent.
   #[napi]
   pub fn close(&mut self) {
+    self.cancel_exited();
     self.handle = None;
   }
 
@@ -582,6 +597,61 @@ impl NativeProcess {
     })
   }
 
+  /// SIGTERM and SIGCONT to the process group it leads (or SIGKILL at once with `force`): the first step
+  /// of a stop whose end is waited for with [`exited`](Self::exited) and [`stopped`](Self::stopped).
+  #[napi]
+  pub fn begin_stop(&self, env: &Env, force: bool) -> Result<NativeStopBegun> {
+    let begun = self
+      .handle(env)?
+      .begin_stop(force)
+      .map_err(|e| to_js(env, e))?;
+    Ok(NativeStopBegun {
+      signal: begun.signal.map(|s| s.as_str().to_owned()),
+      leads: begun.leads,
+    })
+  }
+
+  /// After `beginStop`: whether the process has exited and its group (when it led one) is empty. `false`
+  /// with the process gone means members are left (or its leader is not reaped yet): `stopGroup` then
+  /// finishes the work.
+  #[napi]
+  pub fn stopped(&self, env: &Env, leads: bool) -> Result<bool> {
+    let begun = procslot_core::StopBegun {
+      signal: None,
+      leads,
+    };
+    Ok(self.handle(env)?.stopped(begun))
+  }
+
+  /// Resolves `true` once the process has exited — told by the core's one watcher thread (the pidfd in
+  /// its epoll set, or its fallback), no thread of its own — or `false` when `cancelExited` is called
+  /// first. Keeps the event loop alive while it waits.
+  #[napi(ts_return_type = "Promise<boolean>")]
+  pub fn exited<'env>(&mut self, env: &'env Env) -> Result<Object<'env>> {
+    let handle = self.handle(env)?.clone();
+    let (deferred, promise) = env.create_deferred::<bool, Settle>()?;
+    let slot: Arc<ExitSlot> = Arc::new(std::sync::Mutex::new(Some(deferred)));
+    let on_exit = {
+      let slot = slot.clone();
+      Box::new(move || settle(&slot, true))
+    };
+    let w = procslot_core::watch::watch(&handle, on_exit).map_err(|e| to_js(env, e))?;
+    self
+      .exits
+      .retain(|(_, s)| s.lock().is_ok_and(|d| d.is_some()));
+    self.exits.push((w.id, slot));
+    Ok(promise)
+  }
+
+  /// Ends every `exited` wait in progress: each resolves `false`.
+  #[napi]
+  pub fn cancel_exited(&mut self) {
+    for (id, slot) in self.exits.drain(..) {
+      procslot_core::watch::unwatch(id);
+      settle(&slot, false);
+    }
+  }
+
   /// Stops the process and its whole process group (on a thread of its own): SIGTERM and SIGCONT (or
   /// SIGKILL at once with `force`), SIGKILL to whoever is left after `graceMs`, then up to `afterKillMs`
   /// more; resolves once every member is gone or that time has passed.
@@ -595,15 +665,34 @@ impl NativeProcess {
   ) -> Result<Object<'env>> {
     let handle = self.handle(env)?.clone();
     on_thread(env, move || {
-      let out = handle.stop_group(
-        force,
-        Duration::from_millis(grace_ms as u64),
-        Duration::from_millis(after_kill_ms as u64),
-      )?;
-      Ok(NativeStopped {
-        signal: out.signal.map(|s| s.as_str().to_owned()),
-        gone: out.gone,
-      })
+      let out = handle.stop_group(force, ms(grace_ms), ms(after_kill_ms))?;
+      Ok(NativeStopped::from(out))
+    })
+  }
+
+  /// Finishes (on a thread of its own) a stop `beginStop` began — its `signal` sent, its `leads` — when
+  /// the group outlived its leader: waits up to `graceMs` for every member, SIGKILLs whoever is left,
+  /// waits up to `afterKillMs` more.
+  #[napi(ts_return_type = "Promise<NativeStopped>")]
+  pub fn finish_stop<'env>(
+    &self,
+    env: &'env Env,
+    begun: NativeStopBegun,
+    grace_ms: u32,
+    after_kill_ms: u32,
+  ) -> Result<Object<'env>> {
+    let handle = self.handle(env)?.clone();
+    let begun = procslot_core::StopBegun {
+      signal: match begun.signal.as_deref() {
+        Some("SIGKILL") => Some(procslot_core::Signal::SIGKILL),
+        Some(_) => Some(procslot_core::Signal::SIGTERM),
+        None => None,
+      },
+      leads: begun.leads,
+    };
+    on_thread(env, move || {
+      let out = handle.finish_stop(begun, ms(grace_ms), ms(after_kill_ms))?;
+      Ok(NativeStopped::from(out))
     })
   }
 
@@ -676,6 +765,16 @@ impl From<MountFound> for NativeMount {
   }
 }
 
+/// What `beginStop` did.
+#[napi(object)]
+pub struct NativeStopBegun {
+  /// The signal sent (`null`: the process was already gone).
+  #[napi(ts_type = "'SIGTERM' | 'SIGKILL' | null")]
+  pub signal: Option<String>,
+  /// Whether the process led its process group (the group was signalled).
+  pub leads: bool,
+}
+
 /// How a stop of a process group ended.
 #[napi(object)]
 pub struct NativeStopped {
@@ -684,6 +783,19 @@ pub struct NativeStopped {
   pub signal: Option<String>,
   /// Whether the process and its whole group are gone.
   pub gone: bool,
+}
+
+impl From<procslot_core::process::Stopped> for NativeStopped {
+  fn from(out: procslot_core::process::Stopped) -> Self {
+    NativeStopped {
+      signal: out.signal.map(|s| s.as_str().to_owned()),
+      gone: out.gone,
+    }
+  }
+}
+
+fn ms(ms: u32) -> Duration {
+  Duration::from_millis(ms as u64)
 }
 
 fn nix_errno(errno: i32) -> procslot_core::Errno {

@@ -4,8 +4,10 @@
  * a spawn that never finished (its manager died half-way).
  * Internal to the manager (not exported by the package).
  */
+import type { ChildProcess } from 'node:child_process'
+
 import { ProcessError } from '../errors'
-import { native, type NativeTargetState } from '../native'
+import { native, type NativeProcess, type NativeTargetState } from '../native'
 import { awaitNative } from './queue'
 import { Proc, type Tracker } from './tracking'
 
@@ -21,7 +23,10 @@ function survived(targetId: string, pid: number): Error {
 }
 
 /**
- * Stops a process and its group; resolves with the strongest signal sent once all are gone.
+ * Stops a process and its group; resolves with the strongest signal sent once all are gone. The signals
+ * are sent from here (microseconds); the leader's exit is an event from the core's watcher thread; only a
+ * group that outlives its leader (members left, or the leader not reaped yet) is finished on a thread of
+ * its own. No look at the process table of the whole host, and no thread, in the common case.
  * @throws an `ESURVIVED` error when some outlived SIGKILL.
  */
 export async function stopGroup(
@@ -29,11 +34,54 @@ export async function stopGroup(
   proc: Proc,
   force: boolean,
   timeoutMs: number,
+  child: ChildProcess | null = null,
 ): Promise<'SIGTERM' | 'SIGKILL' | null> {
-  const wait = (force ? 0 : timeoutMs) + AFTER_SIGKILL_MS
-  const out = await awaitNative(proc.stopGroup(force, timeoutMs, AFTER_SIGKILL_MS), wait)
+  const h = proc.handle
+  if (h === null) return null
+  const deadline = Date.now() + (force ? 0 : timeoutMs)
+  const begun = h.beginStop(force)
+  let signal = begun.signal ?? null
+  if (signal !== null && !(await exitWithin(h, force ? AFTER_SIGKILL_MS : timeoutMs))) {
+    if (force) throw survived(targetId, proc.pid)
+    h.signalGroup(SIGKILL)
+    signal = 'SIGKILL'
+    if (!(await exitWithin(h, AFTER_SIGKILL_MS))) throw survived(targetId, proc.pid)
+  }
+  // A daemon this process spawned is reaped by Node.js a moment after its exit: until then it still
+  // counts as a member of its group. Its 'exit' event says it was reaped.
+  if (child !== null && child.exitCode === null && child.signalCode === null) await reaped(child)
+  if (h.stopped(begun.leads)) return signal
+  // Members outlive the leader (or it is not reaped yet): the rest of the stop, with what is left of the
+  // grace, on a thread (the members are found in the process table and waited for through their pidfds).
+  const grace = signal === 'SIGKILL' ? 0 : Math.max(0, deadline - Date.now())
+  const out = await awaitNative(h.finishStop({ signal, leads: begun.leads }, grace, AFTER_SIGKILL_MS), grace + AFTER_SIGKILL_MS)
   if (!out.gone) throw survived(targetId, proc.pid)
-  return out.signal ?? null
+  return out.signal === 'SIGKILL' ? 'SIGKILL' : signal
+}
+
+/** Resolves once Node.js has reaped `child` (its 'exit' event), or after a second. */
+function reaped(child: ChildProcess): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(resolve, 1000)
+    child.once('exit', () => {
+      clearTimeout(timer)
+      resolve()
+    })
+  })
+}
+
+/** SIGKILL's number (the same on every platform procslot runs on). */
+const SIGKILL = 9
+
+/** Whether the process exits within `ms` (its exit reported by the watcher thread). */
+async function exitWithin(h: NativeProcess, ms: number): Promise<boolean> {
+  const exited = h.exited()
+  const timer = setTimeout(() => h.cancelExited(), ms)
+  try {
+    return await exited
+  } finally {
+    clearTimeout(timer)
+  }
 }
 
 /**
@@ -73,24 +121,21 @@ export async function undoLocked(tr: Tracker, targetId: string, timeoutMs: numbe
  */
 export async function killLocked(tr: Tracker, targetId: string, force: boolean, timeoutMs: number): Promise<boolean> {
   const t = tr.refresh(targetId, true)
-  const st = tr.native.state(targetId)
-  if (st.verdict?.judgement === 'untrusted') {
-    tr.log.warn({ targetId, path: st.verdict.path, reason: st.verdict.reason }, 'untrusted PID file: not killing')
-    return false
-  }
-  if (t === undefined) {
-    const undone = await undoUnfinished(tr, targetId, st, timeoutMs)
-    const dead = tr.get(targetId)
-    if (dead !== undefined) tr.forget(dead, true)
-    tr.log.debug({ targetId, undone }, 'kill: not running')
-    tr.events.emit('kill', { targetId, pid: null, signal: null })
-    return true
+  // A tracked daemon whose PID file is still the very version judged to name it (one fstatat) needs no
+  // second look at the disk: that file is trusted and names it.
+  if (t === undefined || t.proc.check() !== 0) {
+    const st = tr.native.state(targetId)
+    if (st.verdict?.judgement === 'untrusted') {
+      tr.log.warn({ targetId, path: st.verdict.path, reason: st.verdict.reason }, 'untrusted PID file: not killing')
+      return false
+    }
+    if (t === undefined) return killNothing(tr, targetId, st, timeoutMs)
   }
   t.killing = true
   let signal: 'SIGTERM' | 'SIGKILL' | null
   try {
     tr.log.info({ targetId, pid: t.pid, force }, 'killing daemon')
-    signal = await stopGroup(targetId, t.proc, force, timeoutMs)
+    signal = await stopGroup(targetId, t.proc, force, timeoutMs, t.child)
   } catch (err) {
     t.killing = false
     throw err
@@ -98,5 +143,15 @@ export async function killLocked(tr: Tracker, targetId: string, force: boolean, 
   t.exited = true
   tr.forget(t, true)
   tr.events.emit('kill', { targetId, pid: t.pid, signal })
+  return true
+}
+
+/** `kill` of a target with no running daemon: what an unfinished spawn or a dead one left is cleaned up. */
+async function killNothing(tr: Tracker, targetId: string, st: NativeTargetState, timeoutMs: number): Promise<boolean> {
+  const undone = await undoUnfinished(tr, targetId, st, timeoutMs)
+  const dead = tr.get(targetId)
+  if (dead !== undefined) tr.forget(dead, true)
+  tr.log.debug({ targetId, undone }, 'kill: not running')
+  tr.events.emit('kill', { targetId, pid: null, signal: null })
   return true
 }

@@ -112,7 +112,7 @@ export async function spawnLocked(
   const killChild = async (proc: Proc | null): Promise<void> => {
     if (proc !== null) {
       try {
-        await stopGroup(targetId, proc, true, 0)
+        await stopGroup(targetId, proc, true, 0, child)
         return
       } catch {}
     }

@@ -47,7 +47,9 @@ pub use pidfile::{
   check_private_dir, parse_pid, validate_target_id, Leftovers, PidFileStore, TargetLock,
   TargetState,
 };
-pub use process::{identity, possible_pid, started_after, Identity, ProcessHandle, Signalled};
+pub use process::{
+  identity, possible_pid, started_after, Identity, ProcessHandle, Signalled, StopBegun,
+};
 pub use slots::{
   default_file, ensure_private_dir, get_process_id, release_process_id, Holder, Locking,
   OpenOptions, SlotFile, SlotInfo, Waited, Want, CROWDED, DEFAULT_TIMEOUT, MAX_FILE_BYTES,

@@ -94,6 +94,15 @@ pub struct Stopped {
   pub gone: bool,
 }
 
+/// What [`ProcessHandle::begin_stop`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StopBegun {
+  /// The signal sent (`None`: the process was already gone).
+  pub signal: Option<Signal>,
+  /// Whether the process led its process group (the group was signalled).
+  pub leads: bool,
+}
+
 /// One particular process, pinned by its start time and, where the kernel has them, by a pidfd.
 #[derive(Debug)]
 pub struct ProcessHandle {
@@ -319,23 +328,28 @@ impl ProcessHandle {
   /// # Errors
   /// A signal was refused (`EPERM`).
   pub fn stop_group(&self, force: bool, grace: Duration, after_kill: Duration) -> Result<Stopped> {
+    let begun = self.begin_stop(force)?;
+    self.finish_stop(begun, grace, after_kill)
+  }
+
+  /// The rest of a stop [`begin_stop`](Self::begin_stop) began: waits up to `grace` (after SIGTERM; none
+  /// after SIGKILL) for the process and every member of its group, SIGKILLs whoever is left, waits up to
+  /// `after_kill` more. See [`stop_group`](Self::stop_group).
+  ///
+  /// # Errors
+  /// A signal was refused (`EPERM`).
+  pub fn finish_stop(
+    &self,
+    begun: StopBegun,
+    grace: Duration,
+    after_kill: Duration,
+  ) -> Result<Stopped> {
     let pgid = self.pid;
-    let leads = self.is_alive()
-      && getpgid(Some(Pid::from_raw(self.pid as i32))).is_ok_and(|g| g.as_raw() as u32 == pgid);
-    let first = if force {
-      Signal::SIGKILL
-    } else {
-      Signal::SIGTERM
-    };
-    let mut signal = match self.signal_group(first)? {
-      Signalled::Gone => None,
-      _ => Some(first),
-    };
-    if signal.is_some() && !force {
-      self.signal_group(Signal::SIGCONT)?;
-    }
-    let mut deadline = Instant::now() + if force { after_kill } else { grace };
-    let mut killed = force;
+    let leads = begun.leads;
+    let mut signal = begun.signal;
+    let killed_at_once = signal == Some(Signal::SIGKILL);
+    let mut deadline = Instant::now() + if killed_at_once { after_kill } else { grace };
+    let mut killed = killed_at_once;
     // A listing of the group's members must have begun after this: after the leader was seen dead, then
     // after each wait on the members (one may have started others before it died).
     let mut list_after: Option<Instant> = None;
@@ -346,7 +360,7 @@ impl ProcessHandle {
       }
       // `None`: members are left but this platform cannot list them (then `kill(-pgid, 0)` says when
       // they are gone, and the group itself gets the SIGKILL).
-      let members = if !leader_alive && leads && group_exists(pgid) {
+      let members = if !leader_alive && leads && self.group_outlives_leader(pgid, deadline) {
         live_members(pgid, list_after.unwrap_or_else(Instant::now))
       } else {
         Some(Vec::new())
@@ -391,6 +405,68 @@ impl ProcessHandle {
         list_after = Some(Instant::now());
       }
     }
+  }
+
+  /// The first step of [`stop_group`](Self::stop_group), for callers that wait for the exit by other
+  /// means (an event): whether this process leads its group, then SIGTERM and SIGCONT to the group (or
+  /// SIGKILL with `force`).
+  ///
+  /// # Errors
+  /// A signal was refused (`EPERM`).
+  pub fn begin_stop(&self, force: bool) -> Result<StopBegun> {
+    let leads = self.is_alive()
+      && getpgid(Some(Pid::from_raw(self.pid as i32))).is_ok_and(|g| g.as_raw() as u32 == self.pid);
+    let first = if force {
+      Signal::SIGKILL
+    } else {
+      Signal::SIGTERM
+    };
+    let signal = match self.signal_group(first)? {
+      Signalled::Gone => None,
+      _ => Some(first),
+    };
+    if signal.is_some() && !force {
+      self.signal_group(Signal::SIGCONT)?;
+    }
+    Ok(StopBegun { signal, leads })
+  }
+
+  /// After [`begin_stop`](Self::begin_stop): whether this process has exited and, when it led its group,
+  /// the group is empty (one `kill(-pgid, 0)`; an exited leader that is not reaped yet still counts as a
+  /// member: then [`stop_group`](Self::stop_group) finishes the work).
+  pub fn stopped(&self, begun: StopBegun) -> bool {
+    !self.is_alive() && (!begun.leads || !group_exists(self.pid))
+  }
+
+  /// Whether process group `pgid` still has members once this process, its leader, has exited. A
+  /// leader that exited but is not reaped yet keeps its group in existence for `kill(-pgid, 0)`: its
+  /// parent reaps it in a moment (Node.js for a daemon it spawned, init for the others), so that is waited
+  /// for first — on the pidfd, which reports the reaping (`POLLHUP`, Linux 6.9 and later), in steps of a
+  /// millisecond where it does not, a few milliseconds at most — before anyone is looked for.
+  fn group_outlives_leader(&self, pgid: u32, deadline: Instant) -> bool {
+    let until = Instant::now() + REAP_GRACE;
+    loop {
+      if !group_exists(pgid) {
+        return false;
+      }
+      let now = Instant::now();
+      if now >= until || now >= deadline || !self.is_zombie() {
+        return true;
+      }
+      match &self.pidfd {
+        Some(fd) => {
+          if poll_hangup(fd, 1) {
+            return group_exists(pgid);
+          }
+        }
+        None => std::thread::sleep(Duration::from_millis(1)),
+      }
+    }
+  }
+
+  /// Whether this process has exited and waits to be reaped (its PID still names it).
+  fn is_zombie(&self) -> bool {
+    matches!(sys::proc_stat(self.pid), Ok(Some(st)) if st.zombie && st.start_time == self.start_time)
   }
 
   /// The pidfd, for waiting on it together with other descriptors.
@@ -476,6 +552,23 @@ fn poll_any(fds: &[&OwnedFd], timeout_ms: i32) {
     .collect();
   // SAFETY: `pfds` is a valid array of `pfds.len()` pollfd structs for the duration of the call.
   unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, timeout_ms) };
+}
+
+/// How long a stop waits for an exited group leader to be reaped before it looks for members.
+const REAP_GRACE: Duration = Duration::from_millis(20);
+
+/// Whether `fd` reports a hang-up within `timeout_ms` (a pidfd does once its process is reaped, on
+/// Linux 6.9 and later).
+fn poll_hangup(fd: &OwnedFd, timeout_ms: i32) -> bool {
+  use std::os::fd::AsRawFd;
+  let mut pfd = libc::pollfd {
+    fd: fd.as_raw_fd(),
+    events: 0,
+    revents: 0,
+  };
+  // SAFETY: `pfd` is one valid pollfd for the duration of the call.
+  let rc = unsafe { libc::poll(&mut pfd, 1, timeout_ms) };
+  rc > 0 && pfd.revents & libc::POLLHUP != 0
 }
 
 /// Whether `fd` is readable within `timeout_ms` (a pidfd is readable once its process exited).

@@ -40,8 +40,16 @@ pub fn watch(process: &Arc<ProcessHandle>, on_exit: OnExit) -> crate::Result<Wat
   let by_pidfd = {
     // The entry is there before its pidfd can fire (the watcher takes this lock to find it).
     let mut entries = w.entries();
-    let by_pidfd = imp::add(w, id, process);
-    entries.insert(
+    let fd = imp::fd_of(process);
+    let by_pidfd = match fd {
+      Some(fd) if entries.by_fd.contains_key(&fd) => true,
+      Some(fd) => imp::add(w, fd),
+      None => false,
+    };
+    if let (true, Some(fd)) = (by_pidfd, fd) {
+      entries.by_fd.entry(fd).or_default().push(id);
+    }
+    entries.entries.insert(
       id,
       Entry {
         process: process.clone(),
@@ -66,16 +74,8 @@ pub fn unwatch(id: WatchId) -> bool {
   let Some(w) = WATCHER.get().and_then(|w| w.as_ref().ok()) else {
     return false;
   };
-  let removed = w.entries().remove(&id.0);
-  match removed {
-    Some(entry) => {
-      if entry.by_pidfd {
-        imp::remove(w, &entry.process);
-      }
-      true
-    }
-    None => false,
-  }
+  let removed = w.entries().remove(w, id.0);
+  removed.is_some()
 }
 
 /// How many processes are watched now, and how many of them by the fallback.
@@ -102,14 +102,48 @@ struct Entry {
   by_pidfd: bool,
 }
 
+/// The watches, and which of them wait on each pidfd in the epoll set (a process may be watched more
+/// than once: by the supervisor, and by a `kill` waiting for its exit; its pidfd is in the set once).
+#[derive(Default)]
+struct Watches {
+  entries: HashMap<u64, Entry>,
+  by_fd: HashMap<i32, Vec<u64>>,
+}
+
+impl Watches {
+  fn values(&self) -> impl Iterator<Item = &Entry> {
+    self.entries.values()
+  }
+
+  fn len(&self) -> usize {
+    self.entries.len()
+  }
+
+  /// Takes a watch out, and its pidfd out of the set when no other watch waits on it.
+  fn remove(&mut self, w: &Watcher, id: u64) -> Option<Entry> {
+    let entry = self.entries.remove(&id)?;
+    if entry.by_pidfd {
+      if let Some(fd) = imp::fd_of(&entry.process) {
+        let ids = self.by_fd.entry(fd).or_default();
+        ids.retain(|&i| i != id);
+        if ids.is_empty() {
+          self.by_fd.remove(&fd);
+          imp::remove(w, &entry.process);
+        }
+      }
+    }
+    Some(entry)
+  }
+}
+
 struct Watcher {
   sys: imp::Sys,
-  entries: Mutex<HashMap<u64, Entry>>,
+  entries: Mutex<Watches>,
   next: AtomicU64,
 }
 
 impl Watcher {
-  fn entries(&self) -> MutexGuard<'_, HashMap<u64, Entry>> {
+  fn entries(&self) -> MutexGuard<'_, Watches> {
     self.entries.lock().unwrap_or_else(|p| p.into_inner())
   }
 
@@ -118,8 +152,8 @@ impl Watcher {
     loop {
       let fallback = self.entries().values().filter(|e| !e.by_pidfd).count();
       let timeout = (fallback > 0).then(|| next_look.saturating_duration_since(Instant::now()));
-      for id in imp::wait(self, timeout) {
-        self.fire(id);
+      for fd in imp::wait(self, timeout) {
+        self.fired(fd);
       }
       if fallback > 0 && Instant::now() >= next_look {
         self.look_at_fallback();
@@ -132,24 +166,32 @@ impl Watcher {
   fn look_at_fallback(&self) {
     let polled: Vec<(u64, Arc<ProcessHandle>)> = self
       .entries()
+      .entries
       .iter()
       .filter(|(_, e)| !e.by_pidfd)
       .map(|(&id, e)| (id, e.process.clone()))
       .collect();
     for (id, process) in polled {
       if !process.is_alive() {
-        self.fire(id);
+        let entry = self.entries().remove(self, id);
+        if let Some(entry) = entry {
+          (entry.on_exit)();
+        }
       }
     }
   }
 
-  /// Ends the watch `id` (if it is still there) and runs its callback.
-  fn fire(&self, id: u64) {
-    let entry = self.entries().remove(&id);
-    if let Some(entry) = entry {
-      if entry.by_pidfd {
-        imp::remove(self, &entry.process);
-      }
+  /// The process of the pidfd `fd` exited: ends every watch waiting on it and runs their callbacks.
+  fn fired(&self, fd: i32) {
+    let entries: Vec<Entry> = {
+      let mut watches = self.entries();
+      let ids = watches.by_fd.get(&fd).cloned().unwrap_or_default();
+      ids
+        .into_iter()
+        .filter_map(|id| watches.remove(self, id))
+        .collect()
+    };
+    for entry in entries {
       (entry.on_exit)();
     }
   }
@@ -161,7 +203,7 @@ fn watcher() -> std::io::Result<&'static Watcher> {
   let w = WATCHER.get_or_init(|| {
     Ok(Watcher {
       sys: imp::Sys::new()?,
-      entries: Mutex::new(HashMap::new()),
+      entries: Mutex::new(Watches::default()),
       next: AtomicU64::new(1),
     })
   });
@@ -241,20 +283,16 @@ mod imp {
     unsafe { libc::epoll_ctl(epoll.as_raw_fd(), op, fd, &mut ev) }
   }
 
-  /// Adds the process's pidfd to the set under `id`; `false` when it has none or the set refuses it
-  /// (`max_user_watches` reached): then the fallback watches it.
-  pub fn add(w: &Watcher, id: u64, process: &ProcessHandle) -> bool {
-    let Some(fd) = process.pidfd() else {
-      return false;
-    };
+  /// The process's pidfd, if it has one.
+  pub fn fd_of(process: &ProcessHandle) -> Option<i32> {
+    process.pidfd().map(|fd| fd.as_raw_fd())
+  }
+
+  /// Adds a pidfd to the set (its data is the descriptor itself); `false` when the set refuses it
+  /// (`max_user_watches` reached): then the fallback watches its process.
+  pub fn add(w: &Watcher, fd: i32) -> bool {
     let events = (libc::EPOLLIN | libc::EPOLLONESHOT) as u32;
-    ctl(
-      &w.sys.epoll,
-      libc::EPOLL_CTL_ADD,
-      fd.as_raw_fd(),
-      id,
-      events,
-    ) == 0
+    ctl(&w.sys.epoll, libc::EPOLL_CTL_ADD, fd, fd as u64 + 1, events) == 0
   }
 
   /// Takes the process's pidfd out of the set (before the handle may close it).
@@ -270,8 +308,8 @@ mod imp {
     unsafe { libc::write(w.sys.wake.as_raw_fd(), (&one as *const u64).cast(), 8) };
   }
 
-  /// Waits for exits (or a wake-up, or `timeout`); the watches whose process exited.
-  pub fn wait(w: &Watcher, timeout: Option<Duration>) -> Vec<u64> {
+  /// Waits for exits (or a wake-up, or `timeout`); the pidfds whose process exited.
+  pub fn wait(w: &Watcher, timeout: Option<Duration>) -> Vec<i32> {
     // SAFETY: `epoll_event` is plain data; all-zero is valid.
     let mut events: [libc::epoll_event; 64] = unsafe { std::mem::zeroed() };
     let ms = timeout.map_or(-1, clamp_ms);
@@ -284,7 +322,7 @@ mod imp {
         // SAFETY: the eventfd is open and `count` is 8 writable bytes for the duration of the call.
         unsafe { libc::read(w.sys.wake.as_raw_fd(), (&mut count as *mut u64).cast(), 8) };
       } else {
-        out.push(ev.u64);
+        out.push((ev.u64 - 1) as i32);
       }
     }
     out
@@ -314,7 +352,11 @@ mod imp {
     }
   }
 
-  pub fn add(_w: &Watcher, _id: u64, _process: &ProcessHandle) -> bool {
+  pub fn fd_of(_process: &ProcessHandle) -> Option<i32> {
+    None
+  }
+
+  pub fn add(_w: &Watcher, _fd: i32) -> bool {
     false
   }
 
@@ -325,7 +367,7 @@ mod imp {
     w.sys.wake.notify_one();
   }
 
-  pub fn wait(w: &Watcher, timeout: Option<Duration>) -> Vec<u64> {
+  pub fn wait(w: &Watcher, timeout: Option<Duration>) -> Vec<i32> {
     let mut woken = w.sys.woken.lock().unwrap_or_else(|p| p.into_inner());
     if !*woken {
       woken = match timeout {
@@ -380,6 +422,32 @@ mod tests {
       rx.recv_timeout(Duration::from_millis(200)).is_err(),
       "b was unwatched"
     );
+  }
+
+  #[test]
+  fn a_process_watched_twice_reports_to_both_and_an_unwatch_leaves_the_other() {
+    let mut a = sleeper();
+    let h = Arc::new(ProcessHandle::open(a.id(), None).unwrap().unwrap());
+    let (tx, rx) = mpsc::channel();
+    let (tx2, tx3) = (tx.clone(), tx.clone());
+    let w1 = watch(&h, Box::new(move || tx.send(1).unwrap())).unwrap();
+    let w2 = watch(&h, Box::new(move || tx2.send(2).unwrap())).unwrap();
+    let w3 = watch(&h, Box::new(move || tx3.send(3).unwrap())).unwrap();
+    assert!(
+      w1.by_pidfd && w2.by_pidfd && w3.by_pidfd,
+      "one pidfd in the set, three watches on it"
+    );
+    assert!(unwatch(w2.id));
+    a.kill().unwrap();
+    let mut got = [
+      rx.recv_timeout(Duration::from_secs(10)).unwrap(),
+      rx.recv_timeout(Duration::from_secs(10)).unwrap(),
+    ];
+    got.sort();
+    assert_eq!(got, [1, 3]);
+    a.wait().unwrap();
+    assert!(rx.recv_timeout(Duration::from_millis(200)).is_err());
+    assert!(!unwatch(w1.id), "a watch that fired is gone");
   }
 
   #[test]
