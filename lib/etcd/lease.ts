@@ -11,12 +11,12 @@ import { endCall, type Client } from './connect'
 type KeepAliveStream = Awaited<ReturnType<Client['leaseClient']['leaseKeepAlive']>>
 
 /**
- * A lease this process holds, kept alive over one keep-alive stream. It is valid until `ttl - margin`
- * after the send time of the last request etcd acknowledged (the grant, then each keep-alive): etcd
- * extended the lease to at least that send time plus the TTL, since it processed the request after it
- * was sent. Every look at the lease ({@link HeldLease.check}) compares that deadline with the clock
- * first, so a process that was stopped or starved learns it is late at its first step, whatever its
- * timers do.
+ * A lease this process holds, kept alive over one keep-alive stream: an open table's one lease, which the
+ * slot it holds (if any) is attached to. It is valid until `ttl - margin` after the send time of the last
+ * request etcd acknowledged (the grant, then each keep-alive): etcd extended the lease to at least that
+ * send time plus the TTL, since it processed the request after it was sent. Every look at the lease
+ * ({@link HeldLease.check}) compares that deadline with the clock first, so a process that was stopped or
+ * starved learns it is late at its first step, whatever its timers do.
  */
 export class HeldLease {
   readonly id: string
@@ -63,6 +63,15 @@ export class HeldLease {
     return this.#ttlMs - this.#marginMs - elapsedSince(this.#basis)
   }
 
+  /**
+   * Whether a new claim may be made on the lease: it is held, and at least one keep-alive interval of its
+   * window is left (at most one keep-alive went unanswered). A claim on a lease with less left could succeed
+   * only to be given up moments later; the table grants a new lease instead.
+   */
+  usable(): boolean {
+    return this.check() && this.remaining() >= this.#intervalMs
+  }
+
   /** Whether the lease is still held; declares it lost (once) when its deadline has passed. */
   check(): boolean {
     if (this.#state !== 'held') return false
@@ -72,7 +81,7 @@ export class HeldLease {
     return false
   }
 
-  /** Stops keeping the lease alive (a release; the caller revokes it). */
+  /** Stops keeping the lease alive, without declaring it lost (the table gives it up; the caller revokes it). */
   end(): void {
     if (this.#state === 'held') this.#state = 'ended'
     this.#teardown()
@@ -98,7 +107,7 @@ export class HeldLease {
 
   #armExpiry(): void {
     if (this.#expiry) clearTimeout(this.#expiry)
-    // Unref'd: the keep-alive interval is what holds the process up while a slot is held.
+    // Unref'd: the keep-alive interval is what holds the process up while the lease is kept.
     this.#expiry = setTimeout(() => {
       this.#expiry = null
       if (this.check()) this.#armExpiry()

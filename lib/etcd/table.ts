@@ -1,5 +1,5 @@
 /**
- * The table: slots `0..slots-1` under a key prefix, taken in transactions and held by leases.
+ * The table: slots `0..slots-1` under a key prefix, taken in transactions on the table's one lease.
  */
 import { EventEmitter } from 'node:events'
 import type * as Os from 'node:os'
@@ -17,10 +17,14 @@ import type { EtcdAcquireOptions, EtcdSlotInfo, EtcdSlotTableEvents, EtcdSlotTab
 
 interface Hold {
   readonly slot: number
+  /** The table's lease when the slot was taken: the key is attached to it. */
   readonly lease: HeldLease
   /** The key's create revision. */
   readonly revision: string
 }
+
+/** A claim's outcome: the slot taken (`-1`: every slot is held), or the lease is gone (take a new one). */
+type Claim = { readonly slot: number; readonly revision: string } | 'lease gone'
 
 /** The JSON value of a slot's key: who holds it. */
 interface HolderRecord {
@@ -37,7 +41,13 @@ interface HolderRecord {
  * the {@link EtcdSlotTable.lost} promise, {@link EtcdSlotTable.held} `-1` — before etcd can give the
  * slot to anyone else. A table holds at most one slot at a time.
  *
- * An open table keeps the process running (it holds a connection and, while it holds a slot, sends
+ * The table has one lease, granted at its first `acquire` (or `waitForSlot`) and kept alive until
+ * {@link EtcdSlotTable.close} revokes it, also while the table holds no slot: taking a slot is one
+ * transaction on it, and a release deletes the key only. A lease that runs out while the table holds no
+ * slot (the process was stopped past the TTL, etcd was out of reach) loses nothing: the next `acquire`
+ * grants a new one.
+ *
+ * An open table keeps the process running (it holds a connection and, once it has a lease, sends
  * keep-alives) until {@link EtcdSlotTable.close}.
  */
 export class EtcdSlotTable extends EventEmitter<EtcdSlotTableEvents> {
@@ -46,6 +56,14 @@ export class EtcdSlotTable extends EventEmitter<EtcdSlotTableEvents> {
   readonly #client: Client
   readonly #record: () => HolderRecord
   #hold: Hold | null = null
+  /**
+   * The table's lease, or `null` before the first claim and after one was given up. While it is the
+   * table's lease, no key is attached to it but the held slot's and the one a claim in progress may create:
+   * whatever leaves a key behind otherwise (a release, a claim or a wait that failed) gives the lease up.
+   */
+  #lease: HeldLease | null = null
+  /** Keep-alives of the leases given up. */
+  readonly #pastKeepAlives = { sent: 0, acked: 0 }
   #lost: { promise: Promise<EtcdError>; resolve: (e: EtcdError) => void }
   #queue: Promise<unknown> = Promise.resolve()
   #closing: Promise<void> | null = null
@@ -147,34 +165,50 @@ export class EtcdSlotTable extends EventEmitter<EtcdSlotTableEvents> {
     return this.#closing !== null
   }
 
-  /** Keep-alive requests sent and acknowledged for the slot held now (`{ sent: 0, acked: 0 }` when none). */
+  /**
+   * Keep-alive requests this table has sent and etcd acknowledged, over every lease it has had (`{ sent: 0,
+   * acked: 0 }` before its first acquire).
+   */
   get keepAlives(): { sent: number; acked: number } {
-    const lease = this.#hold?.lease
-    return { sent: lease?.sent ?? 0, acked: lease?.acked ?? 0 }
+    const lease = this.#lease
+    const past = this.#pastKeepAlives
+    return { sent: past.sent + (lease?.sent ?? 0), acked: past.acked + (lease?.acked ?? 0) }
   }
 
   /**
    * Takes a slot: the one this table holds already, else `preferred` if it is free, else the lowest free
-   * one. One lease grant and one transaction when the first guess is free; a lost race costs one more
-   * transaction.
+   * one. One transaction on the table's lease when the first guess is free; a lost race costs one more
+   * transaction. The first acquire also grants the lease, as does an acquire after the lease was lost or
+   * ran out while the table held no slot.
    *
    * @returns the slot, 0-based
    * @throws {SlotsExhaustedError} (`ESLOTSFULL`) when every slot is held
-   * @throws {EtcdError} `EETCDUNAVAILABLE`, `ECLOSED`, `EETCD`
+   * @throws {EtcdError} `EETCDUNAVAILABLE`, `ECLOSED`, `EETCD`; `ELEASELOST` when the lease ran out while
+   *   the slot was being claimed (no slot is held then)
    */
   acquire(options: EtcdAcquireOptions = {}): Promise<number> {
     const preferred = this.#preferred(options)
     return this.#serial(async () => {
       const held = this.held
       if (held >= 0) return held
-      const lease = await this.#grant()
-      try {
-        const claim = await this.#claim(lease, preferred)
+      // A lease etcd no longer knows (revoked behind the table while it held no slot) is replaced once.
+      for (let attempt = 1; ; attempt++) {
+        const lease = await this.#leaseForClaim()
+        let claim: Claim
+        try {
+          claim = await this.#claim(lease, preferred)
+        } catch (err) {
+          // The transaction's answer is unknown: a key may have been created on the lease.
+          this.#giveUp(lease)
+          throw err
+        }
+        if (claim === 'lease gone') {
+          this.#giveUp(lease)
+          if (attempt < 2) continue
+          throw this.#leaseGone()
+        }
         if (claim.slot < 0) throw this.#exhausted()
         return this.#took(lease, claim)
-      } catch (err) {
-        await this.#revokeQuietly(lease)
-        throw err
       }
     })
   }
@@ -193,7 +227,10 @@ export class EtcdSlotTable extends EventEmitter<EtcdSlotTableEvents> {
       const held = this.held
       if (held >= 0) return held
       signal?.throwIfAborted()
-      let lease = await this.#grant()
+      let lease = await this.#leaseForClaim()
+      // Whether the wait is parked on the watch: no claim of it is in flight, so no key can appear on the
+      // lease after it ends.
+      let parked = false
       let wake: (() => void) | null = null
       let deletes = 0
       // Referenced from the moment it is made, and ended (at once, on this side) when the wait ends.
@@ -210,12 +247,14 @@ export class EtcdSlotTable extends EventEmitter<EtcdSlotTableEvents> {
       try {
         for (;;) {
           const seen = deletes
-          if (!lease.check()) {
-            // etcd was out of reach longer than the lease's window while we waited: start a new lease.
-            void this.#revokeQuietly(lease)
-            lease = await this.#grant()
-          }
+          // The lease ran out or went stale while we waited (etcd out of reach longer than its window):
+          // a new one.
+          lease = await this.#leaseForClaim()
           const claim = await Promise.race([this.#claim(lease, preferred), stopped])
+          if (claim === 'lease gone') {
+            this.#giveUp(lease)
+            continue
+          }
           if (claim.slot >= 0) return this.#took(lease, claim)
           if (watch === null) {
             // Every delete after the revision just read: nothing freed in between is missed.
@@ -235,12 +274,16 @@ export class EtcdSlotTable extends EventEmitter<EtcdSlotTableEvents> {
             watch = w
           }
           if (deletes === seen) {
+            parked = true
             await Promise.race([new Promise<void>((resolve) => (wake = resolve)), stopped])
+            parked = false
             wake = null
           }
         }
       } catch (err) {
-        await this.#revokeQuietly(lease)
+        // Ended by a timeout, an abort or close() while it waited: the lease has no key of ours and stays.
+        // Ended during a claim (or by its failure): the claim may still create a key, so the lease goes.
+        if (!parked) this.#giveUp(lease)
         throw err
       } finally {
         ;(watch as PrefixWatch | null)?.end()
@@ -252,12 +295,13 @@ export class EtcdSlotTable extends EventEmitter<EtcdSlotTableEvents> {
   }
 
   /**
-   * Gives the held slot back: deletes its key (only while it is still attached to this table's lease)
-   * and revokes the lease.
+   * Gives the held slot back: deletes its key (only while it is still attached to this table's lease), in
+   * one transaction. The lease stays, for the next acquire.
    *
    * @returns `true` if a slot was held; `false` otherwise (idempotent)
    * @throws {EtcdError} `EETCDUNAVAILABLE` when etcd cannot be reached: the slot is then no longer used by
-   *   this table and frees itself when the lease expires, within `ttlSeconds`
+   *   this table, which gives its lease up (the next acquire grants a new one), and it frees itself when
+   *   the lease expires, within `ttlSeconds`
    */
   release(): Promise<boolean> {
     return this.#serial(() => this.#release())
@@ -305,16 +349,22 @@ export class EtcdSlotTable extends EventEmitter<EtcdSlotTableEvents> {
   }
 
   /**
-   * Releases the held slot (if etcd answers; otherwise it frees itself within the TTL), ends pending
-   * waits (`ECLOSED`) and closes the connection. Idempotent; every call returns the same promise.
+   * Ends pending waits (`ECLOSED`), revokes the table's lease — which deletes the held slot's key with
+   * it — and closes the connection. When etcd cannot be reached, the lease, and so the slot, expires on its
+   * own within the TTL. Idempotent; every call returns the same promise.
    */
   close(): Promise<void> {
     if (this.#closing) return this.#closing
     const queue = this.#queue
     this.#closing = (async () => {
       await queue.catch(() => {})
+      this.#hold = null
+      const lease = this.#lease
       try {
-        await this.#release()
+        if (lease) {
+          this.#forget(lease)
+          await this.#revoke(lease)
+        }
       } catch {
         // Unreachable etcd: the lease expires on its own within the TTL.
       } finally {
@@ -403,6 +453,20 @@ export class EtcdSlotTable extends EventEmitter<EtcdSlotTableEvents> {
     return slot < this.size ? slot : -1
   }
 
+  /**
+   * The lease to claim a slot on: the table's, while it is {@link HeldLease.usable}; else (none yet, or it
+   * ran out or went stale — the table holds no slot on it, or `held` would have reported the loss) a new
+   * one, which becomes the table's.
+   */
+  async #leaseForClaim(): Promise<HeldLease> {
+    const lease = this.#lease
+    if (lease?.usable()) return lease
+    if (lease) this.#giveUp(lease) // (if its loss has not given it up already)
+    const granted = await this.#grant()
+    this.#lease = granted
+    return granted
+  }
+
   /** Grants a lease and starts keeping it alive. */
   async #grant(): Promise<HeldLease> {
     const sent = stamp()
@@ -415,36 +479,64 @@ export class EtcdSlotTable extends EventEmitter<EtcdSlotTableEvents> {
     let lease: HeldLease | null = null
     lease = new HeldLease(this.#client, res.ID, ttlMs, sent, this.#settings.marginMs, (reason, cause) => {
       if (this.#hold?.lease === lease) this.#lose(this.#hold, reason, cause)
-      else void this.#revokeQuietly(lease!)
+      // No slot on it: nothing is lost; the next claim takes a new lease.
+      else this.#giveUp(lease!)
     })
     return lease
   }
 
   /**
+   * Stops using the table's lease `lease`: it is no longer the table's, its keep-alives end, and it is
+   * revoked in the background. Nothing if it is no longer the table's (given up already).
+   */
+  #giveUp(lease: HeldLease): void {
+    if (this.#lease !== lease) return
+    this.#forget(lease)
+    void this.#revokeQuietly(lease)
+  }
+
+  /** Makes `lease` no longer the table's (if it was), keeping its keep-alive counts. */
+  #forget(lease: HeldLease): void {
+    if (this.#lease !== lease) return
+    this.#lease = null
+    this.#pastKeepAlives.sent += lease.sent
+    this.#pastKeepAlives.acked += lease.acked
+  }
+
+  #leaseGone(): EtcdError {
+    return new EtcdError(`etcd slots ${this.prefix}: etcd no longer knows the lease of the table`, this.#details('ELEASELOST'))
+  }
+
+  /**
    * Tries to create the key of `preferred` (or slot 0), then of the lowest free slot, each in a
    * transaction that succeeds only if the key is absent, until one succeeds or none is free. A failed
-   * transaction returns the whole prefix, so each retry works from a fresh view.
+   * transaction returns the whole prefix, so each retry works from a fresh view. `'lease gone'` when the
+   * lease ran out by the clock before a transaction, or etcd answers that it does not know it (then the
+   * transaction wrote nothing).
    */
-  async #claim(lease: HeldLease, preferred: number | undefined): Promise<{ slot: number; revision: string }> {
+  async #claim(lease: HeldLease, preferred: number | undefined): Promise<Claim> {
     const value = Buffer.from(JSON.stringify(this.#record()))
     let candidate = preferred !== undefined && preferred < this.size ? preferred : 0
     for (;;) {
-      if (!lease.check()) {
-        throw new EtcdError(`etcd slots ${this.prefix}: the lease ran out while claiming a slot`, this.#details('ELEASELOST'))
-      }
+      if (!lease.check()) return 'lease gone'
       const key = this.#key(candidate)
-      const res = await this.#call('claiming a slot', () =>
-        this.#client.kv.txn({
+      let res: Etcd3.ITxnResponse
+      try {
+        res = await this.#client.kv.txn({
           compare: [{ key, target: 'Create', result: 'Equal', create_revision: 0 }],
           success: [{ request_put: { key, value, lease: lease.id } }],
           failure: [{ request_range: this.#range() }],
-        }),
-      )
+        })
+      } catch (err) {
+        if (err instanceof this.#lib.EtcdLeaseInvalidError) return 'lease gone'
+        throw this.#error(err, 'claiming a slot')
+      }
       if (res.succeeded) return { slot: candidate, revision: res.header.revision }
       const taken = new Set<number>()
       for (const kv of res.responses[0]?.response_range?.kvs ?? []) {
         const slot = this.#slotOf(kv.key)
-        // Ours already: a transaction whose answer was lost and was tried again on another endpoint.
+        // Ours already: a transaction whose answer was lost and was tried again on another endpoint (the
+        // only key a claim can find on the table's lease; see #lease).
         if (slot >= 0 && kv.lease === lease.id) return { slot, revision: kv.create_revision }
         taken.add(slot)
       }
@@ -458,7 +550,9 @@ export class EtcdSlotTable extends EventEmitter<EtcdSlotTableEvents> {
 
   #took(lease: HeldLease, { slot, revision }: { slot: number; revision: string }): number {
     if (!lease.check()) {
-      // The transaction took longer than the lease's valid window: the key may outlive our claim.
+      // The transaction took longer than the lease's valid window: the key may outlive our claim. The
+      // lease goes (and the key with it, if etcd answers the revoke).
+      this.#giveUp(lease)
       throw new EtcdError(`etcd slots ${this.prefix}: the lease ran out while claiming slot ${slot}`, this.#details('ELEASELOST', slot))
     }
     this.#hold = { slot, lease, revision }
@@ -471,8 +565,9 @@ export class EtcdSlotTable extends EventEmitter<EtcdSlotTableEvents> {
       ...this.#details('ELEASELOST', hold.slot),
       cause,
     })
-    // Let the slot go at once if etcd still has it (we no longer claim it either way).
-    void this.#revokeQuietly(hold.lease)
+    // Let the slot go at once if etcd still has it (we no longer claim it either way); the next acquire
+    // takes a new lease.
+    this.#giveUp(hold.lease)
     const lost = this.#lost
     this.#lost = deferred()
     lost.resolve(err)
@@ -483,15 +578,20 @@ export class EtcdSlotTable extends EventEmitter<EtcdSlotTableEvents> {
     const hold = this.#hold
     if (!hold) return false
     this.#hold = null
-    hold.lease.end()
     const key = this.#key(hold.slot)
-    await this.#call('releasing a slot', () =>
-      this.#client.kv.txn({
-        compare: [{ key, target: 'Lease', result: 'Equal', lease: hold.lease.id }],
-        success: [{ request_delete_range: { key } }],
-      }),
-    )
-    await this.#revoke(hold.lease)
+    try {
+      await this.#call('releasing a slot', () =>
+        this.#client.kv.txn({
+          compare: [{ key, target: 'Lease', result: 'Equal', lease: hold.lease.id }],
+          success: [{ request_delete_range: { key } }],
+        }),
+      )
+    } catch (err) {
+      // The key may still be there: let the lease expire (or be revoked, if etcd answers that), and the
+      // slot with it.
+      this.#giveUp(hold.lease)
+      throw err
+    }
     return true
   }
 
