@@ -8,6 +8,8 @@ import { join } from 'node:path'
 import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
 
+import type { Etcd3 } from 'etcd3'
+
 import { EtcdError, EtcdSlotTable, ProcslotError, SlotsExhaustedError, newMultiProcessClient } from '../index.js'
 import { EtcdCluster, etcdInstalled, freePort } from './fixtures/etcd-server.ts'
 import { deadline, inCI, tempDir } from './helpers.ts'
@@ -141,6 +143,24 @@ async function claims(holders: Holder[]): Promise<Map<number, number[]>> {
   return map
 }
 
+/**
+ * Puts `key` on `lease`; `expired` resolves when etcd has deleted the key, i.e. when it expired the lease:
+ * the server's own word that a TTL passed without a keep-alive of it. The watch starts at the put's
+ * revision, so a delete before the watch was open is not missed.
+ */
+async function expiry(raw: Etcd3, key: string, lease: string): Promise<{ expired: Promise<void> }> {
+  const { header } = await raw.put(key).value('sentinel').lease(lease).exec()
+  const watcher = await raw.watch().key(key).startRevision(header.revision).create()
+  const gone = new Promise<void>((resolve) => watcher.once('delete', () => resolve()))
+  return { expired: gone.finally(() => watcher.cancel()) }
+}
+
+/** A bare etcd3 client (for what a table does not do: revoking its lease behind it, a sentinel key). */
+async function rawClient(endpoint: string): Promise<Etcd3> {
+  const { Etcd3 } = await import('etcd3')
+  return new Etcd3({ hosts: endpoint })
+}
+
 // ---------------------------------------------------------------------------------------------------
 
 test('options are checked with clear argument errors', async (t) => {
@@ -207,6 +227,7 @@ etcdTest('acquire, preferred, snapshot, release and close on one table', async (
     t.is(b.held, -1)
     t.false((await a.snapshot())[0]!.alive)
     t.is(await b.acquire(), 0)
+    t.is((await b.snapshot())[0]!.lease, snap[0]!.lease, "release kept the table's lease: the next acquire is one transaction on it")
   } finally {
     await Promise.all([a.close(), b.close()])
   }
@@ -319,9 +340,10 @@ etcdTest('a pending wait does not hold up snapshot(); close() ends it with ECLOS
 etcdTest('a process whose acquire failed and whose waits timed out at every step exits by itself once its table is closed', async (t) => {
   const etcd = { endpoints: shared!.endpoint, prefix: prefix(), slots: 1 }
   const index = fileURLToPath(new URL('../index.js', import.meta.url))
-  // The waits end at every point of their work: while the lease is granted, while the slot is claimed,
-  // while the watch is being opened, while it waits. The sweep is scaled by how long a failed acquire (a
-  // grant, a claim and a revoke) takes, so a slow machine is swept as finely as a fast one.
+  // The waits end at every point of their work: while the slot is claimed, while the watch is being opened,
+  // while it waits — and while a new lease is granted, after a wait that ended during its claim gave the
+  // table's lease up. The sweep is scaled by how long the first, failed acquire (a grant and a claim)
+  // takes, so a slow machine is swept as finely as a fast one.
   const script = `
     const { EtcdSlotTable } = require(${JSON.stringify(index)})
     const full = (e) => { if (e.code !== 'ESLOTSFULL') throw e }
@@ -452,6 +474,96 @@ etcdTest('a lease revoked behind the holder is reported lost at its next keep-al
     t.is(await a.acquire(), 0, 'a new slot can be taken after a loss')
   } finally {
     await Promise.all([a.close(), admin.close()])
+  }
+})
+
+etcdTest('a table that holds no slot longer than its TTL, then acquires at once, on the lease it kept alive', async (t) => {
+  const p = prefix()
+  const table = await EtcdSlotTable.open({ endpoints: shared!.endpoint, prefix: p, slots: 2, ttlSeconds: 3 })
+  const raw = await rawClient(shared!.endpoint)
+  try {
+    const events: EtcdError[] = []
+    table.on('lost', (e) => events.push(e))
+    t.is(await table.acquire(), 0)
+    const lease = (await table.snapshot())[0]!.lease!
+    t.true(await table.release())
+    const acked = table.keepAlives.acked
+    // A lease with the table's TTL, granted after the release and never kept alive: when etcd expires it,
+    // the table has held no slot for longer than its TTL.
+    const { ID } = await raw.leaseClient.leaseGrant({ TTL: 3, ID: 0 })
+    await deadline((await expiry(raw, `${p}-idle`, ID)).expired, 30_000, 'a TTL to pass on the server')
+    const start = performance.now()
+    t.is(await table.acquire({ preferred: 1 }), 1)
+    t.log(`acquired in ${(performance.now() - start).toFixed(1)} ms, after more than 3 s with no slot`)
+    t.like((await table.snapshot())[1], { alive: true, self: true, lease }, 'on the same lease: one transaction, no grant')
+    t.true(table.keepAlives.acked > acked, 'the lease was kept alive while the table held no slot')
+    t.deepEqual(events, [], 'nothing was lost')
+    await table.close()
+    t.true(Number((await raw.leaseClient.leaseTimeToLive({ ID: lease })).TTL) < 0, 'close() revoked the lease')
+    t.is(await raw.get(`${p}/1`).string(), null, "and the held slot's key with it")
+  } finally {
+    raw.close()
+    await table.close()
+  }
+})
+
+etcdSerial('a holder SIGSTOPped past its TTL while it holds no slot acquires at once on resume, on a new lease, and reports no loss', async (t) => {
+  const p = prefix()
+  const options = { endpoints: shared!.endpoint, prefix: p, slots: 1, ttlSeconds: 2 }
+  const holder = await Holder.start(options)
+  const raw = await rawClient(shared!.endpoint)
+  type Slot = { slot: number; alive: boolean; pid: number; self: boolean; lease: string | null }
+  try {
+    t.is((await holder.ask('acquire')).slot, 0)
+    const lease = ((await holder.ask('snapshot')).snapshot as Slot[])[0]!.lease!
+    t.like(await holder.ask('release'), { released: true })
+    // A key on the holder's lease, which it keeps alive though it holds no slot: etcd deletes the key when
+    // the stopped holder's lease expires.
+    const { expired } = await expiry(raw, `${p}-sentinel`, lease)
+    holder.signal('SIGSTOP')
+    await deadline(expired, 30_000, "etcd to expire the stopped holder's lease")
+    const resumedAt = process.hrtime.bigint()
+    holder.signal('SIGCONT')
+    const got = await holder.ask('acquire')
+    t.is(got.slot, 0, JSON.stringify(got))
+    t.log(`acquired ${(Number(BigInt(got.at as string) - resumedAt) / 1e6).toFixed(1)} ms after SIGCONT`)
+    const after = ((await holder.ask('snapshot')).snapshot as Slot[])[0]!
+    t.like(after, { alive: true, self: true, pid: holder.child.pid })
+    t.not(after.lease, lease, 'on a new lease, granted by that acquire')
+    t.like(await holder.ask('held'), { held: 0 })
+    t.deepEqual(
+      holder.messages.filter((m) => m.event === 'lost'),
+      [],
+      'a lease that ran out with no slot on it is no loss',
+    )
+  } finally {
+    raw.close()
+    await stopAll(t, [holder])
+  }
+})
+
+etcdTest('a lease revoked behind a table that holds no slot is replaced at its next acquire, and no loss is reported', async (t) => {
+  const p = prefix()
+  const table = await EtcdSlotTable.open({ endpoints: shared!.endpoint, prefix: p, slots: 1 })
+  const raw = await rawClient(shared!.endpoint)
+  try {
+    const events: EtcdError[] = []
+    table.on('lost', (e) => events.push(e))
+    t.is(await table.acquire(), 0)
+    const lease = (await table.snapshot())[0]!.lease!
+    t.true(await table.release())
+    // Keep-alives every 2.7 s (TTL 10 s): the acquire right after the revoke finds etcd no longer knows
+    // the lease (or, on a slow machine, a keep-alive answer has said so first).
+    await raw.leaseClient.leaseRevoke({ ID: lease })
+    t.is(await table.acquire(), 0)
+    const after = (await table.snapshot())[0]!
+    t.like(after, { alive: true, self: true })
+    t.not(after.lease, lease, 'a new lease')
+    t.is(table.held, 0)
+    t.deepEqual(events, [], 'nothing was lost')
+  } finally {
+    raw.close()
+    await table.close()
   }
 })
 
