@@ -1,8 +1,9 @@
 /**
  * Slots on etcd, against a local etcd server started for the run (Debian's etcd-server; skipped with a
- * line when it is not installed): acquire latency vs a bare etcd `put` on the same server; the time from a
- * holder's death (SIGKILL) to a waiter holding its slot, vs from a release to the waiter holding it; and
- * the keep-alive traffic of one idle holder, counted on the wire by a TCP proxy between it and etcd.
+ * line when it is not installed): acquire latency on an open table (one transaction on the table's lease)
+ * vs a bare etcd `put` on the same server; the time from a holder's death (SIGKILL) to a waiter holding its
+ * slot, vs from a release to the waiter holding it; and the keep-alive traffic of one idle table, counted
+ * on the wire by a TCP proxy between it and etcd.
  */
 import { spawn } from 'node:child_process'
 import { once } from 'node:events'
@@ -18,7 +19,7 @@ import type { ManagerCase } from './manager.ts'
 
 const HOLDER = fileURLToPath(new URL('../__test__/fixtures/etcd-holder.cjs', import.meta.url))
 
-/** Keep-alive traffic of one idle holder. */
+/** Keep-alive traffic of one idle table: its one lease, the same whether it holds a slot or not. */
 export interface KeepAliveTraffic {
   readonly ttlSeconds: number
   readonly windowMs: number
@@ -105,10 +106,15 @@ export async function etcdCases(dir: string, progress: (m: string) => void, firs
   const { Etcd3 } = await import('etcd3')
   const raw = new Etcd3({ hosts: endpoint })
   try {
-    // 1. acquire (a lease grant + one transaction) vs a bare put of a key of the same size.
-    progress(`${firstId}. etcd: acquire() vs a bare put`)
+    // 1. acquire on an open table vs a bare put of a key of the same size. The table's lease is granted by
+    // its first acquire, untimed: each timed acquire is one transaction on it (a release, untimed, deletes
+    // the key only).
+    progress(`${firstId}. etcd: acquire() on an open table vs a bare put`)
     const table = await EtcdSlotTable.open({ endpoints: endpoint, prefix: '/bench/acquire', slots: 64 })
     tables.push(table)
+    await table.acquire()
+    const lease = (await table.snapshot()).find((s) => s.self)!.lease
+    await table.release()
     let n = 0
     const value = JSON.stringify({ host: 'bench', pid: process.pid, since: new Date().toISOString() })
     const c1 = await compareAsync(
@@ -116,7 +122,13 @@ export async function etcdCases(dir: string, progress: (m: string) => void, firs
       { name: 'etcd3 put(key).value(v)', fn: () => raw.put(`/bench/put/${n++ % 64}`).value(value).exec() },
       { samples: 300, warmup: 20, maxTimeMs: 10_000 },
     )
-    out.push({ name: c1.ours.name, comparison: c1, aim: null, met: null })
+    await table.acquire()
+    if ((await table.snapshot()).find((s) => s.self)!.lease !== lease) {
+      // A stalled keep-alive made the table take a new lease: some samples were a grant and a transaction.
+      progress('etcd: the acquire() case changed leases during the run (its samples include a grant)')
+    }
+    await table.release()
+    out.push({ name: c1.ours.name, comparison: c1, aim: '≤ 1.5× the put', met: c1.ratio <= 1.5 })
 
     // 2. A holder SIGKILLed: how long until a waiter holds its slot (TTL 2 s), vs a release.
     progress(`${firstId + 1}. etcd: holder SIGKILLed → waiter holds its slot (TTL 2 s), vs a release`)
@@ -152,9 +164,9 @@ export async function etcdCases(dir: string, progress: (m: string) => void, firs
     )
     out.push({ name: c2.ours.name, comparison: c2, aim: '≤ TTL + 0.5 s (2.5 s)', met: c2.ours.median <= 2.5e9 })
 
-    // 3. Keep-alive traffic of one idle holder with the default TTL, through a counting proxy.
+    // 3. Keep-alive traffic of one idle table (holding a slot) with the default TTL, through a counting proxy.
     const windowMs = 20_000
-    progress(`etcd: keep-alive traffic of an idle holder (TTL 10 s) over ${windowMs / 1000} s`)
+    progress(`etcd: keep-alive traffic of an idle table (TTL 10 s) over ${windowMs / 1000} s`)
     const proxy = await countingProxy(Number(new URL(endpoint).port))
     const idle = await EtcdSlotTable.open({ endpoints: `127.0.0.1:${proxy.port}`, prefix: '/bench/idle', slots: 4 })
     tables.push(idle)
