@@ -183,8 +183,8 @@ export class EtcdSlotTable extends EventEmitter<EtcdSlotTableEvents> {
    *
    * @returns the slot, 0-based
    * @throws {SlotsExhaustedError} (`ESLOTSFULL`) when every slot is held
-   * @throws {EtcdError} `EETCDUNAVAILABLE`, `ECLOSED`, `EETCD`; `ELEASELOST` when the lease ran out while
-   *   the slot was being claimed (no slot is held then)
+   * @throws {EtcdError} `EETCDUNAVAILABLE`, `ECLOSED`, `EETCD`; `ELEASELOST` when the table's lease ran
+   *   out while the slot was being claimed, or etcd did not know a lease just granted (no slot is held then)
    */
   acquire(options: EtcdAcquireOptions = {}): Promise<number> {
     const preferred = this.#preferred(options)
