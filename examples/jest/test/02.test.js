@@ -1,0 +1,5 @@
+'use strict'
+
+const { useWorkerResources } = require('../suite.js')
+
+test('file 2 gets a port and a scratch database of its own', () => useWorkerResources('02'))

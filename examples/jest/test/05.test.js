@@ -1,0 +1,5 @@
+'use strict'
+
+const { useWorkerResources } = require('../suite.js')
+
+test('file 5 gets a port and a scratch database of its own', () => useWorkerResources('05'))
