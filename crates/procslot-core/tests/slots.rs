@@ -567,3 +567,28 @@ fn a_crowded_table_tries_free_words_before_probing_holders() {
   );
   assert!(f.release(None));
 }
+
+#[test]
+fn a_crowded_table_of_dead_holders_gives_the_lowest_slot_not_its_free_word() {
+  let dir = TempDir::new();
+  let path = dir.join("slots");
+  let mut bytes = vec![0u8; 8 * 1024];
+  // 1023 words of a dead holder (no lock behind any of them), the last word free.
+  let dead = Holder {
+    pid: 4_000_000,
+    tag: 7,
+  }
+  .to_word()
+  .to_le_bytes();
+  for slot in 0..1023 {
+    bytes[slot * 8..slot * 8 + 8].copy_from_slice(&dead);
+  }
+  fs::write(&path, bytes).unwrap();
+  let f = SlotFile::open(&path, &opts(1024)).unwrap();
+  assert_eq!(
+    f.acquire(None).unwrap(),
+    Some(0),
+    "the lowest slot with no live holder"
+  );
+  assert!(f.release(None));
+}

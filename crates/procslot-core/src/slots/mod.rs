@@ -642,8 +642,9 @@ impl SlotFile {
   /// Claims a slot for this process: its own slot if it holds one already, else `preferred` if free, else
   /// the lowest slot with no live holder. `Ok(None)` when every slot is held by a live process.
   ///
-  /// In a crowded table (more than [`CROWDED`] words name a holder) the free words come first: the
-  /// slots whose word is 0 (free, most probably) are tried before the holders' slots. Probing a holder's
+  /// In a crowded table (more than [`CROWDED`] words name a holder, some lease held) the free words come
+  /// first: the slots whose word is 0 (free, most probably) are tried before the holders' slots; a
+  /// crowded table with no lease held at all (dead holders only) is taken in ascending order. Probing a holder's
   /// lock is a system call that walks the file's whole lock list, so in a table of a thousand live
   /// holders an ascending scan would cost a thousand such walks to find the one free slot; with few
   /// holders a probe is cheap, and the order is exactly "the lowest slot with no live holder".
@@ -702,7 +703,15 @@ impl SlotFile {
       return Ok(None);
     }
     let rest = move |i: &usize| Some(*i) != first;
-    let crowded = (0..n).filter(|&i| map.load(i) != 0).nth(CROWDED).is_some();
+    // Crowded, and some lease held in it: the free words first (see `acquire`). A crowded table in which
+    // no lease is held at all (its holders are dead: one probe over the whole table says so) is taken
+    // in ascending order: the lowest slot, a dead holder's, at the first try.
+    let crowded = (0..n).filter(|&i| map.load(i) != 0).nth(CROWDED).is_some()
+      && !(self.uses_locks()
+        && matches!(
+          sys::probe_lock(&self.file, 0, (n * SLOT_BYTES) as u64),
+          Ok(LockProbe::Free)
+        ));
     if crowded {
       let free = (0..n).filter(rest).filter(|&i| map.load(i) == 0);
       let taken = (0..n).filter(rest).filter(|&i| map.load(i) != 0);
