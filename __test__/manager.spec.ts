@@ -495,3 +495,18 @@ fuseTest('load sweeps temporary files of interrupted writes and spawn records wh
   t.true(await manager.kill('r'))
   t.false(existsSync(join(box.pidDir, '.r.record')))
 })
+
+fuseTest("ready: 'mount' means the daemon handles SIGTERM too: a bindfs signalled the moment spawn resolves unmounts and exits by itself, 10 rounds", async (t) => {
+  const box = sandbox(t)
+  const manager = box.bindfs()
+  for (let round = 0; round < 10; round++) {
+    const mnt = box.mnt(`r${round}`)
+    const { pid } = await manager.spawn(`r${round}`, mnt)
+    const exit = once(manager, 'exit')
+    process.kill(pid, 'SIGTERM')
+    const [e] = (await deadline(exit, 20_000, `the exit of round ${round}`)) as [{ code: number | null; signal: string | null }]
+    // libfuse's handler unmounts and exits 0; without it, SIGTERM kills bindfs and leaves a dead mount.
+    t.like(e, { code: 0, signal: null }, `round ${round}`)
+    t.false(mounted(mnt))
+  }
+})

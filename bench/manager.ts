@@ -12,7 +12,7 @@ import { createInterface } from 'node:readline'
 import { setImmediate as tick } from 'node:timers/promises'
 import { fileURLToPath } from 'node:url'
 
-import { watchedCount } from '../binding.js'
+import { openProcess, watchedCount } from '../binding.js'
 import { FuseProcessManager } from '../index.js'
 import { compare, compareAsync, stats, type AsyncBench, type Comparison } from './harness.ts'
 
@@ -51,6 +51,18 @@ function childKilled(name: string, signal: NodeJS.Signals): AsyncBench {
 async function gc(): Promise<void> {
   ;(globalThis as { gc?: () => void }).gc?.()
   await tick()
+}
+
+function isMounted(path: string): boolean {
+  return readFileSync('/proc/self/mountinfo', 'utf8')
+    .split('\n')
+    .some((line) => line.split(' ')[4] === path)
+}
+
+/** Resolves once `pid` has made `path` a mount point (the mount table's change waited for, not polled). */
+async function mountedAt(pid: number, path: string): Promise<void> {
+  const out = await openProcess(pid)!.waitMount(path, 10_000)
+  if (out.outcome !== 'mounted') throw new Error(`bindfs did not mount ${path}: ${out.outcome}`)
 }
 
 function hasBindfs(): boolean {
@@ -121,6 +133,32 @@ export async function managerCases(dir: string, progress: (m: string) => void): 
         { samples: 20 },
       )
       out.push({ name: c6.ours.name, comparison: c6, aim: null, met: null })
+
+      // 6b. kill() of a bindfs daemon vs the bare work: SIGTERM to a bindfs the benchmark started itself,
+      // its exit, its mount gone (bindfs unmounts on SIGTERM).
+      progress('6b/15 kill() of a bindfs daemon vs SIGTERM + exit + mount gone')
+      const bare = join(dir, 'mnt-bare')
+      mkdirSync(bare, { recursive: true })
+      let child: ChildProcess | undefined
+      const c6b = await compareAsync(
+        { name: 'kill() of a bindfs daemon (until its group and mount are gone)', before: async () => void (await m.spawn('b', mnt)), fn: () => m.kill('b') },
+        {
+          name: 'SIGTERM to a bindfs + its exit + mount gone',
+          before: async () => {
+            child = spawn('bindfs', ['-f', src, bare], { stdio: 'ignore' })
+            await once(child, 'spawn')
+            await mountedAt(child.pid!, bare)
+          },
+          fn: async () => {
+            const exited = once(child!, 'exit')
+            child!.kill('SIGTERM')
+            await exited
+            if (isMounted(bare)) throw new Error(`${bare} is still mounted`)
+          },
+        },
+        { samples: 40, maxTimeMs: 30_000 },
+      )
+      out.push({ name: c6b.ours.name, comparison: c6b, aim: '≤ 1.5× the bare work', met: c6b.ratio <= 1.5 })
     } else {
       progress('6/15 skipped: bindfs (and root) needed')
     }

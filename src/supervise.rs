@@ -269,6 +269,16 @@ impl NativePidFileStore {
     Ok(r.map(Into::into))
   }
 
+  /// Forgets a daemon that is gone (`pid`, started at `startTicks`) from the target's files if they
+  /// still name it; whether its PID file did (and was deleted).
+  #[napi]
+  pub fn forget(&self, env: &Env, target_id: String, pid: u32, start_ticks: f64) -> Result<bool> {
+    self
+      .store
+      .forget(&target_id, pid, start_ticks as u64)
+      .map_err(|e| to_js(env, e))
+  }
+
   /// Deletes the target's spawn record alone; whether there was one.
   #[napi]
   pub fn delete_record(&self, env: &Env, target_id: String) -> Result<bool> {

@@ -41,15 +41,15 @@ export async function stopGroup(
   const deadline = Date.now() + (force ? 0 : timeoutMs)
   const begun = h.beginStop(force)
   let signal = begun.signal ?? null
-  if (signal !== null && !(await exitWithin(h, force ? AFTER_SIGKILL_MS : timeoutMs))) {
+  // The leader's exit: for a daemon this process spawned, Node.js's 'exit' (it has reaped it then: until
+  // then it still counts as a member of its group); for the others, the watcher thread's report.
+  const exited = (ms: number) => (child !== null ? childExitWithin(child, ms) : exitWithin(h, ms))
+  if (signal !== null && !(await exited(force ? AFTER_SIGKILL_MS : timeoutMs))) {
     if (force) throw survived(targetId, proc.pid)
     h.signalGroup(SIGKILL)
     signal = 'SIGKILL'
-    if (!(await exitWithin(h, AFTER_SIGKILL_MS))) throw survived(targetId, proc.pid)
+    if (!(await exited(AFTER_SIGKILL_MS))) throw survived(targetId, proc.pid)
   }
-  // A daemon this process spawned is reaped by Node.js a moment after its exit: until then it still
-  // counts as a member of its group. Its 'exit' event says it was reaped.
-  if (child !== null && child.exitCode === null && child.signalCode === null) await reaped(child)
   if (h.stopped(begun.leads)) return signal
   // Members outlive the leader (or it is not reaped yet): the rest of the stop, with what is left of the
   // grace, on a thread (the members are found in the process table and waited for through their pidfds).
@@ -59,14 +59,19 @@ export async function stopGroup(
   return out.signal === 'SIGKILL' ? 'SIGKILL' : signal
 }
 
-/** Resolves once Node.js has reaped `child` (its 'exit' event), or after a second. */
-function reaped(child: ChildProcess): Promise<void> {
+/** Whether Node.js reports `child`'s exit (it has reaped it) within `ms`. */
+function childExitWithin(child: ChildProcess, ms: number): Promise<boolean> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve(true)
   return new Promise((resolve) => {
-    const timer = setTimeout(resolve, 1000)
-    child.once('exit', () => {
+    const done = (): void => {
       clearTimeout(timer)
-      resolve()
-    })
+      resolve(true)
+    }
+    const timer = setTimeout(() => {
+      child.off('exit', done)
+      resolve(false)
+    }, ms)
+    child.once('exit', done)
   })
 }
 

@@ -314,34 +314,17 @@ export class Tracker {
    * when it was busy (nothing done).
    */
   forget(t: Tracked, locked: boolean): boolean {
-    let lock: NativeTargetLock | null = null
-    if (!locked) {
-      lock = this.queue.tryLock(t.targetId)
-      if (lock === null) return false
-    }
-    try {
-      this.mountOf(t)
-      if (t.mountPath) this.unmountDead(t.targetId, { mountPath: t.mountPath, mountId: t.mount?.id, mountDev: t.mount?.dev }, false)
-      const record = this.native.readRecord(t.targetId)
-      const ours = record !== null && record.pid === t.pid && record.startTicks === t.proc.startTicks
-      const file = this.native.read(t.targetId)
-      if (file === t.pid) this.native.delete(t.targetId)
-      else if (ours && file === null) this.native.deleteRecord(t.targetId)
-    } catch (err) {
-      throw nativeError(err, { targetId: t.targetId })
-    } finally {
-      lock?.release()
-    }
+    if (this.cleanDisk(t, locked) === 'busy') return false
     this.drop(t)
     this.log.debug({ targetId: t.targetId, pid: t.pid }, 'forgot a dead daemon')
     return true
   }
 
   /**
-   * Cleans up after a daemon that died on its own, leaving its entry in memory (as exited): unmounts the
-   * mount it made, deletes its PID file and record if they still name it. `ours`: they did (it died with
-   * its PID file in place); `gone`: they did not (another manager stopped or replaced it); `busy`: the
-   * target's lock is held elsewhere (nothing done: the holder deals with it).
+   * Cleans up after a daemon that died, leaving its entry in memory (as exited): unmounts the mount it
+   * made, deletes its PID file and record if they still name it (one core call). `ours`: they did (it
+   * died with its PID file in place); `gone`: they did not (another manager stopped or replaced it);
+   * `busy`: the target's lock is held elsewhere (nothing done: the holder deals with it).
    */
   cleanDisk(t: Tracked, locked: boolean): 'ours' | 'gone' | 'busy' {
     const lock = locked ? null : this.queue.tryLock(t.targetId)
@@ -349,16 +332,7 @@ export class Tracker {
     try {
       this.mountOf(t)
       if (t.mountPath) this.unmountDead(t.targetId, { mountPath: t.mountPath, mountId: t.mount?.id, mountDev: t.mount?.dev }, false)
-      const file = this.native.read(t.targetId)
-      if (file === t.pid) {
-        this.native.delete(t.targetId)
-        return 'ours'
-      }
-      const record = this.native.readRecord(t.targetId)
-      if (file === null && record !== null && record.pid === t.pid && record.startTicks === t.proc.startTicks) {
-        this.native.deleteRecord(t.targetId)
-      }
-      return 'gone'
+      return this.native.forget(t.targetId, t.pid, t.proc.startTicks) ? 'ours' : 'gone'
     } catch (err) {
       throw nativeError(err, { targetId: t.targetId })
     } finally {

@@ -49,8 +49,9 @@ export interface FuseProcessManagerOptions {
    */
   readonly args?: (context: SpawnContext) => readonly string[]
   /**
-   * When a spawned daemon counts as started: `'mount'` once `mountPath` is a mount point, `'alive'` once
-   * it has stayed up for `settleMs`.
+   * When a spawned daemon counts as started: `'mount'` once `mountPath` is a mount point and the daemon
+   * handles SIGTERM (libfuse installs its handler just after mounting; a SIGTERM before would kill it and
+   * leave a dead mount; looked at for at most 50 ms), `'alive'` once it has stayed up for `settleMs`.
    * @default 'mount'
    */
   readonly ready?: 'mount' | 'alive'

@@ -75,14 +75,16 @@ pub struct SpawnRecord {
 
 impl SpawnRecord {
   pub(crate) fn to_bytes(&self) -> Vec<u8> {
+    // The mount comes last: known only once the daemon is ready, it completes the record written
+    // before the daemon ran by lines appended to it (see `PidFileStore::write_record`).
     let mut out = format!("pid {}\nstart {}\n", self.pid, self.start_time).into_bytes();
-    if let Some(m) = &self.mount {
-      out.extend_from_slice(format!("mount {} {}\n", m.id, m.dev).as_bytes());
-    }
     if let Some(p) = &self.mount_path {
       out.extend_from_slice(b"path ");
       out.extend_from_slice(p.as_os_str().as_bytes());
       out.push(b'\n');
+    }
+    if let Some(m) = &self.mount {
+      out.extend_from_slice(format!("mount {} {}\n", m.id, m.dev).as_bytes());
     }
     out
   }

@@ -161,6 +161,7 @@ pub fn wait_for_mount(
   let table = sys::open_mount_table().map_err(io_err)?;
   loop {
     if let Some(found) = topmost(&sys::read_mount_table(&table).map_err(io_err)?, &target) {
+      settle_sigterm(process, deadline);
       return Ok(MountWait::Mounted(found));
     }
     if !process.is_alive() {
@@ -176,6 +177,23 @@ pub fn wait_for_mount(
       left.min(Duration::from_millis(50))
     };
     sys::poll_mounts_or_exit(&table, process.pidfd(), clamp_ms(slice)).map_err(io_err)?;
+  }
+}
+
+/// How long a daemon that mounted may take to handle SIGTERM before it counts as ready all the same.
+const SIGTERM_GRACE: Duration = Duration::from_millis(50);
+
+/// libfuse mounts first and installs its signal handlers a moment later: a SIGTERM in between would kill
+/// the daemon outright and leave a dead mount behind, where a handled one makes it unmount and exit. So
+/// a daemon that mounted is ready once it catches (or ignores) SIGTERM, looked at every millisecond — no
+/// event says so — for at most [`SIGTERM_GRACE`]: one that never handles it is ready then.
+fn settle_sigterm(process: &ProcessHandle, deadline: Instant) {
+  let until = (Instant::now() + SIGTERM_GRACE).min(deadline);
+  while sys::handles_signal(process.pid(), libc::SIGTERM) == Some(false)
+    && process.is_alive()
+    && Instant::now() < until
+  {
+    std::thread::sleep(Duration::from_millis(1));
   }
 }
 

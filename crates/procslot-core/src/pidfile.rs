@@ -261,12 +261,48 @@ impl PidFileStore {
         )));
       }
     }
-    write_atomic(
-      &self.dir,
-      &path,
-      &record.to_bytes(),
-      "write the spawn record",
-    )
+    let bytes = record.to_bytes();
+    if self
+      .extend_record(&path, &bytes)
+      .map_err(|e| Error::pid_io(&path, "write the spawn record", &e))?
+    {
+      return Ok(());
+    }
+    write_atomic(&self.dir, &path, &bytes, "write the spawn record")
+  }
+
+  /// Completes the record at `path` in place when its content is a beginning of `bytes` (a spawn's
+  /// record gaining the mount its daemon made: the same lines, then more), by appending the rest; whether
+  /// it did. A reader sees the record before or after, whole: the file's size grows only once the new
+  /// bytes are in it. Replacing it by a rename instead would make ext4 write the new file out at once
+  /// (`auto_da_alloc`), and delay its deletion until that write is done. Only our own, plain, single-link
+  /// file is extended; anything else is replaced atomically.
+  fn extend_record(&self, path: &Path, bytes: &[u8]) -> io::Result<bool> {
+    use std::os::unix::fs::FileExt;
+    let file = match OpenOptions::new()
+      .read(true)
+      .write(true)
+      .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+      .open(path)
+    {
+      Ok(f) => f,
+      Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT) | Some(libc::ELOOP)) => {
+        return Ok(false)
+      }
+      Err(e) => return Err(e),
+    };
+    let meta = file.metadata()?;
+    if distrust(&meta, self.euid).is_some() || meta.nlink() != 1 || meta.len() >= bytes.len() as u64
+    {
+      return Ok(false);
+    }
+    let mut old = vec![0u8; meta.len() as usize];
+    file.read_exact_at(&mut old, 0)?;
+    if old.is_empty() || !bytes.starts_with(&old) {
+      return Ok(false);
+    }
+    file.write_all_at(&bytes[old.len()..], old.len() as u64)?;
+    Ok(true)
   }
 
   /// The target's spawn record, `Ok(None)` when there is none, it cannot be trusted (the PID file's
@@ -329,6 +365,28 @@ impl PidFileStore {
     let had = remove(&path, "delete the PID file")?;
     self.delete_record(target_id)?;
     Ok(had)
+  }
+
+  /// Forgets a daemon that is gone — the process `pid` that started at `start_time` — from the
+  /// target's files, if they still name it: its PID file (and spawn record) when the PID file names its
+  /// PID; its record alone when there is no PID file and the record names that very process (a spawn
+  /// undone, a daemon another manager already dropped; or a PID file that names no valid PID). Files that
+  /// name another process are left
+  /// alone. With the target's lock held. Whether the PID file named it (it was deleted).
+  ///
+  /// # Errors
+  /// [`Error::InvalidTargetId`]; the operating system's error.
+  pub fn forget(&self, target_id: &str, pid: u32, start_time: u64) -> Result<bool> {
+    let file = self.read(target_id)?;
+    if file == Some(pid) {
+      self.delete(target_id)?;
+      return Ok(true);
+    }
+    let record = self.read_record(target_id)?;
+    if file.is_none() && record.is_some_and(|r| r.pid == pid && r.start_time == start_time) {
+      self.delete_record(target_id)?;
+    }
+    Ok(false)
   }
 
   /// Every PID file in the directory (files named `<valid target ID>.pid`), sorted by target ID.

@@ -294,3 +294,49 @@ fn load_reads_the_listed_record_of_an_old_pid_file_and_judges_one_without_by_its
     ]
   );
 }
+
+#[test]
+fn a_record_completed_with_its_mount_is_extended_in_place_and_any_other_replaced() {
+  use procslot_core::{MountId, SpawnRecord};
+  let tmp = TempDir::new();
+  let store = PidFileStore::open(&tmp.0).unwrap();
+  let before = SpawnRecord {
+    pid: 4242,
+    start_time: 77,
+    mount_path: Some("/mnt/t".into()),
+    mount: None,
+  };
+  store.write_record("t", &before).unwrap();
+  let path = tmp.join(".t.record");
+  let ino = fs::metadata(&path).unwrap().ino();
+  let ready = SpawnRecord {
+    mount: Some(MountId {
+      id: 45,
+      dev: "0:52".into(),
+    }),
+    ..before.clone()
+  };
+  store.write_record("t", &ready).unwrap();
+  assert_eq!(store.read_record("t").unwrap(), Some(ready.clone()));
+  assert_eq!(
+    fs::metadata(&path).unwrap().ino(),
+    ino,
+    "the same file, extended"
+  );
+  let other = SpawnRecord {
+    pid: 4343,
+    ..ready.clone()
+  };
+  store.write_record("t", &other).unwrap();
+  assert_eq!(store.read_record("t").unwrap(), Some(other));
+  assert_ne!(
+    fs::metadata(&path).unwrap().ino(),
+    ino,
+    "another record: replaced whole"
+  );
+  assert_eq!(
+    fs::read_dir(&tmp.0).unwrap().count(),
+    1,
+    "no temporary file left"
+  );
+}

@@ -12,6 +12,11 @@ pub fn filesystem_kind(_file: &File) -> super::FsKind {
   super::FsKind::Local
 }
 
+/// Not known here: `None` (nothing waits on it).
+pub fn handles_signal(_pid: u32, _sig: i32) -> Option<bool> {
+  None
+}
+
 /// No pidfds here.
 ///
 /// # Errors

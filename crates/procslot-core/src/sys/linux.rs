@@ -161,6 +161,20 @@ pub fn filesystem_kind(file: &File) -> super::FsKind {
   }
 }
 
+/// Whether `pid` catches or ignores signal `sig` (`SigCgt`/`SigIgn` of `/proc/<pid>/status`): `None`
+/// when there is no such process or it cannot be told.
+pub fn handles_signal(pid: u32, sig: i32) -> Option<bool> {
+  let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+  let mask = |field: &str| {
+    status
+      .lines()
+      .find_map(|l| l.strip_prefix(field))
+      .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+  };
+  let bit = 1u64 << (sig - 1);
+  Some((mask("SigCgt:")? | mask("SigIgn:")?) & bit != 0)
+}
+
 /// The system's PID limit, read once.
 pub fn pid_max() -> u32 {
   static PID_MAX: OnceLock<u32> = OnceLock::new();

@@ -35,9 +35,9 @@ pub use locks::{lock_wait, lock_wait_until, probe_lock, try_lock, unlock, LockOu
 mod linux;
 #[cfg(target_os = "linux")]
 pub use linux::{
-  filesystem_kind, mount_entries, open_mount_table, pid_max, pidfd_open, pidfd_send_signal,
-  poll_mounts_or_exit, proc_stat, process_group, process_groups, read_mount_table,
-  start_time_granularity_ms, start_time_ms, unmount_lazy,
+  filesystem_kind, handles_signal, mount_entries, open_mount_table, pid_max, pidfd_open,
+  pidfd_send_signal, poll_mounts_or_exit, proc_stat, process_group, process_groups,
+  read_mount_table, start_time_granularity_ms, start_time_ms, unmount_lazy,
 };
 
 #[cfg(target_os = "macos")]
@@ -54,7 +54,7 @@ pub use other::{pid_max, proc_stat, start_time_granularity_ms, start_time_ms};
 mod fallback;
 #[cfg(all(unix, not(target_os = "linux")))]
 pub use fallback::{
-  filesystem_kind, mount_entries, open_mount_table, pidfd_open, pidfd_send_signal,
+  filesystem_kind, handles_signal, mount_entries, open_mount_table, pidfd_open, pidfd_send_signal,
   poll_mounts_or_exit, process_group, process_groups, read_mount_table, unmount_lazy,
 };
 
