@@ -198,3 +198,17 @@ withPython('without inotify (inotify_init1 refused: another platform, or the per
   t.like(await waits.next('the wait'), { resolved: 0, slot: 0 })
   await holder.kill()
 })
+
+test('exact: acquire takes only the preferred slot, waitForSlot waits for that very slot while another is free', async (t) => {
+  const { holders, table } = await fullTable(t, 3)
+  t.throws(() => table.acquire({ exact: true }), { code: 'ERR_INVALID_ARG_VALUE', message: /exact needs preferred/ })
+  t.like(await holders[0]!.ask('release'), { released: true })
+  t.throws(() => table.acquire({ preferred: 1, exact: true }), { instanceOf: SlotsExhaustedError }, 'slot 1 is held; slot 0 does not do')
+  const waiting = table.waitForSlot({ preferred: 1, exact: true, timeoutMs: 30_000 })
+  // Slot 0 is free all along: a wait that took any slot would already be over.
+  t.is(table.held, -1)
+  await holders[1]!.ask('release')
+  t.is(await deadline(waiting, 20_000, 'the exact wait'), 1)
+  t.is(table.acquire({ preferred: 1, exact: true }), 1, 'the slot it holds')
+  t.true(table.release())
+})

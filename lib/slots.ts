@@ -14,7 +14,7 @@ import {
   type NativeWaited,
   type NativeWaiter,
 } from './native.js'
-import { checkBoolean, checkInteger, checkMs, checkSignal, checkString } from './validate.js'
+import { checkBoolean, checkInteger, checkMs, checkSignal, checkString, invalidValue } from './validate.js'
 
 /** The error classes, loaded when the first error is made. */
 const errors = (): typeof Errors => require('./errors.js') as typeof Errors
@@ -71,9 +71,17 @@ export interface SlotTableOptions {
 export interface AcquireOptions {
   /**
    * The slot to try first, for a stable mapping (the cluster worker's index, PM2's `NODE_APP_INSTANCE`).
-   * If it is held, or beyond the table, the lowest free slot is taken instead.
+   * If it is held, or beyond the table, the lowest free slot is taken instead — unless `exact`.
    */
   readonly preferred?: number
+  /**
+   * Only `preferred` will do: `acquire` throws {@link SlotsExhaustedError} when it is held (or beyond the
+   * table), `waitForSlot` waits for that very slot. This is how PM2's instance N keeps slot N through
+   * `pm2 reload`: the new instance N waits until the old one gives slot N back. Needs `preferred`.
+   *
+   * @default false
+   */
+  readonly exact?: boolean
 }
 
 /** Options of {@link SlotTable.waitForSlot}. */
@@ -94,12 +102,23 @@ function checkPath(path: unknown): string {
   return checkString('the slot file path', path)
 }
 
+/** The slot a claim wants, as the binding takes it. */
+interface Want {
+  readonly preferred: number | undefined
+  readonly exact: boolean
+}
+
 /**
  * `preferred` checked and as the binding takes it: a u32 (any larger number is beyond every table too,
- * so it still means "no such slot: the lowest free one").
+ * so it still means "no such slot": the lowest free one, or none with `exact`); `exact` a boolean that
+ * needs `preferred`.
  */
-function checkPreferred(preferred: number | undefined): number | undefined {
-  return preferred === undefined ? undefined : Math.min(checkInteger('preferred', preferred, 0, Number.MAX_SAFE_INTEGER), 0xffffffff)
+function checkWant(options: AcquireOptions): Want {
+  const preferred =
+    options.preferred === undefined ? undefined : Math.min(checkInteger('preferred', options.preferred, 0, Number.MAX_SAFE_INTEGER), 0xffffffff)
+  const exact = options.exact === undefined ? false : checkBoolean('exact', options.exact)
+  if (exact && preferred === undefined) throw invalidValue('exact', exact, 'needs preferred: the one slot to take')
+  return { preferred, exact }
 }
 
 /**
@@ -198,7 +217,7 @@ export class SlotTable {
    * @throws {SlotFileError} when the file cannot be used
    */
   acquire(options: AcquireOptions = {}): number {
-    const slot = this.#take(checkPreferred(options.preferred))
+    const slot = this.#take(checkWant(options))
     if (slot < 0) throw new (errors().SlotsExhaustedError)(this.#path, this.size)
     return slot
   }
@@ -218,11 +237,11 @@ export class SlotTable {
    * @throws {TypeError | RangeError} for invalid options
    */
   async waitForSlot(options: WaitForSlotOptions = {}): Promise<number> {
-    const preferred = checkPreferred(options.preferred)
+    const want = checkWant(options)
     const timeoutMs = options.timeoutMs === undefined ? undefined : checkMs('timeoutMs', options.timeoutMs)
     const signal = options.signal === undefined ? undefined : checkSignal('signal', options.signal)
     signal?.throwIfAborted()
-    const first = this.#take(preferred)
+    const first = this.#take(want)
     if (first >= 0) return first
     if (timeoutMs === 0) throw new (errors().SlotsExhaustedError)(this.#path, this.size)
 
@@ -232,7 +251,7 @@ export class SlotTable {
     this.#waiters.add(waiter)
     let waited: NativeWaited
     try {
-      waited = await waiter.wait(preferred, undefined, timeoutMs)
+      waited = await waiter.wait(want.preferred, want.exact, timeoutMs)
     } catch (err) {
       throw errors().slotFileError(err, this.#path)
     } finally {
@@ -323,8 +342,8 @@ export class SlotTable {
   }
 
   /** One try at a slot (`-1`: every slot held), with the once-per-file warning if the path was replaced. */
-  #take(preferred: number | undefined): number {
-    const slot = this.#call((t) => t.acquire(preferred, undefined))
+  #take(want: Want): number {
+    const slot = this.#call((t) => t.acquire(want.preferred, want.exact))
     if (slot >= 0 && this.#native.replacedSeen) warnReplaced(this.#path)
     return slot
   }
