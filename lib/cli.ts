@@ -25,6 +25,13 @@ const commands: Record<string, Command> = {
     summary: "a daemon's status, exit 0 running, 1 dead with a PID file, 3 not running, 4 unknown (LSB)",
     load: () => import('./cli-status'),
   },
+  start: {
+    usage: 'start <pidDir> <targetId> [--ready mount:PATH|alive] [--timeout ms] -- COMMAND [ARGS...]',
+    summary:
+      'start a daemon as a manager does (spawn record, process group, log, readiness, PID file); exit 0 once ready ' +
+      'or already running, 1 when it did not become ready (nothing left running)',
+    load: () => import('./cli-start'),
+  },
   stop: {
     usage: 'stop <pidDir> <targetId> [--timeout ms] [--force]',
     summary: 'stop a daemon (its process group, SIGTERM then SIGKILL), unmount what it leaves, remove its PID file',

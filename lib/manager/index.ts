@@ -122,7 +122,7 @@ export class FuseProcessManager extends EventEmitter<ManagerEvents> implements D
     const logDir = options.logDir ?? options.pidDir
     const settings: SpawnSettings = {
       command: options.command,
-      args: options.args ?? (({ mountPath }) => [mountPath]),
+      args: options.args ?? (({ mountPath }) => (mountPath === '' ? [] : [mountPath])),
       ready: options.ready ?? 'mount',
       logDir,
       killTimeoutMs: positive('killTimeoutMs', options.killTimeoutMs, 10_000),
@@ -231,7 +231,8 @@ export class FuseProcessManager extends EventEmitter<ManagerEvents> implements D
    * `env` over `process.env` and its output appended to `<logDir>/<targetId>.log`. Its identity (PID and
    * exact start time) is recorded beside the PID file before it runs. Resolves once it is ready —
    * `mountPath` is a mount point, or with `ready: 'alive'` it stayed up for `settleMs` — with its PID file
-   * written and it tracked.
+   * written and it tracked. With `ready: 'alive'`, `mountPath` may be `null`: a daemon that mounts
+   * nothing (no mount point is made; `args` sees `mountPath: ''`).
    *
    * Two calls for one target at once — in this manager or in managers of other processes sharing
    * `pidDir` — never start two daemons. Nothing here touches `mountPath` on the JavaScript thread: a hung
@@ -244,7 +245,7 @@ export class FuseProcessManager extends EventEmitter<ManagerEvents> implements D
    */
   spawn(
     targetId: string,
-    mountPath: string,
+    mountPath: string | null,
     env: Readonly<Record<string, string>> = {},
     options: SpawnOptions = {},
   ): Promise<ProcessInfo> {
@@ -252,14 +253,14 @@ export class FuseProcessManager extends EventEmitter<ManagerEvents> implements D
     try {
       this.#open()
       checkTargetId(targetId)
-      checkString('mountPath', mountPath)
+      if (mountPath !== null || this.#settings.ready === 'mount') checkString('mountPath', mountPath)
       checkObject('options', options)
       policy = optional(options.restart, this.#supervisor.restart.restart, checkRestart)
     } catch (err) {
       return Promise.reject(err)
     }
     const s = this.#settings
-    const path = resolve(mountPath)
+    const path = mountPath === null ? null : resolve(mountPath)
     return this.#queue.run(
       targetId,
       s.startTimeoutMs,

@@ -32,7 +32,7 @@ export async function spawnLocked(
   tr: Tracker,
   s: SpawnSettings,
   targetId: string,
-  mountPath: string,
+  mountPath: string | null,
   env: Readonly<Record<string, string>>,
   onSpawned: () => void,
 ): Promise<ProcessInfo> {
@@ -62,19 +62,23 @@ export async function spawnLocked(
 
   const deadline = Date.now() + s.startTimeoutMs
   const left = () => Math.max(0, deadline - Date.now())
-  const existing = await withDeadline(
-    native.prepareMountPoint(mountPath).catch((err: unknown) => {
-      throw nativeError(err, { path: mountPath })
-    }),
-    s.startTimeoutMs,
-    () => new SpawnError(`target ${targetId}: ${mountPath} did not answer within ${s.startTimeoutMs} ms`, { targetId, reason: 'timeout' }),
-  )
+  // A daemon that mounts nothing (`mountPath` null, ready when alive) has no mount point to prepare.
+  const existing =
+    mountPath === null
+      ? null
+      : await withDeadline(
+          native.prepareMountPoint(mountPath).catch((err: unknown) => {
+            throw nativeError(err, { path: mountPath })
+          }),
+          s.startTimeoutMs,
+          () => new SpawnError(`target ${targetId}: ${mountPath} did not answer within ${s.startTimeoutMs} ms`, { targetId, reason: 'timeout' }),
+        )
   if (existing !== null) {
     throw new SpawnError(`target ${targetId}: ${mountPath} is already a mount point (${existing.fstype})`, { targetId, reason: 'mounted' })
   }
 
   const logFile = join(s.logDir, `${targetId}.log`)
-  const args = [...s.args({ targetId, mountPath })]
+  const args = [...s.args({ targetId, mountPath: mountPath ?? '' })]
   const fullEnv = { ...process.env, ...env }
   const file = resolveCommand(s.command, fullEnv.PATH)
   if (file === null) {
@@ -126,8 +130,8 @@ export async function spawnLocked(
     await killChild(proc)
     try {
       // The path was no mount point before the spawn: a mount there now is the daemon's.
-      const m = safeMountAt(mountPath)
-      if (m !== null) native.unmountIf(mountPath, m.id, m.dev)
+      const m = mountPath === null ? null : safeMountAt(mountPath)
+      if (m !== null) native.unmountIf(mountPath!, m.id, m.dev)
     } catch {}
     try {
       tr.native.deleteRecord(targetId)
@@ -157,21 +161,21 @@ export async function spawnLocked(
     // Its identity goes on disk before it may run: a manager killed from here on leaves a record that
     // the next manager finds.
     try {
-      tr.native.writeRecord(targetId, { pid, startTicks: proc.startTicks, mountPath })
+      tr.native.writeRecord(targetId, { pid, startTicks: proc.startTicks, mountPath: mountPath ?? undefined })
     } catch (err) {
       return await fail(proc, 'spawn', 'could not be recorded', nativeError(err, { targetId }))
     }
     gated.open()
 
     let mount: MountRef | null = null
-    if (s.ready === 'mount') {
+    if (s.ready === 'mount' && mountPath !== null) {
       const out = await awaitNative(handle.waitMount(mountPath, left()), left())
       if (out.outcome === 'exited') return await fail(proc, 'exited', `exited before ${mountPath} was mounted`)
       if (out.outcome === 'timeout') return await fail(proc, 'timeout', `did not mount ${mountPath} within ${s.startTimeoutMs} ms`)
       mount = toRef(out.mount)
     } else {
       if (await awaitNative(handle.waitExit(s.settleMs), s.settleMs)) return await fail(proc, 'exited', 'exited before it settled')
-      mount = toRef(safeMountAt(mountPath))
+      mount = mountPath === null ? null : toRef(safeMountAt(mountPath))
     }
     t = {
       targetId,

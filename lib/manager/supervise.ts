@@ -27,7 +27,7 @@ export interface RestartSettings {
 /** How to start a target again: what its spawn was given, and its restarts so far. */
 interface Plan {
   readonly policy: RestartPolicy
-  readonly mountPath: string
+  readonly mountPath: string | null
   readonly env: Readonly<Record<string, string>>
   /** When each restart within the window was scheduled. */
   history: number[]
@@ -121,7 +121,7 @@ export class Supervisor {
   }
 
   /** Remembers how a target was spawned, for restarts by `policy`. */
-  plan(targetId: string, policy: RestartPolicy, mountPath: string, env: Readonly<Record<string, string>>): void {
+  plan(targetId: string, policy: RestartPolicy, mountPath: string | null, env: Readonly<Record<string, string>>): void {
     const old = this.#plans.get(targetId)
     if (policy === 'no') {
       if (old !== undefined) this.cancel(targetId)

@@ -15,7 +15,7 @@ export interface Logger {
 export interface SpawnContext {
   /** The target being started. */
   readonly targetId: string
-  /** Where its filesystem is to be mounted (absolute). */
+  /** Where its filesystem is to be mounted (absolute); `''` for a daemon that mounts nothing (spawned with `null`). */
   readonly mountPath: string
 }
 
@@ -45,7 +45,7 @@ export interface FuseProcessManagerOptions {
   /**
    * The daemon's arguments for a target. It must stay in the foreground (`-f` for most FUSE daemons):
    * the manager tracks the process it started.
-   * @default ({ mountPath }) => [mountPath]
+   * @default ({ mountPath }) => (mountPath === '' ? [] : [mountPath])
    */
   readonly args?: (context: SpawnContext) => readonly string[]
   /**
