@@ -14,7 +14,7 @@
  * @internal
  */
 import { existsSync, readFileSync } from 'node:fs'
-import { isAbsolute, join } from 'node:path'
+import { isAbsolute, join, resolve } from 'node:path'
 
 import type * as Binding from '../binding.js'
 import type * as LoadError from './load-error.js'
@@ -151,6 +151,25 @@ export function warnReplaced(path: string): void {
   )
 }
 
+const warnedFuse = new Set<string>()
+
+/**
+ * Emits the once-per-file process warning for a slot file on FUSE: the kernel keeps a FUSE file's locks
+ * per mount, so only processes that reach it through this same mount are kept apart.
+ * @internal
+ */
+export function warnFuse(path: string): void {
+  if (warnedFuse.has(path)) return
+  warnedFuse.add(path)
+  process.emitWarning(
+    `slot file ${path} is on a FUSE filesystem: the kernel keeps its locks per mount, so only processes that ` +
+      'open it through this same mount are kept apart (not processes that reach the same file another way — ' +
+      'the files under a bindfs view, another host of a network filesystem mounted through FUSE). Keep a ' +
+      "fleet's slot file on a local disk, tmpfs, or NFS with its lock manager; see the README.",
+    { type: 'ProcslotWarning', code: 'PROCSLOT_SLOT_FILE_ON_FUSE' },
+  )
+}
+
 /**
  * The slot (0-based process ID) of this process in a slot file, claiming the lowest slot with no live
  * holder if it holds none. Repeated calls return the same number. The slot is held until
@@ -179,6 +198,7 @@ export function getProcessId(slotsFile: string = DEFAULT_SLOTS_FILE, options?: G
   if (id >= 0) {
     if (!isAbsolute(slotsFile)) memoCwd = process.cwd()
     memo.set(slotsFile, id)
+    if (native.slotFileOnFuse(slotsFile)) warnFuse(resolve(slotsFile))
   }
   return id
 }

@@ -9,6 +9,7 @@ import {
   MAX_SLOTS,
   forgetProcessIds,
   native,
+  warnFuse,
   warnReplaced,
   type NativeSlotTable,
   type NativeWaited,
@@ -161,8 +162,9 @@ export class SlotTable {
     const mode = checkInteger('mode', options.mode ?? 0o600, 0, 0o777)
     const timeoutMs = options.timeoutMs === undefined ? undefined : checkMs('timeoutMs', options.timeoutMs)
     const allowForeignOwner = checkBoolean('allowForeignOwner', options.allowForeignOwner ?? false)
+    let table: SlotTable
     try {
-      return new SlotTable(
+      table = new SlotTable(
         native.NativeSlotTable.open(path, {
           slots,
           mode,
@@ -174,6 +176,8 @@ export class SlotTable {
     } catch (err) {
       throw errors().slotFileError(err, path)
     }
+    if (table.#native.onFuse) warnFuse(table.#path)
+    return table
   }
 
   /** The file's absolute path. */

@@ -82,6 +82,13 @@ pub fn get_process_id(
   }
 }
 
+/// Whether this process's open of the slot file at `path` (if it has one) is on FUSE, whose locks keep
+/// apart only the processes that use the same mount.
+#[napi]
+pub fn slot_file_on_fuse(path: String) -> bool {
+  procslot_core::opened(Path::new(&path)).is_some_and(|f| f.on_fuse())
+}
+
 /// Frees this process's slot in `path`; whether one was freed.
 #[napi]
 pub fn release_process_id(path: String) -> bool {
@@ -169,6 +176,12 @@ impl NativeSlotTable {
   #[napi(getter)]
   pub fn size(&self, env: &Env) -> Result<u32> {
     Ok(self.file(env)?.size().map_err(|e| to_js(env, e))? as u32)
+  }
+
+  /// Whether the file is on FUSE (see `slotFileOnFuse`).
+  #[napi(getter)]
+  pub fn on_fuse(&self, env: &Env) -> Result<bool> {
+    Ok(self.file(env)?.on_fuse())
   }
 
   /// Whether liveness is decided by locks.

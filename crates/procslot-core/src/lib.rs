@@ -51,7 +51,7 @@ pub use process::{
   identity, possible_pid, started_after, Identity, ProcessHandle, Signalled, StopBegun,
 };
 pub use slots::{
-  default_file, ensure_private_dir, get_process_id, release_process_id, Holder, Locking,
+  default_file, ensure_private_dir, get_process_id, opened, release_process_id, Holder, Locking,
   OpenOptions, SlotFile, SlotInfo, Waited, Want, CROWDED, DEFAULT_TIMEOUT, MAX_FILE_BYTES,
   MAX_SLOTS, SLOT_BYTES,
 };

@@ -519,6 +519,14 @@ impl SlotFile {
     self.locks.load(Ordering::Relaxed)
   }
 
+  /// Whether the file is on a FUSE filesystem, whose locks the kernel keeps per mount: only processes
+  /// that reach the file through this same mount are kept apart (another mount of the same files — a
+  /// bind mount under FUSE, the files themselves, another host of a network filesystem mounted through
+  /// FUSE — sees none of their locks). One `fstatfs`.
+  pub fn on_fuse(&self) -> bool {
+    sys::filesystem_kind(&self.file) == sys::FsKind::Fuse
+  }
+
   /// The slot this process holds in this file, if any.
   pub fn held(&self) -> Option<usize> {
     lock(&self.inner).held
@@ -1082,6 +1090,16 @@ fn grow(
 fn process_ids() -> MutexGuard<'static, HashMap<PathBuf, Arc<SlotFile>>> {
   static IDS: OnceLock<Mutex<HashMap<PathBuf, Arc<SlotFile>>>> = OnceLock::new();
   lock(IDS.get_or_init(Default::default))
+}
+
+/// This process's open of the file at `path`, if it has one (no new open).
+pub fn opened(path: &Path) -> Option<Arc<SlotFile>> {
+  let key = std::path::absolute(path).ok()?;
+  if let Some(f) = process_ids().get(&key) {
+    return Some(f.clone());
+  }
+  let meta = std::fs::symlink_metadata(&key).ok()?;
+  SlotFile::lookup((meta.dev(), meta.ino()))
 }
 
 /// This process's slot in the file at `path`, claiming one if it holds none (the port of the Go
