@@ -3,6 +3,7 @@
  * at once, restarted by policy with backoff, given up after a limit; and a watching manager lets its
  * process exit.
  */
+import test from 'ava'
 import { execFile } from 'node:child_process'
 import { once } from 'node:events'
 import { existsSync, readFileSync, readdirSync } from 'node:fs'
@@ -135,4 +136,45 @@ fuseTest('the stale events of the construction-time load come after the construc
   t.is(manager.cleaned, 1, 'counted at once')
   const [e] = await deadline(once(manager, 'stale'), 5_000, 'the stale event')
   t.like(e, { targetId: 'gone', pid })
+})
+
+test("manager.ref() keeps a script alive until its daemon's exit event; unref'd (the default) it ends at once, and its daemon lives on", async (t) => {
+  const box = sandbox(t)
+  const index = join(import.meta.dirname, '..', 'index.js')
+  const script = (ref: boolean) => `
+    const { once } = require('node:events')
+    const { FuseProcessManager } = require(${JSON.stringify(index)})
+    // A PID directory of its own: a ref'd manager is kept alive by every daemon it watches, adopted ones too.
+    const m = new FuseProcessManager({ pidDir: ${JSON.stringify(box.pidDir)} + ${JSON.stringify(ref ? '-kept' : '-free')}, command: 'sleep', args: () => ['600', ${JSON.stringify(box.marker)}], ready: 'alive', settleMs: 20 })
+    ${ref ? 'm.ref()' : ''}
+    m.spawn(${JSON.stringify(ref ? 'kept' : 'free')}, null).then(async ({ pid }) => {
+      console.log(JSON.stringify({ pid }))
+      const [e] = await once(m, 'exit')
+      console.log(JSON.stringify({ exit: e.pid }))
+    })`
+  // Unref'd: nothing keeps the script running once its daemon is up.
+  const free = await new Promise<{ code: number | null; lines: string[] }>((resolve) =>
+    execFile(process.execPath, ['-e', script(false)], { timeout: 30_000 }, (err, stdout) =>
+      resolve({ code: err ? ((err as { code?: number }).code ?? null) : 0, lines: stdout.trim().split('\n') }),
+    ),
+  )
+  t.is(free.code, 0)
+  t.is(free.lines.length, 1, 'it ended before any exit event')
+  const freePid = (JSON.parse(free.lines[0]!) as { pid: number }).pid
+  t.true(alive(freePid), 'the daemon outlives its manager')
+
+  // Ref'd: the script waits for the exit event of the daemon we kill, then ends by itself.
+  const child = execFile(process.execPath, ['-e', script(true)], { timeout: 30_000 })
+  let out = ''
+  child.stdout!.on('data', (d: Buffer) => (out += d.toString()))
+  const pidLine = await deadline(
+    new Promise<string>((resolve) => child.stdout!.on('data', () => out.includes('\n') && resolve(out.split('\n')[0]!))),
+    20_000,
+    'the daemon to start',
+  )
+  const { pid } = JSON.parse(pidLine) as { pid: number }
+  process.kill(pid, 'SIGKILL')
+  const [code] = (await deadline(once(child, 'exit'), 20_000, 'the script to end')) as [number | null]
+  t.is(code, 0)
+  t.deepEqual(JSON.parse(out.trim().split('\n')[1]!), { exit: pid })
 })

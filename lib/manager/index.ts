@@ -419,6 +419,23 @@ export class FuseProcessManager extends EventEmitter<ManagerEvents> implements D
   }
 
   /**
+   * Makes the manager keep the process alive while it watches daemons, as `net.Server.ref()` does: a
+   * script whose only work is `await once(manager, 'exit')` then waits for that event. The manager is
+   * unref'd by default — its daemons outlive it, and watching them does not keep a program running.
+   * @returns the manager
+   */
+  ref(): this {
+    this.#supervisor.setRef(true)
+    return this
+  }
+
+  /** The default: watching daemons does not keep the process alive (see {@link ref}). @returns the manager */
+  unref(): this {
+    this.#supervisor.setRef(false)
+    return this
+  }
+
+  /**
    * Stops watching and frees this manager's process handles (pidfds), cancelling pending restarts. The
    * daemons are not touched: they run on, and the next
    * manager finds them through their PID files. Idempotent; calls after it reject with `ECLOSED`.

@@ -51,6 +51,9 @@ export class Supervisor {
    * Watching alone keeps nothing alive (the watcher's callback into JavaScript is weak).
    */
   #keepAlive: NodeJS.Timeout | null = null
+  /** Whether watching keeps the process alive (`manager.ref()`), and the handle that does it. */
+  #refed = false
+  #refHandle: NodeJS.Timeout | null = null
 
   constructor(
     readonly tr: Tracker,
@@ -59,6 +62,25 @@ export class Supervisor {
     readonly restart: RestartSettings,
     readonly onSpawned: () => void,
   ) {}
+
+  /**
+   * Whether watching keeps the process alive: while `refed` and any daemon is watched, a handle that never
+   * fires (a timer of 2^30 ms: no tick while nothing happens) holds the event loop, as a ref'd
+   * `net.Server` does.
+   */
+  setRef(refed: boolean): void {
+    this.#refed = refed
+    this.#updateRef()
+  }
+
+  #updateRef(): void {
+    const want = this.#refed && !this.#closed && this.#tokens.size > 0
+    if (want && this.#refHandle === null) this.#refHandle = setInterval(() => {}, 2 ** 30)
+    if (!want && this.#refHandle !== null) {
+      clearInterval(this.#refHandle)
+      this.#refHandle = null
+    }
+  }
 
   /** How many tracked daemons the core's fallback watches (they have no pidfd). */
   get unwatched(): number {
@@ -85,6 +107,7 @@ export class Supervisor {
       if (byPidfd === null) return
       this.#tokens.set(token, t)
       this.#tokenOf.set(t, token)
+      this.#updateRef()
       if (!byPidfd) {
         this.#unwatched.add(t)
         this.#tellNoPidfd(handle.noPidfd ?? 'ENOSYS')
@@ -118,6 +141,7 @@ export class Supervisor {
     this.#tokenOf.delete(t)
     this.#tokens.delete(token)
     this.#watcher?.unwatch(token)
+    this.#updateRef()
   }
 
   /** Remembers how a target was spawned, for restarts by `policy`. */
@@ -164,6 +188,7 @@ export class Supervisor {
     this.#watcher?.close()
     this.#tokens.clear()
     this.#unwatched.clear()
+    this.#updateRef()
   }
 
   #onToken(token: number): void {
@@ -172,6 +197,8 @@ export class Supervisor {
     this.#tokens.delete(token)
     this.#tokenOf.delete(t)
     this.#unwatched.delete(t)
+    // The `exit` event comes within this turn or the next (a child's exit code): the handle goes after it.
+    setImmediate(() => this.#updateRef())
     const child = t.child
     if (child !== null && child.exitCode === null && child.signalCode === null) {
       // Node reaps its own child and says how it ended moments later: wait for that (a deadline in case).

@@ -163,7 +163,8 @@ export interface ManagerEvents {
   /**
    * A tracked daemon died on its own (not through this manager's `kill`): reported within milliseconds,
    * with no call, once what it left mounted is unmounted and its PID file removed (`code`/`signal` are
-   * known for daemons this manager spawned, `null` for adopted ones).
+   * known for daemons this manager spawned, `null` for adopted ones). A script that only waits for this
+   * event needs `manager.ref()`: by default the manager does not keep the process alive.
    */
   exit: [event: { targetId: string; pid: number; code: number | null; signal: NodeJS.Signals | null }]
   /** A daemon was killed through `kill`. */
