@@ -358,7 +358,7 @@ async function tenThousand(dir: string, loadDir: string, progress: (m: string) =
         },
       },
       {
-        name: `new FuseProcessManager (${FILES} PID files of case 5)`,
+        name: `new FuseProcessManager (${FILES} PID files naming 4 processes, as in the load case)`,
         fn: async () => new FuseProcessManager({ pidDir: loadDir, command: 'true' }).close(),
         after: gc,
       },
