@@ -7,9 +7,58 @@ use std::io;
 use std::os::fd::OwnedFd;
 use std::path::Path;
 
+/// Told apart by the filesystem's type name (`f_fstypename` of `fstatfs`): macFUSE and FUSE-T mounts are
+/// `Fuse`, NFS, SMB, AFP and WebDAV mounts `Network`, anything else (or a failed call) `Local`.
+#[cfg(any(
+  target_os = "macos",
+  target_os = "freebsd",
+  target_os = "openbsd",
+  target_os = "dragonfly"
+))]
+pub fn filesystem_kind(file: &File) -> super::FsKind {
+  use std::os::fd::AsRawFd;
+  // SAFETY: `statfs` is plain data; all-zero is valid.
+  let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+  // SAFETY: the descriptor is open for the duration of the call and `st` is writable.
+  if unsafe { libc::fstatfs(file.as_raw_fd(), &mut st) } != 0 {
+    return super::FsKind::Local;
+  }
+  let name: Vec<u8> = st
+    .f_fstypename
+    .iter()
+    .take_while(|&&c| c != 0)
+    .map(|&c| c as u8)
+    .collect();
+  fs_kind_of_type_name(&name)
+}
+
 /// Not told apart here: `Local` (locks and notifications are not relied on anyway).
+#[cfg(not(any(
+  target_os = "macos",
+  target_os = "freebsd",
+  target_os = "openbsd",
+  target_os = "dragonfly"
+)))]
 pub fn filesystem_kind(_file: &File) -> super::FsKind {
   super::FsKind::Local
+}
+
+/// The kind of a filesystem by its BSD type name (`macfuse`, `osxfuse`, `fusefs.*`, `nfs`, `smbfs`, ...).
+#[cfg(any(
+  target_os = "macos",
+  target_os = "freebsd",
+  target_os = "openbsd",
+  target_os = "dragonfly"
+))]
+fn fs_kind_of_type_name(name: &[u8]) -> super::FsKind {
+  const NETWORK: [&[u8]; 6] = [b"nfs", b"smbfs", b"afpfs", b"webdav", b"cifs", b"9p"];
+  if name.starts_with(b"fuse") || name.ends_with(b"fuse") {
+    super::FsKind::Fuse
+  } else if NETWORK.contains(&name) {
+    super::FsKind::Network
+  } else {
+    super::FsKind::Local
+  }
 }
 
 /// Not known here: `None` (nothing waits on it).
@@ -106,4 +155,43 @@ pub fn unmount_lazy(path: &Path) -> io::Result<bool> {
     .stderr(std::process::Stdio::null())
     .status()?;
   Ok(status.success())
+}
+
+#[cfg(all(
+  test,
+  any(
+    target_os = "macos",
+    target_os = "freebsd",
+    target_os = "openbsd",
+    target_os = "dragonfly"
+  )
+))]
+mod tests {
+  use super::super::FsKind;
+  use super::fs_kind_of_type_name;
+
+  #[test]
+  fn type_names() {
+    for fuse in ["macfuse", "osxfuse", "fusefs", "fusefs.sshfs"] {
+      assert_eq!(
+        fs_kind_of_type_name(fuse.as_bytes()),
+        FsKind::Fuse,
+        "{fuse}"
+      );
+    }
+    for net in ["nfs", "smbfs", "afpfs", "webdav"] {
+      assert_eq!(
+        fs_kind_of_type_name(net.as_bytes()),
+        FsKind::Network,
+        "{net}"
+      );
+    }
+    for local in ["apfs", "hfs", "ufs", "zfs", "tmpfs", ""] {
+      assert_eq!(
+        fs_kind_of_type_name(local.as_bytes()),
+        FsKind::Local,
+        "{local}"
+      );
+    }
+  }
 }
