@@ -215,13 +215,19 @@ rootTest('a PID directory on a full 64 KiB tmpfs: spawn rejects naming the cause
   t.deepEqual(daemonsWith(box.marker), [])
 })
 
-/** A restart storm: 10 targets whose daemons (`sh`, with the marker) die every 100 ms, restarted 'always'. */
+/**
+ * A restart storm: 10 targets whose daemons (`sh`, with the marker) die every 100 ms, restarted 'always'.
+ * The first daemons hold still until all 10 spawns have resolved (while the file `hold` exists): on a busy
+ * machine a spawn can take longer than a 100 ms life, and would reject with "exited before it settled".
+ */
 async function storm(t: ExecutionContext, round: number, script: string) {
   const box = sandbox(t)
+  const hold = join(box.dir, 'hold')
+  writeFileSync(hold, '')
   const manager = new FuseProcessManager({
     pidDir: box.pidDir,
     command: 'sh',
-    args: () => ['-c', script, 'storm', box.marker],
+    args: () => ['-c', `while [ -e ${hold} ]; do sleep 0.02; done; ${script}`, 'storm', box.marker],
     ready: 'alive',
     // Ready at once: on a loaded machine a 100 ms daemon could die inside a settle time, and the storm
     // would end before it began.
@@ -239,6 +245,7 @@ async function storm(t: ExecutionContext, round: number, script: string) {
   })
   const ids = Array.from({ length: 10 }, (_, i) => `r${round}-${i}`)
   await Promise.all(ids.map((id) => manager.spawn(id, box.mnt(id))))
+  rmSync(hold)
   // Let it rage: until 20 + 5 * round restarts have happened.
   let restarts = 0
   await deadline(
@@ -277,15 +284,22 @@ test('close() during a restart storm, 5 rounds: no daemon is left running withou
   for (let round = 0; round < 5; round++) {
     const flag = join(sandbox(t).dir, 'crash')
     writeFileSync(flag, '')
-    // Crash while the flag is there; once it is gone, a daemon (a restart in progress) stays up.
-    const { box, manager, ids } = await storm(t, round, `if [ -e ${flag} ]; then sleep 0.1; exit 1; fi; exec sleep 600`)
+    // Crash while the flag is there; once it is gone, a daemon (a restart in progress) stays up, as
+    // `sleep 600 <marker>` ($1: the marker), so that it is still found by its marker.
+    const { box, manager, ids } = await storm(t, round, `if [ -e ${flag} ]; then sleep 0.1; exit 1; fi; exec sleep 600 "$1"`)
     rmSync(flag)
     manager.close()
     // A restart in progress holds its target's lock until it is done (or undone): wait for each lock.
     const store = NativePidFileStore.open(box.pidDir)
     for (const id of ids) (await deadline(store.lock(id), 30_000, `the lock of ${id}`)).release()
     t.deepEqual(withoutPidFile(box.marker, box.pidDir), [], `round ${round}: every live daemon has its PID file`)
-    for (const pid of daemonsWith(box.marker)) process.kill(pid, 'SIGKILL')
+    const left = daemonsWith(box.marker)
+    t.log(`round ${round}: ${left.length} daemons left running, each with its PID file`)
+    for (const pid of left) {
+      try {
+        process.kill(pid, 'SIGKILL')
+      } catch {} // gone since it was listed
+    }
   }
 })
 
