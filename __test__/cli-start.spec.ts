@@ -44,7 +44,10 @@ test('procslot start, status and stop: a daemon started, found running, started 
 
 test('procslot start of a command that exits at once exits 1 with its log, and leaves nothing running or on disk', async (t) => {
   const box = sandbox(t)
-  const out = await procslot('start', box.pidDir, 'bad', '--', 'sh', '-c', `echo cannot start ${box.marker}; exit 3`)
+  // --settle far longer than the shell lives even on a busy machine (with the default 250 ms a shell slow
+  // to start could outlive it, and start would say "started"); its exit ends the wait, not the time. It
+  // lives 300 ms, past the default, so that the test also shows --settle is what start waits for.
+  const out = await procslot('start', box.pidDir, 'bad', '--settle', '60000', '--', 'sh', '-c', `sleep 0.3; echo cannot start ${box.marker}; exit 3`)
   t.is(out.code, 1)
   t.regex(out.stderr, /^procslot: target bad: sh \(PID \d+\) exited before it settled/)
   t.regex(out.stderr, new RegExp(`cannot start ${box.marker}`), 'the end of its log')
@@ -61,6 +64,7 @@ test('procslot start refuses a bad request with exit 2 and one line', async (t) 
     [['start', box.pidDir, '../x', '--', 'true'], /invalid target ID/],
     [['start', box.pidDir, 'x', '--ready', 'soon', '--', 'true'], /--ready must be mount:PATH or alive/],
     [['start', box.pidDir, 'x', '--timeout', '1e3', '--', 'true'], /--timeout must be an integer/],
+    [['start', box.pidDir, 'x', '--settle', '2.5', '--', 'true'], /--settle must be an integer/],
   ] as const) {
     const out = await procslot(...args)
     t.is(out.code, 2, args.join(' '))

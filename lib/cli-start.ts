@@ -1,5 +1,5 @@
 /**
- * `procslot start <pidDir> <targetId> [--ready mount:PATH|alive] [--timeout ms] -- COMMAND [ARGS...]`:
+ * `procslot start <pidDir> <targetId> [--ready mount:PATH|alive] [--timeout ms] [--settle ms] -- COMMAND [ARGS...]`:
  * starts a daemon as a manager's `spawn` does — its identity recorded before it runs, its own process
  * group, its output appended to `<pidDir>/<targetId>.log`, readiness waited for on the event itself, then
  * its PID file — and exits once it is ready: the third of start / status / stop, as
@@ -24,12 +24,15 @@ export async function run(argv: string[]): Promise<number> {
   const { values, positionals } = parse('start', sep === -1 ? argv : argv.slice(0, sep), {
     ready: { type: 'string' },
     timeout: { type: 'string' },
+    settle: { type: 'string' },
   })
   if (positionals.length < 2) fail(`start: a PID directory and a target ID expected, got ${positionals.length} arguments`)
   const command = [...positionals.slice(2), ...(sep === -1 ? [] : argv.slice(sep + 1))]
   if (command.length === 0) fail('start: no command given: procslot start <pidDir> <targetId> [options] -- COMMAND [ARGS...]')
   const [dir, targetId] = [resolve(positionals[0]!), positionals[1]!]
   const timeoutMs = values.timeout === undefined ? 10_000 : integerArg('start', '--timeout', String(values.timeout), 1, 0x7fffffff)
+  // How long `--ready alive` wants the daemon up; undefined: the manager's own default (250 ms).
+  const settleMs = values.settle === undefined ? undefined : integerArg('start', '--settle', String(values.settle), 0, 0x7fffffff)
   const ready = String(values.ready ?? 'alive')
   let mountPath: string | null = null
   if (ready.startsWith('mount:') && ready.length > 'mount:'.length) mountPath = resolve(ready.slice('mount:'.length))
@@ -47,6 +50,7 @@ export async function run(argv: string[]): Promise<number> {
       args: () => command.slice(1),
       ready: mountPath === null ? 'alive' : 'mount',
       startTimeoutMs: timeoutMs,
+      settleMs,
       logger: SILENT,
     })
   } catch (err) {

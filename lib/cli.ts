@@ -26,7 +26,7 @@ const commands: Record<string, Command> = {
     load: () => import('./cli-status'),
   },
   start: {
-    usage: 'start <pidDir> <targetId> [--ready mount:PATH|alive] [--timeout ms] -- COMMAND [ARGS...]',
+    usage: 'start <pidDir> <targetId> [--ready mount:PATH|alive] [--timeout ms] [--settle ms] -- COMMAND [ARGS...]',
     summary:
       'start a daemon as a manager does (spawn record, process group, log, readiness, PID file); exit 0 once ready ' +
       'or already running, 1 when it did not become ready (nothing left running)',
