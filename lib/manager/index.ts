@@ -15,7 +15,7 @@ import { native } from '../native'
 import { PidFileStore, checkTargetId } from '../pidfile'
 import { checkFunction, checkMs, checkObject, checkOneOf, checkString, optional } from '../validate'
 import { AFTER_SIGKILL_MS, killLocked, undoLocked } from './kill'
-import { TargetQueue } from './queue'
+import { TargetQueue, held } from './queue'
 import { spawnLocked, type SpawnSettings } from './spawn'
 import { Supervisor, type RestartSettings } from './supervise'
 import { Tracker, type StaleEvent } from './tracking'
@@ -261,20 +261,22 @@ export class FuseProcessManager extends EventEmitter<ManagerEvents> implements D
     }
     const s = this.#settings
     const path = mountPath === null ? null : resolve(mountPath)
-    return this.#queue.run(
-      targetId,
-      s.startTimeoutMs,
-      (why) => new SpawnError(`target ${targetId}: ${why}`, { targetId, reason: 'locked' }),
-      async () => {
-        // The plan first: a daemon that dies the moment it is ready is restarted by it.
-        this.#supervisor.plan(targetId, policy, path, env)
-        try {
-          return await spawnLocked(this.#tracker, s, targetId, path, env, () => this.#spawnedCount++)
-        } catch (err) {
-          this.#supervisor.cancel(targetId)
-          throw err
-        }
-      },
+    return held(
+      this.#queue.run(
+        targetId,
+        s.startTimeoutMs,
+        (why) => new SpawnError(`target ${targetId}: ${why}`, { targetId, reason: 'locked' }),
+        async () => {
+          // The plan first: a daemon that dies the moment it is ready is restarted by it.
+          this.#supervisor.plan(targetId, policy, path, env)
+          try {
+            return await spawnLocked(this.#tracker, s, targetId, path, env, () => this.#spawnedCount++)
+          } catch (err) {
+            this.#supervisor.cancel(targetId)
+            throw err
+          }
+        },
+      ),
     )
   }
 
@@ -302,11 +304,13 @@ export class FuseProcessManager extends EventEmitter<ManagerEvents> implements D
       return Promise.reject(err)
     }
     this.#supervisor.cancel(targetId)
-    return this.#queue.run(
-      targetId,
-      timeoutMs + AFTER_SIGKILL_MS + this.#settings.startTimeoutMs,
-      (why) => new TargetLockedError(targetId, why),
-      () => killLocked(this.#tracker, targetId, options.force === true, timeoutMs),
+    return held(
+      this.#queue.run(
+        targetId,
+        timeoutMs + AFTER_SIGKILL_MS + this.#settings.startTimeoutMs,
+        (why) => new TargetLockedError(targetId, why),
+        () => killLocked(this.#tracker, targetId, options.force === true, timeoutMs),
+      ),
     )
   }
 

@@ -59,8 +59,8 @@ export async function stopGroup(
   return out.signal === 'SIGKILL' ? 'SIGKILL' : signal
 }
 
-/** Whether Node.js reports `child`'s exit (it has reaped it) within `ms`. */
-function childExitWithin(child: ChildProcess, ms: number): Promise<boolean> {
+/** Whether Node.js reports `child`'s exit (it has reaped it) within `ms`; the wait holds the event loop. */
+export function childExitWithin(child: ChildProcess, ms: number): Promise<boolean> {
   if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve(true)
   return new Promise((resolve) => {
     const done = (): void => {

@@ -83,6 +83,16 @@ export function awaitNative<T>(wait: Promise<T>, timeoutMs: number): Promise<T> 
 }
 
 /**
+ * Keeps the event loop alive until `work` settles, as any pending I/O of Node.js does: a script whose only
+ * pending work is `await manager.spawn(...)` sees it resolve or reject, also where the awaited event (a
+ * child's exit, which an unref'd child does not wait for) would not hold the loop by itself.
+ */
+export function held<T>(work: Promise<T>): Promise<T> {
+  const timer = setInterval(() => {}, 0x7fffffff)
+  return work.finally(() => clearInterval(timer))
+}
+
+/**
  * Races a native wait that may never end (a call into a hung FUSE mount) against a deadline: rejects
  * with `onTimeout()` after `timeoutMs`; the thread is abandoned.
  */

@@ -10,7 +10,7 @@ import { join } from 'node:path'
 import { SpawnError, nativeError } from '../errors'
 import { native, type NativeMount } from '../native'
 import { redactEnv, openLog, resolveCommand, startGated, tail, type Gated } from './daemon-io'
-import { AFTER_SIGKILL_MS, stopGroup, undoUnfinished } from './kill'
+import { AFTER_SIGKILL_MS, childExitWithin, stopGroup, undoUnfinished } from './kill'
 import { awaitNative, withDeadline } from './queue'
 import { Proc, mountRef, type MountRef, type Tracked, type Tracker } from './tracking'
 import type { ProcessInfo, SpawnContext } from './types'
@@ -107,7 +107,6 @@ export async function spawnLocked(
   }
   onSpawned()
   const { child, pid } = gated
-  const exited = new Promise<[number | null, NodeJS.Signals | null]>((res) => child.once('exit', (code, signal) => res([code, signal])))
   /**
    * Kills the child's whole process group, however far the spawn got and without needing a descriptor:
    * through its handle when there is one, else by its group ID (the gate runs in a session of its own)
@@ -136,9 +135,10 @@ export async function spawnLocked(
     try {
       tr.native.deleteRecord(targetId)
     } catch {}
-    let code: number | null = null
-    let signal: NodeJS.Signals | null = null
-    if (reason === 'exited') [code, signal] = await exited
+    // Its exit status as Node.js reaps it (killed above, it is gone or going): waited for with a deadline
+    // that also holds the event loop (the child is unref'd).
+    if (reason === 'exited') await childExitWithin(child, AFTER_SIGKILL_MS)
+    const [code, signal] = reason === 'exited' ? [child.exitCode, child.signalCode] : [null, null]
     // The operating system's words in the message itself ("No space left on device"), not only in `cause`.
     const why = cause instanceof Error ? `: ${cause.message}` : ''
     throw new SpawnError(`target ${targetId}: ${s.command} (PID ${pid}) ${what}${why}`, {
