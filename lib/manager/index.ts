@@ -425,7 +425,8 @@ export class FuseProcessManager extends EventEmitter<ManagerEvents> implements D
   /**
    * Makes the manager keep the process alive while it watches daemons, as `net.Server.ref()` does: a
    * script whose only work is `await once(manager, 'exit')` then waits for that event. The manager is
-   * unref'd by default — its daemons outlive it, and watching them does not keep a program running.
+   * unref'd by default — its daemons outlive it, and watching them does not keep a program running. A
+   * pending `spawn()` or `kill()` keeps the process alive until it settles either way.
    * @returns the manager
    */
   ref(): this {
