@@ -73,9 +73,10 @@ export class TargetQueue {
 }
 
 /**
- * A native wait runs on a thread of its own, which does not keep Node's event loop alive: a program whose
- * only pending work is `await manager.spawn(...)` would exit half-way. A timer for the wait's own deadline
- * keeps the loop alive until the wait settles.
+ * A native wait runs on a thread of its own, which does not keep Node's event loop alive. A public call
+ * holds the loop as a whole ({@link held}); background work — a restart, the undo of a spawn that never
+ * finished, started by the constructor — is held through its native waits: a timer for the wait's own
+ * deadline keeps the loop alive until the wait settles, so the process does not end half-way through it.
  */
 export function awaitNative<T>(wait: Promise<T>, timeoutMs: number): Promise<T> {
   const timer = setTimeout(() => {}, timeoutMs + 1000)
