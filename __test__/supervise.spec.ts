@@ -179,32 +179,37 @@ test("manager.ref() keeps a script alive until its daemon's exit event; unref'd 
   t.deepEqual(JSON.parse(out.trim().split('\n')[1]!), { exit: pid })
 })
 
-test('a pending spawn keeps a script alive until it settles, also when the daemon exits at once (unref’d manager, 12 rounds)', async (t) => {
+test('a pending spawn or kill keeps a script alive until it settles, also when the daemon exits at once: unref’d managers, two at once on one directory, one held by nobody, gc() while pending (12 rounds)', async (t) => {
   const box = sandbox(t)
   const index = join(import.meta.dirname, '..', 'index.js')
   // Nothing else keeps the script running: an await spawn() that lets the event loop run dry ends the
   // script with exit code 0 half-way, and the rejection is never seen. The daemon lives 100 ms, inside a
   // long settle time, so that its exit (reported by a native wait, then by Node.js) is what spawn awaits.
+  // Each round spawns through a manager the script keeps and, at the same time on the same directory,
+  // through one nothing references, with a garbage collection while both are pending.
   const script = `
     const { FuseProcessManager } = require(${JSON.stringify(index)})
-    const m = new FuseProcessManager({ pidDir: ${JSON.stringify(box.pidDir)}, command: 'sh', args: () => ['-c', 'sleep 0.1; exit 3', ${JSON.stringify(box.marker)}], ready: 'alive', settleMs: 60000 })
+    const options = { pidDir: ${JSON.stringify(box.pidDir)}, command: 'sh', args: () => ['-c', 'sleep 0.1; exit 3', ${JSON.stringify(box.marker)}], ready: 'alive', settleMs: 60000 }
+    const m = new FuseProcessManager(options)
+    const outcome = (p) => p.then(() => 'spawned', (err) => err.reason + ' ' + err.exitCode)
     ;(async () => {
       for (let i = 0; i < 12; i++) {
-        try {
-          await m.spawn('t' + i, null)
-          console.log('spawned')
-        } catch (err) {
-          console.log(err.reason + ' ' + err.exitCode)
-        }
+        const both = [outcome(m.spawn('kept' + i, null)), outcome(new FuseProcessManager(options).spawn('free' + i, null))]
+        global.gc()
+        console.log((await Promise.all(both)).join(', '))
       }
-      console.log('done')
+      const k = new FuseProcessManager({ ...options, command: 'sleep', args: () => ['600', ${JSON.stringify(box.marker)}], settleMs: 20 })
+      await k.spawn('live', null)
+      const killed = k.kill('live')
+      global.gc()
+      console.log('killed ' + (await killed))
     })()`
   const out = await new Promise<{ code: number | null; stdout: string }>((resolve) =>
-    execFile(process.execPath, ['-e', script], { timeout: 60_000 }, (err, stdout) =>
+    execFile(process.execPath, ['--expose-gc', '-e', script], { timeout: 60_000 }, (err, stdout) =>
       resolve({ code: err ? ((err as { code?: number }).code ?? null) : 0, stdout }),
     ),
   )
   t.is(out.code, 0)
-  t.is(out.stdout, 'exited 3\n'.repeat(12) + 'done\n')
+  t.is(out.stdout, 'exited 3, exited 3\n'.repeat(12) + 'killed true\n')
   t.deepEqual(daemonsWith(box.marker), [])
 })
