@@ -8,6 +8,21 @@
 use napi::bindgen_prelude::{JsObjectValue, JsValue, Object};
 use napi::{Env, Status};
 
+/// A result whose error is a JavaScript error carrying the core's error as data.
+pub(crate) type Result<T> = napi::Result<T>;
+
+/// `.js(env)` on a core result: its error as the JavaScript error [`to_js`] builds. The one conversion
+/// every binding function uses.
+pub(crate) trait IntoJs<T> {
+  fn js(self, env: &Env) -> Result<T>;
+}
+
+impl<T> IntoJs<T> for procslot_core::Result<T> {
+  fn js(self, env: &Env) -> Result<T> {
+    self.map_err(|e| to_js(env, e))
+  }
+}
+
 /// The JavaScript error for a core error, to return from a binding function.
 pub(crate) fn to_js(env: &Env, err: procslot_core::Error) -> napi::Error {
   match error_object(env, &err) {

@@ -17,7 +17,8 @@ use procslot_core::{
   ProcessHandle, Signalled, SpawnRecord, TargetLock, Verdict,
 };
 
-use crate::{to_js, Result};
+use crate::error::{to_js, IntoJs, Result};
+use crate::task::on_thread;
 
 /// One PID file as found on disk.
 #[napi(object)]
@@ -206,7 +207,7 @@ impl NativePidFileStore {
   /// Opens (creating) the PID directory.
   #[napi(factory)]
   pub fn open(env: &Env, dir: String) -> Result<Self> {
-    let store = PidFileStore::open(Path::new(&dir)).map_err(|e| to_js(env, e))?;
+    let store = PidFileStore::open(Path::new(&dir)).js(env)?;
     Ok(NativePidFileStore {
       store: Arc::new(store),
     })
@@ -219,53 +220,41 @@ impl NativePidFileStore {
 
   #[napi]
   pub fn path_for(&self, env: &Env, target_id: String) -> Result<String> {
-    let p = self.store.path_for(&target_id).map_err(|e| to_js(env, e))?;
+    let p = self.store.path_for(&target_id).js(env)?;
     Ok(p.to_string_lossy().into_owned())
   }
 
   #[napi]
   pub fn write(&self, env: &Env, target_id: String, pid: u32) -> Result<()> {
-    self.store.write(&target_id, pid).map_err(|e| to_js(env, e))
+    self.store.write(&target_id, pid).js(env)
   }
 
   #[napi]
   pub fn read(&self, env: &Env, target_id: String) -> Result<Option<u32>> {
-    self.store.read(&target_id).map_err(|e| to_js(env, e))
+    self.store.read(&target_id).js(env)
   }
 
   #[napi]
   pub fn inspect(&self, env: &Env, target_id: String) -> Result<Option<NativePidFileEntry>> {
-    Ok(
-      self
-        .store
-        .inspect(&target_id)
-        .map_err(|e| to_js(env, e))?
-        .map(Into::into),
-    )
+    Ok(self.store.inspect(&target_id).js(env)?.map(Into::into))
   }
 
   /// Deletes the target's PID file, then its spawn record; whether there was a PID file.
   #[napi]
   pub fn delete(&self, env: &Env, target_id: String) -> Result<bool> {
-    self.store.delete(&target_id).map_err(|e| to_js(env, e))
+    self.store.delete(&target_id).js(env)
   }
 
   /// Writes the target's spawn record (`.<targetId>.record`) atomically.
   #[napi]
   pub fn write_record(&self, env: &Env, target_id: String, record: NativeRecord) -> Result<()> {
-    self
-      .store
-      .write_record(&target_id, &record.into())
-      .map_err(|e| to_js(env, e))
+    self.store.write_record(&target_id, &record.into()).js(env)
   }
 
   /// The target's spawn record; `null` when there is none or it cannot be trusted or parsed.
   #[napi]
   pub fn read_record(&self, env: &Env, target_id: String) -> Result<Option<NativeRecord>> {
-    let r = self
-      .store
-      .read_record(&target_id)
-      .map_err(|e| to_js(env, e))?;
+    let r = self.store.read_record(&target_id).js(env)?;
     Ok(r.map(Into::into))
   }
 
@@ -276,22 +265,19 @@ impl NativePidFileStore {
     self
       .store
       .forget(&target_id, pid, start_ticks as u64)
-      .map_err(|e| to_js(env, e))
+      .js(env)
   }
 
   /// Deletes the target's spawn record alone; whether there was one.
   #[napi]
   pub fn delete_record(&self, env: &Env, target_id: String) -> Result<bool> {
-    self
-      .store
-      .delete_record(&target_id)
-      .map_err(|e| to_js(env, e))
+    self.store.delete_record(&target_id).js(env)
   }
 
   /// The target's PID file, judged; `null` when there is none.
   #[napi]
   pub fn judge(&self, env: &Env, target_id: String) -> Result<Option<NativeVerdict>> {
-    let v = self.store.judge(&target_id).map_err(|e| to_js(env, e))?;
+    let v = self.store.judge(&target_id).js(env)?;
     Ok(v.map(Into::into))
   }
 
@@ -303,10 +289,7 @@ impl NativePidFileStore {
     env: &Env,
     target_id: String,
   ) -> Result<Option<NativeDisplayVerdict>> {
-    let v = self
-      .store
-      .judge_for_display(&target_id)
-      .map_err(|e| to_js(env, e))?;
+    let v = self.store.judge_for_display(&target_id).js(env)?;
     Ok(v.map(|(v, owner)| NativeDisplayVerdict {
       verdict: v.into(),
       foreign_owner: owner,
@@ -316,7 +299,7 @@ impl NativePidFileStore {
   /// The target's PID file judged, its spawn record and the record's process.
   #[napi]
   pub fn state(&self, env: &Env, target_id: String) -> Result<NativeTargetState> {
-    let st = self.store.state(&target_id).map_err(|e| to_js(env, e))?;
+    let st = self.store.state(&target_id).js(env)?;
     Ok(NativeTargetState {
       verdict: st.verdict.map(Into::into),
       record: st.record.map(Into::into),
@@ -327,12 +310,12 @@ impl NativePidFileStore {
   /// Deletes temporary files of writes that never finished; how many.
   #[napi]
   pub fn sweep_temp_files(&self, env: &Env) -> Result<u32> {
-    Ok(self.store.sweep_temp_files().map_err(|e| to_js(env, e))? as u32)
+    Ok(self.store.sweep_temp_files().js(env)? as u32)
   }
 
   #[napi]
   pub fn list(&self, env: &Env) -> Result<Vec<NativePidFileEntry>> {
-    let entries = self.store.list().map_err(|e| to_js(env, e))?;
+    let entries = self.store.list().js(env)?;
     Ok(entries.into_iter().map(Into::into).collect())
   }
 
@@ -341,7 +324,7 @@ impl NativePidFileStore {
   /// spawn records without a PID file and the abandoned temporary files.
   #[napi]
   pub fn load(&self, env: &Env) -> Result<NativeLoad> {
-    let (verdicts, leftovers) = self.store.load().map_err(|e| to_js(env, e))?;
+    let (verdicts, leftovers) = self.store.load().js(env)?;
     // Columns of plain numbers cross as typed arrays: one buffer each, not an element set per number.
     let mut ids = Vec::new();
     let mut pids = Vec::new();
@@ -386,14 +369,14 @@ impl NativePidFileStore {
   /// The target's cross-process lock if it is free now, else `null`.
   #[napi]
   pub fn try_lock(&self, env: &Env, target_id: String) -> Result<Option<NativeTargetLock>> {
-    let lock = self.store.try_lock(&target_id).map_err(|e| to_js(env, e))?;
+    let lock = self.store.try_lock(&target_id).js(env)?;
     Ok(lock.map(|l| NativeTargetLock { lock: Some(l) }))
   }
 
   /// Waits (on a thread of its own) for the target's cross-process lock.
   #[napi(ts_return_type = "Promise<NativeTargetLock>")]
   pub fn lock<'env>(&self, env: &'env Env, target_id: String) -> Result<Object<'env>> {
-    procslot_core::validate_target_id(&target_id).map_err(|e| to_js(env, e))?;
+    procslot_core::validate_target_id(&target_id).js(env)?;
     let store = self.store.clone();
     on_thread(env, move || {
       store
@@ -418,25 +401,6 @@ impl NativeTargetLock {
   }
 }
 
-/// Runs `work` on a new thread and settles a promise with its result; a core error rejects it with the
-/// same JavaScript error a synchronous call would throw (built on the JavaScript thread, where it settles).
-pub(crate) fn on_thread<'env, T, F>(env: &'env Env, work: F) -> Result<Object<'env>>
-where
-  T: napi::bindgen_prelude::ToNapiValue + Send + 'static,
-  F: FnOnce() -> procslot_core::Result<T> + Send + 'static,
-{
-  type Settle<T> = Box<dyn FnOnce(Env) -> napi::Result<T>>;
-  let (deferred, promise) = env.create_deferred::<T, Settle<T>>()?;
-  std::thread::Builder::new()
-    .name("procslot-wait".into())
-    .spawn(move || {
-      let result = work();
-      deferred.resolve(Box::new(move |env| result.map_err(|e| to_js(&env, e))))
-    })
-    .map_err(|e| napi::Error::new(Status::GenericFailure, e.to_string()))?;
-  Ok(promise)
-}
-
 /// A handle on the live process `pid` (with `expectedStart`, only that very process); `null` when it is
 /// gone, a zombie, or another process now has the PID.
 #[napi]
@@ -445,7 +409,7 @@ pub fn open_process(
   pid: u32,
   expected_start: Option<f64>,
 ) -> Result<Option<NativeProcess>> {
-  let h = ProcessHandle::open(pid, expected_start.map(|s| s as u64)).map_err(|e| to_js(env, e))?;
+  let h = ProcessHandle::open(pid, expected_start.map(|s| s as u64)).js(env)?;
   Ok(h.map(|handle| NativeProcess {
     pid: handle.pid(),
     start_time: handle.start_time(),
@@ -542,10 +506,7 @@ impl NativeProcess {
   /// Signals the process alone; whether it was still there.
   #[napi]
   pub fn signal(&self, env: &Env, signal: i32) -> Result<bool> {
-    self
-      .handle(env)?
-      .signal(to_signal(env, signal)?)
-      .map_err(|e| to_js(env, e))
+    self.handle(env)?.signal(to_signal(env, signal)?).js(env)
   }
 
   /// Signals the process group it leads (else the process alone): `'group'`, `'process'` or `'gone'`.
@@ -554,7 +515,7 @@ impl NativeProcess {
     let s = self
       .handle(env)?
       .signal_group(to_signal(env, signal)?)
-      .map_err(|e| to_js(env, e))?;
+      .js(env)?;
     Ok(
       match s {
         Signalled::Group => "group",
@@ -611,10 +572,7 @@ impl NativeProcess {
   /// of a stop whose end is waited for with [`exited`](Self::exited) and [`stopped`](Self::stopped).
   #[napi]
   pub fn begin_stop(&self, env: &Env, force: bool) -> Result<NativeStopBegun> {
-    let begun = self
-      .handle(env)?
-      .begin_stop(force)
-      .map_err(|e| to_js(env, e))?;
+    let begun = self.handle(env)?.begin_stop(force).js(env)?;
     Ok(NativeStopBegun {
       signal: begun.signal.map(|s| s.as_str().to_owned()),
       leads: begun.leads,
@@ -645,7 +603,7 @@ impl NativeProcess {
       let slot = slot.clone();
       Box::new(move || settle(&slot, true))
     };
-    let w = procslot_core::watch::watch(&handle, on_exit).map_err(|e| to_js(env, e))?;
+    let w = procslot_core::watch::watch(&handle, on_exit).js(env)?;
     self
       .exits
       .retain(|(_, s)| s.lock().is_ok_and(|d| d.is_some()));
@@ -723,7 +681,7 @@ impl NativeProcess {
         procslot_core::Error::InvalidArgument(format!("pinPidFile: {what}")),
       )
     };
-    procslot_core::validate_target_id(&target_id).map_err(|e| to_js(env, e))?;
+    procslot_core::validate_target_id(&target_id).js(env)?;
     let name = std::ffi::CString::new(format!("{target_id}.pid"))
       .map_err(|_| invalid("a target ID with a NUL byte"))?;
     let f = parse_fingerprint(&fingerprint).ok_or_else(|| invalid("not a fingerprint"))?;
@@ -833,7 +791,7 @@ pub struct NativeIdentity {
 
 #[napi]
 pub fn process_identity(env: &Env, pid: u32) -> Result<Option<NativeIdentity>> {
-  let id = procslot_core::identity(pid).map_err(|e| to_js(env, e))?;
+  let id = procslot_core::identity(pid).js(env)?;
   Ok(id.map(|id| NativeIdentity {
     pid: id.pid,
     start_ticks: id.start_time as f64,
@@ -855,14 +813,14 @@ impl From<Identity> for NativeIdentity {
 
 #[napi]
 pub fn is_mount_point(env: &Env, path: String) -> Result<bool> {
-  procslot_core::is_mount_point(Path::new(&path)).map_err(|e| to_js(env, e))
+  procslot_core::is_mount_point(Path::new(&path)).js(env)
 }
 
 /// The topmost mount at `path`, from the mount table (never a `stat`); `null` when it is not a mount
 /// point.
 #[napi]
 pub fn mount_at(env: &Env, path: String) -> Result<Option<NativeMount>> {
-  let m = procslot_core::mount_at(Path::new(&path)).map_err(|e| to_js(env, e))?;
+  let m = procslot_core::mount_at(Path::new(&path)).js(env)?;
   Ok(m.map(Into::into))
 }
 
@@ -873,7 +831,7 @@ pub fn unmount_if(env: &Env, path: String, mount_id: f64, mount_dev: String) -> 
     id: mount_id as u64,
     dev: mount_dev,
   };
-  procslot_core::unmount_if(Path::new(&path), &id).map_err(|e| to_js(env, e))
+  procslot_core::unmount_if(Path::new(&path), &id).js(env)
 }
 
 /// Prepares a mount point on a thread of its own (a hung mount may never answer): the mount already
@@ -889,19 +847,19 @@ pub fn prepare_mount_point(env: &Env, path: String) -> Result<Object<'_>> {
 /// Refuses a directory other users can write to or that belongs to another user (`EUNSAFE`).
 #[napi]
 pub fn check_private_dir(env: &Env, path: String) -> Result<()> {
-  procslot_core::check_private_dir(Path::new(&path)).map_err(|e| to_js(env, e))
+  procslot_core::check_private_dir(Path::new(&path)).js(env)
 }
 
 #[napi]
 pub fn unmount_lazy(env: &Env, path: String) -> Result<bool> {
-  procslot_core::unmount_lazy(Path::new(&path)).map_err(|e| to_js(env, e))
+  procslot_core::unmount_lazy(Path::new(&path)).js(env)
 }
 
 /// Checks a target ID by the core's rule (1 to 200 characters of `[A-Za-z0-9._-]`, not starting with
 /// `.`): the one place the rule lives. Throws an `invalid-target-id` error.
 #[napi]
 pub fn validate_target_id(env: &Env, target_id: String) -> Result<()> {
-  procslot_core::validate_target_id(&target_id).map_err(|e| to_js(env, e))
+  procslot_core::validate_target_id(&target_id).js(env)
 }
 
 type ExitCallback =
@@ -947,7 +905,7 @@ impl NativeExitWatcher {
         napi::threadsafe_function::ThreadsafeFunctionCallMode::NonBlocking,
       );
     });
-    let w = procslot_core::watch::watch(handle, on_exit).map_err(|e| to_js(env, e))?;
+    let w = procslot_core::watch::watch(handle, on_exit).js(env)?;
     self.watches.insert(token, w.id);
     Ok(Some(w.by_pidfd))
   }
