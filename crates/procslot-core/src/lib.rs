@@ -52,6 +52,6 @@ pub use process::{
 };
 pub use slots::{
   default_file, ensure_private_dir, get_process_id, opened, release_process_id, Holder, Locking,
-  OpenOptions, SlotFile, SlotInfo, Waited, Want, CROWDED, DEFAULT_TIMEOUT, MAX_FILE_BYTES,
+  OpenOptions, SlotFile, SlotInfo, Table, Waited, Want, CROWDED, DEFAULT_TIMEOUT, MAX_FILE_BYTES,
   MAX_SLOTS, SLOT_BYTES,
 };

@@ -17,8 +17,11 @@ use std::time::{Duration, Instant};
 use crate::error::Result;
 
 pub mod cli;
+pub mod handoff;
 use crate::slots::wait::{wait_blocking, Waited};
-use crate::slots::{env, OpenOptions, SlotFile, Want};
+use crate::slots::{OpenOptions, SlotFile, Want};
+use crate::sys;
+use handoff::env;
 
 /// Why [`exec`] returned (it returns only when it could not become the program).
 #[derive(Debug)]
@@ -131,18 +134,11 @@ fn become_program(
     Ok(c) => c,
     Err(e) => return e,
   };
-  let mut argv_ptrs: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
-  argv_ptrs.push(std::ptr::null());
-  let mut envp_ptrs: Vec<*const libc::c_char> = envp.iter().map(|e| e.as_ptr()).collect();
-  envp_ptrs.push(std::ptr::null());
-
-  prepare_process(fd, false);
+  sys::set_close_on_exec(fd, false);
+  sys::prepare_for_exec();
   let mut error = std::io::Error::from_raw_os_error(libc::ENOENT);
   for candidate in candidates {
-    // SAFETY: every pointer is a NUL-terminated string that outlives the call, and both arrays end
-    // with a null pointer. On success this call does not return.
-    unsafe { libc::execve(candidate.as_ptr(), argv_ptrs.as_ptr(), envp_ptrs.as_ptr()) };
-    let e = std::io::Error::last_os_error();
+    let e = sys::execve(&candidate, &argv, &envp);
     let raw = e.raw_os_error();
     // As execvp: keep looking past a missing or unreadable candidate, remember a more telling error.
     if raw != Some(libc::ENOENT) {
@@ -155,7 +151,8 @@ fn become_program(
       break;
     }
   }
-  prepare_process(fd, true);
+  // The `execve` failed: the slot's descriptor close-on-exec again (the rest stays: the caller exits).
+  sys::set_close_on_exec(fd, true);
   error
 }
 
@@ -186,34 +183,6 @@ fn resolve(program: &OsStr) -> std::io::Result<Vec<CString>> {
       CString::new(dir.join(program).into_os_string().into_vec()).map_err(|_| einval())
     })
     .collect()
-}
-
-/// Before `execve` (`undo` false): the slot's descriptor inheritable, an empty signal mask, `SIGPIPE`
-/// at its default, inheritable and blocking standard descriptors. After a failed `execve` (`undo` true): the slot's
-/// descriptor close-on-exec again (the rest stays: the caller exits).
-fn prepare_process(fd: i32, undo: bool) {
-  // SAFETY: plain fcntl/sigprocmask/signal calls on descriptors and state this process owns.
-  unsafe {
-    libc::fcntl(fd, libc::F_SETFD, if undo { libc::FD_CLOEXEC } else { 0 });
-    if undo {
-      return;
-    }
-    let mut empty: libc::sigset_t = std::mem::zeroed();
-    libc::sigemptyset(&mut empty);
-    libc::pthread_sigmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
-    libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-    for std_fd in 0..3 {
-      // Node.js's standard streams may be close-on-exec: the program needs them.
-      let fd_flags = libc::fcntl(std_fd, libc::F_GETFD);
-      if fd_flags != -1 && fd_flags & libc::FD_CLOEXEC != 0 {
-        libc::fcntl(std_fd, libc::F_SETFD, fd_flags & !libc::FD_CLOEXEC);
-      }
-      let flags = libc::fcntl(std_fd, libc::F_GETFL);
-      if flags != -1 && flags & libc::O_NONBLOCK != 0 {
-        libc::fcntl(std_fd, libc::F_SETFL, flags & !libc::O_NONBLOCK);
-      }
-    }
-  }
 }
 
 #[cfg(test)]

@@ -21,7 +21,8 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
-use super::{lock, SlotFile, Want};
+use super::registry::lock;
+use super::{SlotFile, Want};
 use crate::error::{Error, Result};
 use crate::sys::{self, Fired, FsKind, Notifier};
 

@@ -16,7 +16,8 @@
 //! - `Notifier`: being told that an open file changed (Linux inotify), and waking a waiting thread;
 //! - `filesystem_kind(file)`: local, FUSE or a network filesystem (whose changes on other hosts no
 //!   notification reports);
-//! - `available_parallelism()`: the CPUs this process may run on, asked once.
+//! - `available_parallelism()`: the CPUs this process may run on, asked once;
+//! - `fd_identity`, `set_close_on_exec`, `prepare_for_exec`, `execve`: the exec hand-off of a slot.
 
 #[cfg(unix)]
 mod fds;
@@ -26,6 +27,10 @@ pub use fds::{headroom, soft_limit, with_reserve};
 mod notify;
 #[cfg(unix)]
 pub use notify::{Fired, Notifier};
+#[cfg(unix)]
+mod handoff;
+#[cfg(unix)]
+pub use handoff::{execve, fd_identity, prepare_for_exec, set_close_on_exec};
 #[cfg(unix)]
 mod locks;
 #[cfg(unix)]
