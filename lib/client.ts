@@ -24,20 +24,18 @@ import type * as EtcdClient from './etcd/client'
 import type { EtcdClientConfig } from './etcd/client'
 import { checkObject, checkString } from './validate'
 
-/**
- * The slots taken by clients of this process, by slot-file path. A process holds one slot per file, so
- * every client of a file shares it: the slot is released when the last of them closes, and only if a
- * client took it (not when {@link getProcessId} or a {@link SlotTable} of the caller held it already).
- */
-const leases = new Map<string, { clients: number; slot: number; owned: boolean }>()
-
 /** What a client acquired: the table it holds its slot through. */
 interface Lease {
   readonly table: SlotTable
   readonly slot: number
 }
 
-/** Takes this process's slot of `slotsFile` for a client (waiting for one with `waiting`). */
+/**
+ * Takes this process's slot of `slotsFile` for a client (waiting for one with `waiting`), through a sharing
+ * table: a process holds one slot per file, so every client of a file shares it, and the core gives it
+ * back when the last of them closes — only if a client took it (not when {@link getProcessId} or a
+ * {@link SlotTable} of the caller held it already).
+ */
 function acquireLease(slotsFile: string, slots: number | undefined): Lease
 function acquireLease(
   slotsFile: string,
@@ -49,18 +47,10 @@ function acquireLease(
   slots: number | undefined,
   waiting?: { timeoutMs: number | undefined; signal: AbortSignal | undefined },
 ): Lease | Promise<Lease> {
-  const table = SlotTable.open(slotsFile, slots === undefined ? {} : { slots })
-  const heldBefore = (() => {
-    try {
-      return table.held
-    } catch (err) {
-      table.close()
-      throw err
-    }
-  })()
+  const table = SlotTable.openShared(slotsFile, slots === undefined ? {} : { slots })
   if (waiting) {
     return table.waitForSlot(waiting).then(
-      (slot) => recordLease(table, slot, heldBefore),
+      (slot) => ({ table, slot }),
       (err: unknown) => {
         table.close()
         throw err
@@ -68,38 +58,16 @@ function acquireLease(
     )
   }
   try {
-    return recordLease(table, table.acquire(), heldBefore)
+    return { table, slot: table.acquire() }
   } catch (err) {
     table.close()
     throw err
   }
 }
 
-function recordLease(table: SlotTable, slot: number, heldBefore: number): Lease {
-  {
-    const lease = leases.get(table.path)
-    if (lease && lease.slot === slot) {
-      lease.clients++
-    } else {
-      // The first client of this file, or the slot the others shared was released behind their back
-      // (releaseProcessId): this client starts a new lease.
-      leases.set(table.path, { clients: 1, slot, owned: heldBefore === -1 })
-    }
-    return { table, slot }
-  }
-}
-
-function releaseLease({ table, slot }: Lease): void {
-  const lease = leases.get(table.path)
-  if (lease && lease.slot === slot) {
-    if (--lease.clients === 0) {
-      leases.delete(table.path)
-      // Only this slot: if it was released and another one taken since, that one is not ours to free.
-      if (lease.owned) table.release(slot)
-    }
-  }
-  // The lease decides what is given back, not which client's table happened to take the slot.
-  table.detach()
+/** Gives a client's slot back (if it is the last client that shares it, and a client took it). */
+function releaseLease({ table }: Lease): void {
+  table.close()
 }
 
 /**

@@ -106,6 +106,17 @@ function tmpdir(): string {
  */
 export const DEFAULT_SLOTS_FILE: string = join(tmpdir(), `procslot-${process.geteuid?.() ?? 0}`, 'worker-slots')
 
+/**
+ * Whether the directory of the slot file `path` is private to this user: it is for the default file, whose
+ * directory is created with mode 0700 and refused (`EUNSAFE`) unless it is this user's alone. The one place
+ * the facade decides it (the binding's `privateDir`); `procslot exec`'s native launcher decides it the same
+ * way in the core.
+ * @internal
+ */
+export function inPrivateDir(path: string): boolean {
+  return path === DEFAULT_SLOTS_FILE
+}
+
 /** The most slots a file may hold (a 1 MiB file). */
 export const MAX_SLOTS = 131072
 
@@ -191,7 +202,7 @@ export function getProcessId(slotsFile: string = DEFAULT_SLOTS_FILE, options?: G
   try {
     const slots = options?.slots === undefined ? undefined : check().checkInteger('slots', options.slots, 1, MAX_SLOTS)
     const timeoutMs = options?.timeoutMs === undefined ? undefined : check().checkMs('timeoutMs', options.timeoutMs)
-    id = native.getProcessId(slotsFile, slots, timeoutMs, slotsFile === DEFAULT_SLOTS_FILE)
+    id = native.getProcessId(slotsFile, slots, timeoutMs, inPrivateDir(slotsFile))
   } catch {
     return -1
   }

@@ -8,6 +8,7 @@ import {
   DEFAULT_SLOTS_FILE,
   MAX_SLOTS,
   forgetProcessIds,
+  inPrivateDir,
   native,
   warnFuse,
   warnReplaced,
@@ -157,6 +158,19 @@ export class SlotTable {
    * @throws {TypeError | RangeError} for invalid options
    */
   static open(path: string = DEFAULT_SLOTS_FILE, options: SlotTableOptions = {}): SlotTable {
+    return SlotTable.#open(path, options, false)
+  }
+
+  /**
+   * {@link SlotTable.open} for a client: the tables so opened share this process's slot of the file, which
+   * the core gives back when the last of them that shares it closes — and only if one of them took it.
+   * @internal
+   */
+  static openShared(path: string, options: SlotTableOptions = {}): SlotTable {
+    return SlotTable.#open(path, options, true)
+  }
+
+  static #open(path: string, options: SlotTableOptions, shared: boolean): SlotTable {
     checkPath(path)
     const slots = options.slots === undefined ? undefined : checkInteger('slots', options.slots, 1, MAX_SLOTS)
     const mode = checkInteger('mode', options.mode ?? 0o600, 0, 0o777)
@@ -165,13 +179,17 @@ export class SlotTable {
     let table: SlotTable
     try {
       table = new SlotTable(
-        native.NativeSlotTable.open(path, {
-          slots,
-          mode,
-          allowForeignOwner,
-          timeoutMs,
-          privateDir: path === DEFAULT_SLOTS_FILE,
-        }),
+        native.NativeSlotTable.open(
+          path,
+          {
+            slots,
+            mode,
+            allowForeignOwner,
+            timeoutMs,
+            privateDir: inPrivateDir(path),
+          },
+          shared,
+        ),
       )
     } catch (err) {
       throw errors().slotFileError(err, path)

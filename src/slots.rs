@@ -8,14 +8,9 @@ use napi::bindgen_prelude::{Object, Uint32Array};
 use napi::Env;
 use napi_derive::napi;
 use procslot_core::slots::wait::{self, WaitId};
-use procslot_core::{OpenOptions, SlotFile, Waited, Want};
+use procslot_core::{OpenOptions, SlotFile, Table, Waited, Want};
 
-use crate::error::{to_js, IntoJs, Result};
-
-fn closed(env: &Env, path: &str) -> napi::Error {
-  let err = procslot_core::Error::slot_file("ECLOSED", Path::new(path), "this table is closed");
-  to_js(env, err)
-}
+use crate::error::{IntoJs, Result};
 
 /// Does nothing: the baseline of the benchmarks' "empty napi call".
 #[napi]
@@ -111,37 +106,36 @@ impl From<&NativeOpenOptions> for OpenOptions {
   }
 }
 
-/// An open slot file. Dropping it (its JavaScript object collected) frees nothing: a held slot is pinned
-/// by the core until it is released, this table is closed after taking it, or the process ends.
+/// An open slot file: the core's [`Table`], which records the slot it takes and gives it back on
+/// `close`. Dropping it (its JavaScript object collected) frees nothing: a held slot is pinned by the core
+/// until it is released, this table is closed after taking it, or the process ends.
 #[napi]
 pub struct NativeSlotTable {
-  path: String,
-  file: Option<Arc<SlotFile>>,
-  /// The slot this table took (not one the process held before), which `close` gives back.
-  took: Option<usize>,
+  table: Table,
 }
 
 impl NativeSlotTable {
-  fn file(&self, env: &Env) -> Result<&SlotFile> {
-    self.file.as_deref().ok_or_else(|| closed(env, &self.path))
-  }
-
-  fn file_arc(&self, env: &Env) -> Result<&Arc<SlotFile>> {
-    self.file.as_ref().ok_or_else(|| closed(env, &self.path))
+  fn file(&self, env: &Env) -> Result<&Arc<SlotFile>> {
+    self.table.file().js(env)
   }
 }
 
 #[napi]
 impl NativeSlotTable {
-  /// Opens (or joins this process's open of) the slot file at `path`.
+  /// Opens (or joins this process's open of) the slot file at `path`. With `shared`, the table is one of
+  /// the tables that share this process's slot of the file (the clients): it is given back when the last
+  /// of them that shares it closes.
   #[napi(factory)]
-  pub fn open(env: &Env, path: String, options: NativeOpenOptions) -> Result<Self> {
+  pub fn open(
+    env: &Env,
+    path: String,
+    options: NativeOpenOptions,
+    shared: Option<bool>,
+  ) -> Result<Self> {
     let options = OpenOptions::from(&options);
     let file = SlotFile::open(Path::new(&path), &options).js(env)?;
     Ok(NativeSlotTable {
-      path: file.path().to_string_lossy().into_owned(),
-      file: Some(file),
-      took: None,
+      table: Table::new(file, shared.unwrap_or(false)),
     })
   }
 
@@ -160,7 +154,7 @@ impl NativeSlotTable {
   /// The absolute path.
   #[napi(getter)]
   pub fn path(&self) -> String {
-    self.path.clone()
+    self.table.path().to_string_lossy().into_owned()
   }
 
   /// The slot count, re-read from the file.
@@ -187,29 +181,18 @@ impl NativeSlotTable {
     Ok(self.file(env)?.held().map_or(-1, |s| s as i32))
   }
 
-  /// Claims a slot (`preferred` first; with `exact`, only that one); -1 when none is free.
+  /// Claims a slot (`preferred` first; with `exact`, only that one) for this table; -1 when none is
+  /// free.
   #[napi]
-  pub fn acquire(&mut self, env: &Env, preferred: Option<u32>, exact: Option<bool>) -> Result<i32> {
-    let claim = self.file_arc(env)?.claim(want(preferred, exact)).js(env)?;
-    Ok(match claim {
-      Some((slot, took)) => {
-        if took {
-          self.took = Some(slot);
-        }
-        slot as i32
-      }
-      None => -1,
-    })
+  pub fn acquire(&self, env: &Env, preferred: Option<u32>, exact: Option<bool>) -> Result<i32> {
+    let claim = self.table.claim(want(preferred, exact)).js(env)?;
+    Ok(claim.map_or(-1, |(slot, _)| slot as i32))
   }
 
   /// Frees this process's slot (only `slot`, if given).
   #[napi]
-  pub fn release(&mut self, env: &Env, slot: Option<u32>) -> Result<bool> {
-    let freed = self.file(env)?.release(slot.map(|s| s as usize));
-    if freed {
-      self.took = None;
-    }
-    Ok(freed)
+  pub fn release(&self, env: &Env, slot: Option<u32>) -> Result<bool> {
+    Ok(self.file(env)?.release(slot.map(|s| s as usize)))
   }
 
   /// Frees every dead holder's slot; how many.
@@ -237,35 +220,30 @@ impl NativeSlotTable {
   #[napi]
   pub fn waiter(&self, env: &Env) -> Result<NativeWaiter> {
     Ok(NativeWaiter {
-      file: Arc::clone(self.file_arc(env)?),
+      file: Arc::clone(self.file(env)?),
       id: None,
       cancelled: false,
     })
   }
 
-  /// Records that this table took `slot` (through `wait_for_slot`), so that `close` gives it back.
+  /// Makes this table the owner of `slot` (taken for it by a wait), so that `close` gives it back.
   #[napi]
-  pub fn adopt(&mut self, slot: u32) {
-    if self.file.as_ref().and_then(|f| f.held()) == Some(slot as usize) {
-      self.took = Some(slot as usize);
-    }
+  pub fn adopt(&self, slot: u32) {
+    self.table.adopt(slot as usize);
   }
 
   /// Closes this table without giving back the slot it took: the slot stays held (pinned by the core)
   /// until it is released by another handle or the process ends. Idempotent.
   #[napi]
   pub fn detach(&mut self) {
-    self.took = None;
-    self.file = None;
+    self.table.detach();
   }
 
-  /// Closes this table: gives back the slot it took (if this process still holds that one), then drops
-  /// its reference. Idempotent.
+  /// Closes this table: gives back the slot it took (if this process still holds it, and no other
+  /// sharing table shares it), then drops its reference. Idempotent.
   #[napi]
   pub fn close(&mut self) {
-    if let (Some(file), Some(slot)) = (self.file.take(), self.took.take()) {
-      file.release(Some(slot));
-    }
+    self.table.close();
   }
 }
 
