@@ -19,9 +19,9 @@
 //! `SIGBUS`); `release` and `Drop` never touch a page past the end. A path that now names another file,
 //! or nothing, is reported by [`SlotFile::replaced`].
 //!
-//! The rules, one module each: the word format ([`word`]), the mapping ([`map`]), opening options
-//! ([`options`]), the file's trust checks ([`trust`]), this process's open of a file ([`file`]),
-//! claiming and giving back ([`claim`]), the lease and its owners ([`lease`]), the per-process registry
+//! The rules, one module each: the word format (`word`), the mapping (`map`), opening options
+//! (`options`), the file's trust checks (`trust`), this process's open of a file (`file`),
+//! claiming and giving back (`claim`), the lease and its owners ([`lease`]), the per-process registry
 //! ([`registry`]), and waiting for a free slot ([`wait`]). The exec hand-off is [`crate::exec::handoff`].
 
 mod claim;
