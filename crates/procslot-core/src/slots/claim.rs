@@ -3,9 +3,9 @@
 
 use std::os::unix::fs::FileExt;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, MutexGuard};
 
-use super::file::{SlotFile, RECHECK_AFTER};
+use super::file::{Inner, SlotFile, RECHECK_AFTER};
 use super::lease::{Lease, Owner};
 use super::map::SlotMap;
 use super::registry::lock;
@@ -192,7 +192,11 @@ impl SlotFile {
   /// slot forgotten. With `Some(slot)`, only if that is the slot this process holds. Returns whether a
   /// slot was given back.
   pub fn release(&self, slot: Option<usize>) -> bool {
-    let mut inner = lock(&self.inner);
+    self.release_in(lock(&self.inner), slot)
+  }
+
+  /// [`SlotFile::release`] under the file's mutex, already taken (`inner`), which it lets go.
+  pub(super) fn release_in(&self, mut inner: MutexGuard<'_, Inner>, slot: Option<usize>) -> bool {
     let Some(held) = inner.lease.as_ref().map(|l| l.slot) else {
       return false;
     };

@@ -163,12 +163,14 @@ impl Table {
   /// given back. Idempotent.
   pub fn close(&mut self) {
     if let Some(file) = self.file.take() {
-      let last = lock(&file.inner)
+      let mut inner = lock(&file.inner);
+      // Left and given back under one lock: no other call sees the lease ownerless but held.
+      let last = inner
         .lease
         .as_mut()
-        .map(|lease| (lease.slot, lease.leave(self.owner)));
-      if let Some((slot, true)) = last {
-        file.release(Some(slot));
+        .and_then(|lease| lease.leave(self.owner).then_some(lease.slot));
+      if let Some(slot) = last {
+        file.release_in(inner, Some(slot));
       }
     }
   }
