@@ -6,7 +6,7 @@
 //! descriptor to), whatever language it is written in, and the slot's word — which names the PID and
 //! start tag — still names it. The program learns its slot from `PROCSLOT_ID`, `PROCSLOT_COUNT` and
 //! `PROCSLOT_FILE`; a procslot call inside it finds the lease through `PROCSLOT_FD` (see
-//! [`crate::slots`]) instead of taking a second slot.
+//! [`handoff`]) instead of taking a second slot.
 
 use std::ffi::{CString, OsStr, OsString};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
