@@ -9,14 +9,14 @@ import { EventEmitter } from 'node:events'
 import { statSync } from 'node:fs'
 import { resolve } from 'node:path'
 
-import { TargetLockedError } from './errors'
-import { AFTER_SIGKILL_MS, killLocked } from './manager/kill'
-import { TargetQueue } from './manager/queue'
-import { Tracker } from './manager/tracking'
-import type { Logger, ManagerEvents } from './manager/types'
-import { native } from './native'
-import { PidFileStore, checkTargetId } from './pidfile'
-import { fail, integerArg, oneLine, parse } from './cli-util'
+import { TargetLockedError } from '../errors'
+import { AFTER_SIGKILL_MS, killLocked } from '../manager/kill'
+import { TargetQueue } from '../manager/queue'
+import { Tracker } from '../manager/tracking'
+import type { Logger, ManagerEvents } from '../manager/types'
+import { native } from '../native'
+import { PidFileStore, checkTargetId } from '../pidfile'
+import { fail, integerArg, oneLine, parse } from './common'
 
 const SILENT: Logger = { debug() {}, info() {}, warn() {}, error() {} }
 

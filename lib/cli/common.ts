@@ -6,7 +6,7 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util'
 
 /**
- * A subcommand of `procslot`: one line of the dispatcher's table in `cli.ts`. Its module is loaded only
+ * A subcommand of `procslot`: one line of the dispatcher's table in `index.ts`. Its module is loaded only
  * when it runs, so `procslot --help` works where the native binding cannot load.
  */
 export interface Command {
@@ -14,7 +14,7 @@ export interface Command {
   readonly usage: string
   /** What it does, in a few words. */
   readonly summary: string
-  /** Loads the module that runs it, e.g. `() => import('./cli-slots')`. */
+  /** Loads the module that runs it, e.g. `() => import('./slots')`. */
   load(): Promise<CommandModule>
 }
 

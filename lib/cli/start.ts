@@ -10,10 +10,10 @@
  */
 import { resolve } from 'node:path'
 
-import { SpawnError } from './errors'
-import { FuseProcessManager, type Logger } from './manager'
-import { checkTargetId } from './pidfile'
-import { fail, integerArg, oneLine, parse } from './cli-util'
+import { SpawnError } from '../errors'
+import { FuseProcessManager, type Logger } from '../manager'
+import { checkTargetId } from '../pidfile'
+import { fail, integerArg, oneLine, parse } from './common'
 
 const SILENT: Logger = { debug() {}, info() {}, warn() {}, error() {} }
 

@@ -6,10 +6,10 @@
 import { statSync } from 'node:fs'
 import { resolve } from 'node:path'
 
-import { fail, formatTable, formatTime, oneLine, parse, printJson, shorten } from './cli-util'
-import type { NativeVerdict } from './native'
-import { PidFileStore } from './pidfile'
-import { processCommand } from './proc'
+import { fail, formatTable, formatTime, oneLine, parse, printJson, shorten } from './common'
+import type { NativeVerdict } from '../native'
+import { PidFileStore } from '../pidfile'
+import { processCommand } from '../proc'
 
 /** One PID file as `procslot pids` shows it (and prints it with `--json`). */
 export interface PidRow {

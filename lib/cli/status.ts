@@ -7,10 +7,10 @@
 import { statSync } from 'node:fs'
 import { resolve } from 'node:path'
 
-import { CliFailure, oneLine, parse, printJson } from './cli-util'
-import type { NativeVerdict } from './native'
-import { PidFileStore, checkTargetId } from './pidfile'
-import { processCommand } from './proc'
+import { CliFailure, oneLine, parse, printJson } from './common'
+import type { NativeVerdict } from '../native'
+import { PidFileStore, checkTargetId } from '../pidfile'
+import { processCommand } from '../proc'
 
 /** What `procslot status --json` prints. */
 export interface TargetStatus {
