@@ -6,7 +6,7 @@
  * refused request (bad arguments, a missing or refused file) with a one-line reason on stderr.
  * @internal
  */
-import { CliFailure, type Command } from './common'
+import { CliFailure, printFailure, type Command } from './common'
 
 /** Subcommand name → its usage line, summary and module (loaded when it runs). */
 const commands: Record<string, Command> = {
@@ -97,10 +97,7 @@ export async function main(argv: string[]): Promise<number> {
     }
     return await (await command.load()).run(rest)
   } catch (err) {
-    if (err instanceof CliFailure) {
-      process.stderr.write(`procslot: ${err.message}\n`)
-      return err.exitCode
-    }
+    if (err instanceof CliFailure) return printFailure(err)
     if (isBindingFailure(err)) {
       // No prebuilt binary for this machine: the error says which package to install, no stack needed.
       process.stderr.write(`${err.message}\n`)

@@ -6,7 +6,7 @@
 import { lstatSync, readdirSync, readlinkSync } from 'node:fs'
 import { resolve } from 'node:path'
 
-import { fail, formatTable, formatTime, oneLine, parse, printJson, shorten } from './common'
+import { fail, formatTable, formatTime, JSON_OPTION, oneLine, parse, printResult, shorten } from './common'
 import { processCommand, processStart } from '../proc'
 import { DEFAULT_SLOTS_FILE } from '../native'
 import { SlotTable } from '../slots'
@@ -180,10 +180,8 @@ export function formatSlots(listing: SlotListing): string {
 
 /** `procslot slots [file] [--json]` (its line in the dispatcher's table says so). */
 export function run(argv: string[]): number {
-  const { values, positionals } = parse('slots', argv, { json: { type: 'boolean' } })
+  const { values, positionals } = parse('slots', argv, JSON_OPTION)
   if (positionals.length > 1) fail(`slots: one file at most, got ${positionals.length}`)
-  const listing = listSlots(positionals[0] ?? DEFAULT_SLOTS_FILE)
-  if (values.json) printJson(listing)
-  else process.stdout.write(formatSlots(listing))
+  printResult(values.json, listSlots(positionals[0] ?? DEFAULT_SLOTS_FILE), formatSlots)
   return 0
 }
