@@ -5,10 +5,10 @@
  */
 import { resolve } from 'node:path'
 
-import { fail, formatTable, formatTime, JSON_OPTION, oneLine, parse, printResult, shorten } from './common'
 import type { NativeVerdict } from '../native'
 import { PidFileStore } from '../pidfile'
 import { processCommand } from '../proc'
+import { fail, formatTable, formatTime, JSON_OPTION, oneLine, parse, printResult, shorten } from './common'
 import { findPidDir } from './target'
 
 /** One PID file as `procslot pids` shows it (and prints it with `--json`). */

@@ -6,10 +6,10 @@
 import { lstatSync, readdirSync, readlinkSync } from 'node:fs'
 import { resolve } from 'node:path'
 
-import { fail, formatTable, formatTime, JSON_OPTION, oneLine, parse, printResult, shorten } from './common'
 import { processCommand, processStart } from '../proc'
 import { DEFAULT_SLOTS_FILE } from '../native'
 import { SlotTable } from '../slots'
+import { fail, formatTable, formatTime, JSON_OPTION, oneLine, parse, printResult, shorten } from './common'
 
 /** One slot as `procslot slots` shows it (and prints it with `--json`). */
 export interface SlotRow {

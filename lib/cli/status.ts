@@ -6,10 +6,10 @@
  */
 import { resolve } from 'node:path'
 
-import { CliFailure, JSON_OPTION, oneLine, parse, printResult } from './common'
 import type { NativeVerdict } from '../native'
 import { PidFileStore, checkTargetId } from '../pidfile'
 import { processCommand } from '../proc'
+import { CliFailure, JSON_OPTION, oneLine, parse, printResult } from './common'
 import { findPidDir, pidDirAndTarget } from './target'
 
 /** What `procslot status --json` prints. */
