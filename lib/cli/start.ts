@@ -12,8 +12,9 @@ import { resolve } from 'node:path'
 
 import { SpawnError } from '../errors'
 import { FuseProcessManager } from '../manager'
+import { SILENT } from '../manager/types'
 import { CliFailure, fail, oneLine, optionalIntegerArg, parse } from './common'
-import { pidDirAndTarget, SILENT, targetIdArg } from './target'
+import { pidDirAndTarget, targetIdArg } from './target'
 
 /** `procslot start` (its usage is its line in the dispatcher's table). */
 export async function run(argv: string[]): Promise<number> {

@@ -1,21 +1,14 @@
 /**
- * `procslot stop <pidDir> <targetId> [--timeout ms] [--force]`: stops a daemon by the manager's own rules
- * — under the target's lock, its whole process group, SIGTERM then SIGKILL, never a reused PID — unmounts
- * the mount it made if it is left, removes its PID file. Exit 0 once it is gone (or was not running), 1
- * when it could not be stopped, 2 for a refused request.
+ * `procslot stop <pidDir> <targetId> [--timeout ms] [--force]`: stops a daemon by the manager's own kill
+ * path (`stopTarget`) — under the target's lock, its whole process group, SIGTERM then SIGKILL, never a
+ * reused PID — unmounts the mount it made if it is left, removes its PID file. Exit 0 once it is gone (or
+ * was not running), 1 when it could not be stopped, 2 for a refused request.
  * @internal
  */
-import { EventEmitter } from 'node:events'
-
-import { TargetLockedError } from '../errors'
-import { AFTER_SIGKILL_MS, killLocked } from '../manager/kill'
-import { TargetQueue } from '../manager/queue'
-import { Tracker } from '../manager/tracking'
-import type { ManagerEvents } from '../manager/types'
-import { native } from '../native'
-import { PidFileStore } from '../pidfile'
+import { openPidDir, stopTarget, type StopOutcome } from '../manager/stop'
+import type { PidFileStore } from '../pidfile'
 import { CliFailure, fail, oneLine, optionalIntegerArg, parse } from './common'
-import { findPidDir, pidDirAndTarget, SILENT, targetIdArg } from './target'
+import { findPidDir, pidDirAndTarget, targetIdArg } from './target'
 
 /** `procslot stop` (its usage is its line in the dispatcher's table). */
 export async function run(argv: string[]): Promise<number> {
@@ -30,36 +23,22 @@ export async function run(argv: string[]): Promise<number> {
     return 0
   }
   if (pidDir.found === 'unreadable') fail(pidDir.reason)
+  // Opened apart from the stop, so that a refused directory is a refused request (exit 2), a failed stop 1.
   let store: PidFileStore
   try {
-    store = new PidFileStore(dir)
-    native.checkPrivateDir(dir)
+    store = openPidDir(dir)
   } catch (err) {
     return fail(oneLine((err as Error).message))
   }
-  const events = new EventEmitter<ManagerEvents>()
-  let killed: ManagerEvents['kill'][0] | null = null
-  events.on('kill', (e) => (killed = e))
-  events.on('error', () => {})
-  const queue = new TargetQueue(store.native, SILENT)
-  const tracker = new Tracker(store.native, queue, SILENT, events)
-  let ok: boolean
+  let stopped: StopOutcome
   try {
-    ok = await queue.run(
-      targetId,
-      timeoutMs + AFTER_SIGKILL_MS,
-      (why) => new TargetLockedError(targetId, why),
-      () => killLocked(tracker, targetId, values.force === true, timeoutMs),
-    )
+    stopped = await stopTarget(store, targetId, { force: values.force === true, timeoutMs })
   } catch (err) {
     throw new CliFailure(oneLine((err as Error).message), 1)
-  } finally {
-    tracker.close()
   }
-  if (!ok) throw new CliFailure(`${targetId}: its PID file cannot be trusted; not stopping it`, 1)
-  const k = killed as ManagerEvents['kill'][0] | null
+  if (!stopped.trusted) throw new CliFailure(`${targetId}: its PID file cannot be trusted; not stopping it`, 1)
   process.stdout.write(
-    k?.pid ? `${targetId}: stopped (PID ${k.pid}, ${k.signal ?? 'already gone'})\n` : `${targetId}: not running\n`,
+    stopped.pid ? `${targetId}: stopped (PID ${stopped.pid}, ${stopped.signal ?? 'already gone'})\n` : `${targetId}: not running\n`,
   )
   return 0
 }

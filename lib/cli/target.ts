@@ -1,17 +1,13 @@
 /**
  * What the commands on a PID directory (`pids`, `status`, `start`, `stop`) share: the `<pidDir> <targetId>`
- * arguments, the target-ID rule, how the directory is looked up, and a silent logger for the manager.
+ * arguments, the target-ID rule and how the directory is looked up.
  * @internal
  */
 import { statSync } from 'node:fs'
 import { resolve } from 'node:path'
 
-import type { Logger } from '../manager/types'
 import { checkTargetId } from '../pidfile'
 import { fail } from './common'
-
-/** A logger that says nothing: a command reports what it did itself, on one line. */
-export const SILENT: Logger = { debug() {}, info() {}, warn() {}, error() {} }
 
 /**
  * The `<pidDir> <targetId>` arguments of `start`, `status` and `stop`: the directory made absolute and the
