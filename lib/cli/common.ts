@@ -49,9 +49,9 @@ export function printFailure(failure: CliFailure, err: NodeJS.WritableStream = p
   return failure.exitCode
 }
 
-/** Ends the command with exit code 2 and `reason` (made one line) on stderr. */
-export function fail(reason: string): never {
-  throw new CliFailure(oneLine(reason))
+/** Ends the command with `reason` (made one line) on stderr and exit code 2, a refused request, or `exitCode`. */
+export function fail(reason: string, exitCode = 2): never {
+  throw new CliFailure(oneLine(reason), exitCode)
 }
 
 /** `text` on one line: newlines and runs of blanks become single spaces. */

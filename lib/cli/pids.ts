@@ -8,7 +8,7 @@ import { resolve } from 'node:path'
 import type { NativeVerdict } from '../native'
 import { PidFileStore } from '../pidfile'
 import { processCommand } from '../proc'
-import { fail, formatTable, formatTime, JSON_OPTION, oneLine, parse, printResult, shorten } from './common'
+import { fail, formatTable, formatTime, JSON_OPTION, parse, printResult, shorten } from './common'
 import { findPidDir } from './target'
 
 /** One PID file as `procslot pids` shows it (and prints it with `--json`). */
@@ -86,7 +86,7 @@ export function listPids(dir: string): PidListing {
       if (d) files.push(row(d.verdict, d.foreignOwner ?? null))
     }
   } catch (err) {
-    return fail(oneLine((err as Error).message))
+    return fail((err as Error).message)
   }
   return { dir: path, files }
 }

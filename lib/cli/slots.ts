@@ -9,7 +9,7 @@ import { resolve } from 'node:path'
 import { processCommand, processStart } from '../proc'
 import { DEFAULT_SLOTS_FILE } from '../native'
 import { SlotTable } from '../slots'
-import { fail, formatTable, formatTime, JSON_OPTION, oneLine, parse, printResult, shorten } from './common'
+import { fail, formatTable, formatTime, JSON_OPTION, parse, printResult, shorten } from './common'
 
 /** One slot as `procslot slots` shows it (and prints it with `--json`). */
 export interface SlotRow {
@@ -111,7 +111,7 @@ export function listSlots(file: string): SlotListing {
   try {
     table = SlotTable.open(path)
   } catch (err) {
-    return fail(oneLine((err as Error).message))
+    return fail((err as Error).message)
   }
   try {
     const slots = table.snapshot().map((s): SlotRow => {

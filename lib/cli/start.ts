@@ -13,7 +13,7 @@ import { resolve } from 'node:path'
 import { SpawnError } from '../errors'
 import { FuseProcessManager } from '../manager'
 import { SILENT } from '../manager/types'
-import { CliFailure, fail, oneLine, optionalIntegerArg, parse } from './common'
+import { CliFailure, fail, optionalIntegerArg, parse } from './common'
 import { pidDirAndTarget, targetIdArg } from './target'
 
 /** `procslot start` (its usage is its line in the dispatcher's table). */
@@ -48,14 +48,14 @@ export async function run(argv: string[]): Promise<number> {
       logger: SILENT,
     })
   } catch (err) {
-    return fail(oneLine((err as Error).message))
+    return fail((err as Error).message)
   }
   try {
     const info = await manager.spawn(targetId, mountPath)
     process.stdout.write(`${targetId}: ${info.loadedFromDisk ? 'already running' : 'started'} (PID ${info.pid})\n`)
     return 0
   } catch (err) {
-    if (!(err instanceof SpawnError)) return fail(oneLine((err as Error).message))
+    if (!(err instanceof SpawnError)) return fail((err as Error).message)
     const [first] = err.message.split('\n')
     throw new CliFailure(first!, 1, err.logTail ? `--- end of its log (${err.logFile}) ---\n${err.logTail}\n` : '')
   } finally {

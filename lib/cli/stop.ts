@@ -7,7 +7,7 @@
  */
 import { openPidDir, stopTarget, type StopOutcome } from '../manager/stop'
 import type { PidFileStore } from '../pidfile'
-import { CliFailure, fail, oneLine, optionalIntegerArg, parse } from './common'
+import { CliFailure, fail, optionalIntegerArg, parse } from './common'
 import { findPidDir, pidDirAndTarget, targetIdArg } from './target'
 
 /** `procslot stop` (its usage is its line in the dispatcher's table). */
@@ -28,13 +28,13 @@ export async function run(argv: string[]): Promise<number> {
   try {
     store = openPidDir(dir)
   } catch (err) {
-    return fail(oneLine((err as Error).message))
+    return fail((err as Error).message)
   }
   let stopped: StopOutcome
   try {
     stopped = await stopTarget(store, targetId, { force: values.force === true, timeoutMs })
   } catch (err) {
-    throw new CliFailure(oneLine((err as Error).message), 1)
+    fail((err as Error).message, 1)
   }
   if (!stopped.trusted) throw new CliFailure(`${targetId}: its PID file cannot be trusted; not stopping it`, 1)
   process.stdout.write(
