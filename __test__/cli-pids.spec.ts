@@ -7,7 +7,7 @@ import { fileURLToPath } from 'node:url'
 
 import { deadline, tempDir } from './helpers.ts'
 
-const CLI = fileURLToPath(new URL('../lib/cli.js', import.meta.url))
+const CLI = fileURLToPath(new URL('../lib/cli/index.js', import.meta.url))
 
 type Run = { code: number | null; stdout: string; stderr: string }
 

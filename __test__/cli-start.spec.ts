@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url'
 
 import { alive, daemonsWith, fuseTest, mounted, sandbox } from './manager-helpers.ts'
 
-const CLI = fileURLToPath(new URL('../lib/cli.js', import.meta.url))
+const CLI = fileURLToPath(new URL('../lib/cli/index.js', import.meta.url))
 
 function procslot(...args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve) => {

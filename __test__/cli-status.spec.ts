@@ -12,7 +12,7 @@ import { openProcess } from '../binding.js'
 import { deadline, isRoot } from './helpers.ts'
 import { alive, fuseTest, managerProcess, mounted, sandbox } from './manager-helpers.ts'
 
-const CLI = fileURLToPath(new URL('../lib/cli.js', import.meta.url))
+const CLI = fileURLToPath(new URL('../lib/cli/index.js', import.meta.url))
 
 function procslot(...args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve) => {

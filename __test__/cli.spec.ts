@@ -7,7 +7,7 @@ import { fileURLToPath } from 'node:url'
 import { SlotTable } from '../index.js'
 import { HOLDER, Holder, inCI, isRoot, stopAll, tempDir } from './helpers.ts'
 
-const CLI = fileURLToPath(new URL('../lib/cli.js', import.meta.url))
+const CLI = fileURLToPath(new URL('../lib/cli/index.js', import.meta.url))
 const rootOnly = isRoot ? test : inCI ? test : test.skip
 
 type Run = { code: number | null; stdout: string; stderr: string }

@@ -7,7 +7,7 @@ import { fileURLToPath } from 'node:url'
 import { deadline } from './helpers.ts'
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url))
-const CLI = join(ROOT, 'lib', 'cli.js')
+const CLI = join(ROOT, 'lib', 'cli', 'index.js')
 
 /** Runs the demo to its end (SIGKILLed if it outlives `ms`). */
 async function runDemo(ms: number): Promise<{ code: number | null; signal: NodeJS.Signals | null; output: string }> {
@@ -29,10 +29,10 @@ async function runDemo(ms: number): Promise<{ code: number | null; signal: NodeJ
 test('npm run demo and the procslot bin run the same demo', (t) => {
   const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { bin: Record<string, string>; scripts: Record<string, string> }
   // The bin is the JavaScript command (an npm install puts the native launcher in its place, which
-  // hands every subcommand but exec to lib/cli.js): both run lib/cli.js.
+  // hands every subcommand but exec to lib/cli.js, which loads lib/cli/index.js): both run lib/cli/index.js.
   t.is(pkg.bin.procslot, 'bin/procslot')
-  t.regex(readFileSync(join(ROOT, 'bin', 'procslot'), 'utf8'), /require\('\.\.\/lib\/cli\.js'\)\.runCommandLine\(\)/)
-  t.regex(pkg.scripts.demo!, /&& node lib\/cli\.js demo$/)
+  t.regex(readFileSync(join(ROOT, 'bin', 'procslot'), 'utf8'), /require\('\.\.\/lib\/cli\/index\.js'\)\.runCommandLine\(\)/)
+  t.regex(pkg.scripts.demo!, /&& node lib\/cli\/index\.js demo$/)
 })
 
 test("procslot demo serves from 4 slots, gives a SIGKILLed worker's slot to its replacement, and cleans up", async (t) => {

@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url'
 import { SlotTable } from '../index.js'
 import { Holder, deadline, tempDir } from './helpers.ts'
 
-const CLI = fileURLToPath(new URL('../lib/cli.js', import.meta.url))
+const CLI = fileURLToPath(new URL('../lib/cli/index.js', import.meta.url))
 const EXAMPLES = fileURLToPath(new URL('../examples/exec/', import.meta.url))
 const NODE_PROGRAM = fileURLToPath(new URL('./fixtures/exec-node.cjs', import.meta.url))
 const linuxOnly = process.platform === 'linux' ? test : test.skip

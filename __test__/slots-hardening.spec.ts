@@ -164,7 +164,7 @@ for (const how of ['rm', 'mv'] as const) {
     t.like(await k.ask('snapshot'), { slots: 2 })
     // Once per file: the next line is the answer to this command, not a second warning.
     t.like(await k.ask('replaced'), { cmd: 'replaced', replaced: true })
-    const cli = spawnSync(process.execPath, [join(import.meta.dirname, '../lib/cli.js'), 'slots', '--json', file], {
+    const cli = spawnSync(process.execPath, [join(import.meta.dirname, '../lib/cli/index.js'), 'slots', '--json', file], {
       encoding: 'utf8',
     })
     if (how === 'mv') {

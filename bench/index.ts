@@ -126,7 +126,7 @@ sys.stdin.read()
   return { stop: () => child.kill('SIGKILL') }
 }
 
-const CLI = fileURLToPath(new URL('../lib/cli.js', import.meta.url))
+const CLI = fileURLToPath(new URL('../lib/cli/index.js', import.meta.url))
 const WAITERS = fileURLToPath(new URL('../__test__/fixtures/waiters.cjs', import.meta.url))
 /** The native launcher `npm run build` makes (npm/launcher.cjs). */
 const LAUNCHER = fileURLToPath(
@@ -367,7 +367,7 @@ async function main(): Promise<void> {
     results.push(result(7, c7.ours.name, c7, '≤ 5 ms over the command', (c) => c.ours.median - c.baseline.median <= 5e6))
 
     // 7b. The same through the JavaScript command (install scripts off): Node.js starts first.
-    progress('7b/15 procslot exec -- true through node lib/cli.js (20)')
+    progress('7b/15 procslot exec -- true through node lib/cli/index.js (20)')
     const c7b = compare(
       {
         name: 'procslot exec -- true (JavaScript command, no launcher)',

@@ -11,14 +11,15 @@ import { mkdirSync, unlinkSync } from 'node:fs'
 import { resolve } from 'node:path'
 
 import { InvalidTargetIdError, ProcslotError, SpawnError, TargetLockedError, nativeError } from '../errors'
-import { native } from '../native'
 import { PidFileStore, checkTargetId } from '../pidfile'
 import { checkFunction, checkMs, checkObject, checkOneOf, checkString, optional } from '../validate'
-import { AFTER_SIGKILL_MS, killLocked, undoLocked } from './kill'
+import { AFTER_SIGKILL_MS, killTarget, undoLocked } from './kill'
+import { checkPrivate, openPidDir } from './load'
 import { TargetQueue, held } from './queue'
 import { spawnLocked, type SpawnSettings } from './spawn'
 import { Supervisor, type RestartSettings } from './supervise'
 import { Tracker, type StaleEvent } from './tracking'
+import { SILENT } from './types'
 import type {
   FuseProcessManagerOptions,
   KillOptions,
@@ -45,22 +46,11 @@ export type {
 } from './types'
 export { redactEnv } from './daemon-io'
 
-const SILENT: Logger = { debug() {}, info() {}, warn() {}, error() {} }
-
 /** `options.restart` of the constructor and of `spawn`: one of the policies. */
 const checkRestart = (value: unknown): RestartPolicy => checkOneOf('options.restart', value, ['no', 'on-failure', 'always'] as const)
 
 function positive(name: string, value: number | undefined, fallback: number): number {
   return optional(value, fallback, (v) => checkMs(name, v))
-}
-
-/** Refuses a directory other users can write to (`PidFileError` code `EUNSAFE`). */
-function checkPrivate(dir: string): void {
-  try {
-    native.checkPrivateDir(dir)
-  } catch (err) {
-    throw nativeError(err, { path: dir })
-  }
 }
 
 /**
@@ -136,9 +126,8 @@ export class FuseProcessManager extends EventEmitter<ManagerEvents> implements D
       maxRestarts: positive('maxRestarts', options.maxRestarts, 5),
       restartWindowMs: positive('restartWindowMs', options.restartWindowMs, 60_000),
     }
-    this.#store = new PidFileStore(options.pidDir)
+    this.#store = openPidDir(options.pidDir)
     this.pidDir = options.pidDir
-    checkPrivate(options.pidDir)
     if (options.logDir !== undefined) {
       try {
         mkdirSync(logDir, { recursive: true, mode: 0o755 })
@@ -304,14 +293,7 @@ export class FuseProcessManager extends EventEmitter<ManagerEvents> implements D
       return Promise.reject(err)
     }
     this.#supervisor.cancel(targetId)
-    return held(
-      this.#queue.run(
-        targetId,
-        timeoutMs + AFTER_SIGKILL_MS + this.#settings.startTimeoutMs,
-        (why) => new TargetLockedError(targetId, why),
-        () => killLocked(this.#tracker, targetId, options.force === true, timeoutMs),
-      ),
-    )
+    return held(killTarget(this.#tracker, targetId, options.force === true, timeoutMs, this.#settings.startTimeoutMs))
   }
 
   /**

@@ -6,7 +6,7 @@
  */
 import type { ChildProcess } from 'node:child_process'
 
-import { ProcessError } from '../errors'
+import { ProcessError, TargetLockedError } from '../errors'
 import { native, type NativeProcess, type NativeTargetState } from '../native'
 import { awaitNative } from './queue'
 import { Proc, type Tracker } from './tracking'
@@ -118,6 +118,21 @@ export async function undoUnfinished(tr: Tracker, targetId: string, st: NativeTa
  */
 export async function undoLocked(tr: Tracker, targetId: string, timeoutMs: number): Promise<boolean> {
   return undoUnfinished(tr, targetId, tr.native.state(targetId), timeoutMs)
+}
+
+/**
+ * `kill` of one target — `FuseProcessManager.kill()` and `procslot stop` alike: after the calls queued
+ * before it, under the target's lock, {@link killLocked}. Waiting for the lock ends with a
+ * `TargetLockedError` after the kill's own time (`timeoutMs` and the time SIGKILL may take) and `busyMs`
+ * (how long a spawn holding the lock may run).
+ */
+export function killTarget(tr: Tracker, targetId: string, force: boolean, timeoutMs: number, busyMs: number): Promise<boolean> {
+  return tr.queue.run(
+    targetId,
+    timeoutMs + AFTER_SIGKILL_MS + busyMs,
+    (why) => new TargetLockedError(targetId, why),
+    () => killLocked(tr, targetId, force, timeoutMs),
+  )
 }
 
 /**

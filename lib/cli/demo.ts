@@ -14,9 +14,9 @@ import http from 'node:http'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 
-import { newMultiProcessClient, type MultiProcessClient } from './client'
-import { listSlots, SLOT_COLUMNS, slotCells } from './cli-slots'
-import { fail, formatTable, parse } from './cli-util'
+import { newMultiProcessClient, type MultiProcessClient } from '../client'
+import { listSlots, SLOT_COLUMNS, slotCells } from './slots'
+import { fail, formatTable, parse } from './common'
 
 const WORKERS = 4 // and as many slots
 const STEP_MS = 15_000 // deadline of every wait

@@ -10,12 +10,11 @@
  */
 import { resolve } from 'node:path'
 
-import { SpawnError } from './errors'
-import { FuseProcessManager, type Logger } from './manager'
-import { checkTargetId } from './pidfile'
-import { fail, integerArg, oneLine, parse } from './cli-util'
-
-const SILENT: Logger = { debug() {}, info() {}, warn() {}, error() {} }
+import { SpawnError } from '../errors'
+import { FuseProcessManager } from '../manager'
+import { SILENT } from '../manager/types'
+import { CliFailure, fail, optionalIntegerArg, parse } from './common'
+import { pidDirAndTarget, targetIdArg } from './target'
 
 /** `procslot start` (its usage is its line in the dispatcher's table). */
 export async function run(argv: string[]): Promise<number> {
@@ -26,22 +25,17 @@ export async function run(argv: string[]): Promise<number> {
     timeout: { type: 'string' },
     settle: { type: 'string' },
   })
-  if (positionals.length < 2) fail(`start: a PID directory and a target ID expected, got ${positionals.length} arguments`)
+  const [dir, targetId] = pidDirAndTarget('start', positionals, true)
   const command = [...positionals.slice(2), ...(sep === -1 ? [] : argv.slice(sep + 1))]
   if (command.length === 0) fail('start: no command given: procslot start <pidDir> <targetId> [options] -- COMMAND [ARGS...]')
-  const [dir, targetId] = [resolve(positionals[0]!), positionals[1]!]
-  const timeoutMs = values.timeout === undefined ? 10_000 : integerArg('start', '--timeout', String(values.timeout), 1, 0x7fffffff)
+  const timeoutMs = optionalIntegerArg('start', '--timeout', values.timeout, 1, 0x7fffffff) ?? 10_000
   // How long `--ready alive` wants the daemon up; undefined: the manager's own default (250 ms).
-  const settleMs = values.settle === undefined ? undefined : integerArg('start', '--settle', String(values.settle), 0, 0x7fffffff)
+  const settleMs = optionalIntegerArg('start', '--settle', values.settle, 0, 0x7fffffff)
   const ready = String(values.ready ?? 'alive')
   let mountPath: string | null = null
   if (ready.startsWith('mount:') && ready.length > 'mount:'.length) mountPath = resolve(ready.slice('mount:'.length))
   else if (ready !== 'alive') fail(`start: --ready must be mount:PATH or alive, got ${JSON.stringify(ready)}`)
-  try {
-    checkTargetId(targetId)
-  } catch (err) {
-    fail((err as Error).message)
-  }
+  targetIdArg(targetId)
   let manager: FuseProcessManager
   try {
     manager = new FuseProcessManager({
@@ -54,18 +48,16 @@ export async function run(argv: string[]): Promise<number> {
       logger: SILENT,
     })
   } catch (err) {
-    return fail(oneLine((err as Error).message))
+    return fail((err as Error).message)
   }
   try {
     const info = await manager.spawn(targetId, mountPath)
     process.stdout.write(`${targetId}: ${info.loadedFromDisk ? 'already running' : 'started'} (PID ${info.pid})\n`)
     return 0
   } catch (err) {
-    if (!(err instanceof SpawnError)) return fail(oneLine((err as Error).message))
+    if (!(err instanceof SpawnError)) return fail((err as Error).message)
     const [first] = err.message.split('\n')
-    process.stderr.write(`procslot: ${first}\n`)
-    if (err.logTail) process.stderr.write(`--- end of its log (${err.logFile}) ---\n${err.logTail}\n`)
-    return 1
+    throw new CliFailure(first!, 1, err.logTail ? `--- end of its log (${err.logFile}) ---\n${err.logTail}\n` : '')
   } finally {
     manager.close()
   }

@@ -1,12 +1,14 @@
 /**
- * What every `procslot` subcommand shares: argument parsing, the exit-2-with-one-line-reason failure,
- * `--json` output and plain-text tables.
+ * What every `procslot` subcommand shares: argument parsing, the failure that ends a command (printed by
+ * the dispatcher alone), the `--json`-or-text output and plain-text tables. The dispatcher loads this
+ * module, so it loads nothing native (`procslot --help` works where the binding cannot load); what the
+ * PID-directory commands share is in `target.ts`.
  * @internal
  */
 import { parseArgs, type ParseArgsConfig } from 'node:util'
 
 /**
- * A subcommand of `procslot`: one line of the dispatcher's table in `cli.ts`. Its module is loaded only
+ * A subcommand of `procslot`: one line of the dispatcher's table in `index.ts`. Its module is loaded only
  * when it runs, so `procslot --help` works where the native binding cannot load.
  */
 export interface Command {
@@ -14,7 +16,7 @@ export interface Command {
   readonly usage: string
   /** What it does, in a few words. */
   readonly summary: string
-  /** Loads the module that runs it, e.g. `() => import('./cli-slots')`. */
+  /** Loads the module that runs it, e.g. `() => import('./slots')`. */
   load(): Promise<CommandModule>
 }
 
@@ -24,15 +26,32 @@ export interface CommandModule {
   run(argv: string[]): number | Promise<number>
 }
 
-/** Thrown to end a command with exit code 2 and `procslot: <reason>` on stderr (one line). */
+/**
+ * Thrown to end a command: the dispatcher (`index.ts` `main`) prints `procslot: <message>` on stderr, then
+ * `detail` as it is, and exits with `exitCode` — 2, a refused request, unless the command says otherwise.
+ */
 export class CliFailure extends Error {
   override readonly name = 'CliFailure' as const
-  readonly exitCode = 2 as const
+  constructor(
+    message: string,
+    /** The exit code: 2 (a refused request) unless the command has its own (1 failed, 4 status unknown). */
+    readonly exitCode: number = 2,
+    /** Printed after the message line, as it is (e.g. the end of a daemon's log); empty for none. */
+    readonly detail = '',
+  ) {
+    super(message)
+  }
 }
 
-/** Ends the command with exit code 2 and `reason` (made one line) on stderr. */
-export function fail(reason: string): never {
-  throw new CliFailure(oneLine(reason))
+/** Prints a failure as every command ends with one (see {@link CliFailure}); returns its exit code. */
+export function printFailure(failure: CliFailure, err: NodeJS.WritableStream = process.stderr): number {
+  err.write(`procslot: ${failure.message}\n${failure.detail}`)
+  return failure.exitCode
+}
+
+/** Ends the command with `reason` (made one line) on stderr and exit code 2, a refused request, or `exitCode`. */
+export function fail(reason: string, exitCode = 2): never {
+  throw new CliFailure(oneLine(reason), exitCode)
 }
 
 /** `text` on one line: newlines and runs of blanks become single spaces. */
@@ -69,9 +88,29 @@ export function integerArg(command: string, flag: string, value: string | undefi
   return Number(value)
 }
 
+/** {@link integerArg} for an optional flag: `undefined` when it is not given. */
+export function optionalIntegerArg(
+  command: string,
+  flag: string,
+  value: string | boolean | undefined,
+  min: number,
+  max: number,
+): number | undefined {
+  return value === undefined ? undefined : integerArg(command, flag, String(value), min, max)
+}
+
 /** Writes `value` as indented JSON and a newline: the `--json` output of every listing command. */
 export function printJson(value: unknown, out: NodeJS.WritableStream = process.stdout): void {
   out.write(JSON.stringify(value, null, 2) + '\n')
+}
+
+/** The option of every command that prints a result: `--json`. */
+export const JSON_OPTION = { json: { type: 'boolean' } } as const
+
+/** Prints a command's result: as JSON with `--json` ({@link printJson}), else as `format` words it for people. */
+export function printResult<T>(json: string | boolean | undefined, result: T, format: (result: T) => string): void {
+  if (json) printJson(result)
+  else process.stdout.write(format(result))
 }
 
 /**

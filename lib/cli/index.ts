@@ -6,48 +6,48 @@
  * refused request (bad arguments, a missing or refused file) with a one-line reason on stderr.
  * @internal
  */
-import { CliFailure, type Command } from './cli-util'
+import { CliFailure, printFailure, type Command } from './common'
 
 /** Subcommand name → its usage line, summary and module (loaded when it runs). */
 const commands: Record<string, Command> = {
   slots: {
     usage: 'slots [file] [--json]',
     summary: "show a slot file's table: slot, pid, alive, start time, command (default: DEFAULT_SLOTS_FILE)",
-    load: () => import('./cli-slots'),
+    load: () => import('./slots'),
   },
   pids: {
     usage: 'pids <dir> [--json]',
     summary: 'show the PID files of a directory: target, pid, alive, running/stale/reused/invalid/untrusted, mount',
-    load: () => import('./cli-pids'),
+    load: () => import('./pids'),
   },
   status: {
     usage: 'status <pidDir> <targetId> [--json]',
     summary: "a daemon's status, exit 0 running, 1 dead with a PID file, 3 not running, 4 unknown (LSB)",
-    load: () => import('./cli-status'),
+    load: () => import('./status'),
   },
   start: {
     usage: 'start <pidDir> <targetId> [--ready mount:PATH|alive] [--timeout ms] [--settle ms] -- COMMAND [ARGS...]',
     summary:
       'start a daemon as a manager does (spawn record, process group, log, readiness, PID file); exit 0 once ready ' +
       'or already running, 1 when it did not become ready (nothing left running)',
-    load: () => import('./cli-start'),
+    load: () => import('./start'),
   },
   stop: {
     usage: 'stop <pidDir> <targetId> [--timeout ms] [--force]',
     summary: 'stop a daemon (its process group, SIGTERM then SIGKILL), unmount what it leaves, remove its PID file',
-    load: () => import('./cli-stop'),
+    load: () => import('./stop'),
   },
   demo: {
     usage: 'demo',
     summary: 'run the prefork demo: cluster workers take slots, a SIGKILLed one is replaced on its slot',
-    load: () => import('./cli-demo'),
+    load: () => import('./demo'),
   },
   exec: {
     usage: 'exec [--file F] [--slots N] [--preferred N [--exact]] [--wait ms] -- COMMAND [ARGS...]',
     summary:
       'take a slot and become COMMAND (same PID), which holds it for its life; PROCSLOT_ID, PROCSLOT_COUNT, ' +
       'PROCSLOT_FILE in its environment; exit 75 (EX_TEMPFAIL) when no slot frees within --wait (default 0 ms)',
-    load: () => import('./cli-exec'),
+    load: () => import('./exec'),
   },
 }
 
@@ -66,12 +66,12 @@ function usage(): string {
 
 const isHelp = (arg: string): boolean => arg === '--help' || arg === '-h'
 
-/** The package's version, from its package.json (next to `lib/` in the package and in the repo). */
+/** The package's version, from its package.json (beside `lib/` in the package and in the repo). */
 function version(): string {
-  return (require('../package.json') as { version: string }).version
+  return (require('../../package.json') as { version: string }).version
 }
 
-/** The error of lib/platform.ts: no native binding for this machine (its message names the fix). */
+/** The error of lib/load-error.ts: no native binding for this machine (its message names the fix). */
 function isBindingFailure(err: unknown): err is Error {
   const code = (err as { code?: unknown } | null)?.code
   return code === 'ERR_PROCSLOT_NO_BINARY' || code === 'ERR_PROCSLOT_UNSUPPORTED_PLATFORM'
@@ -97,10 +97,7 @@ export async function main(argv: string[]): Promise<number> {
     }
     return await (await command.load()).run(rest)
   } catch (err) {
-    if (err instanceof CliFailure) {
-      process.stderr.write(`procslot: ${err.message}\n`)
-      return err.exitCode
-    }
+    if (err instanceof CliFailure) return printFailure(err)
     if (isBindingFailure(err)) {
       // No prebuilt binary for this machine: the error says which package to install, no stack needed.
       process.stderr.write(`${err.message}\n`)
@@ -111,8 +108,9 @@ export async function main(argv: string[]): Promise<number> {
 }
 
 /**
- * Runs `procslot` with this process's arguments and sets its exit code: `node lib/cli.js ...`, and
- * `bin/procslot` (the JavaScript command, where the native launcher is not installed).
+ * Runs `procslot` with this process's arguments and sets its exit code: `node lib/cli/index.js ...`,
+ * `bin/procslot` (the JavaScript command, where the native launcher is not installed) and `lib/cli.js`
+ * (the path the native launcher runs).
  */
 export function runCommandLine(): void {
   main(process.argv.slice(2)).then(

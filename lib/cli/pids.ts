@@ -3,13 +3,13 @@
  * (running, stale, reused, invalid, untrusted) and the recorded mount path — without changing anything.
  * @internal
  */
-import { statSync } from 'node:fs'
 import { resolve } from 'node:path'
 
-import { fail, formatTable, formatTime, oneLine, parse, printJson, shorten } from './cli-util'
-import type { NativeVerdict } from './native'
-import { PidFileStore } from './pidfile'
-import { processCommand } from './proc'
+import type { NativeVerdict } from '../native'
+import { PidFileStore } from '../pidfile'
+import { processCommand } from '../proc'
+import { fail, formatTable, formatTime, JSON_OPTION, parse, printResult, shorten } from './common'
+import { findPidDir } from './target'
 
 /** One PID file as `procslot pids` shows it (and prints it with `--json`). */
 export interface PidRow {
@@ -75,13 +75,9 @@ function row(v: NativeVerdict, foreignOwner: number | null): PidRow {
  */
 export function listPids(dir: string): PidListing {
   const path = resolve(dir)
-  try {
-    if (!statSync(path).isDirectory()) fail(`not a directory: ${path}`)
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code
-    if (code === undefined) throw err
-    fail(code === 'ENOENT' ? `no PID directory at ${path}` : `cannot read PID directory ${path}: ${(err as Error).message}`)
-  }
+  const pidDir = findPidDir(path)
+  if (pidDir.found === 'unreadable') fail(`cannot read PID directory ${path}: ${pidDir.reason}`)
+  if (pidDir.found !== 'directory') fail(pidDir.reason)
   const files: PidRow[] = []
   try {
     const store = new PidFileStore(path)
@@ -90,7 +86,7 @@ export function listPids(dir: string): PidListing {
       if (d) files.push(row(d.verdict, d.foreignOwner ?? null))
     }
   } catch (err) {
-    return fail(oneLine((err as Error).message))
+    return fail((err as Error).message)
   }
   return { dir: path, files }
 }
@@ -116,10 +112,8 @@ export function formatPids(listing: PidListing): string {
 
 /** `procslot pids <dir> [--json]` (its line in the dispatcher's table says so). */
 export function run(argv: string[]): number {
-  const { values, positionals } = parse('pids', argv, { json: { type: 'boolean' } })
+  const { values, positionals } = parse('pids', argv, JSON_OPTION)
   if (positionals.length !== 1) fail(`pids: one PID directory expected, got ${positionals.length}`)
-  const listing = listPids(positionals[0]!)
-  if (values.json) printJson(listing)
-  else process.stdout.write(formatPids(listing))
+  printResult(values.json, listPids(positionals[0]!), formatPids)
   return 0
 }

@@ -4,13 +4,13 @@
  * with a PID file left, 3 not running, 4 unknown (unreadable, untrusted, invalid). Changes nothing.
  * @internal
  */
-import { statSync } from 'node:fs'
 import { resolve } from 'node:path'
 
-import { CliFailure, oneLine, parse, printJson } from './cli-util'
-import type { NativeVerdict } from './native'
-import { PidFileStore, checkTargetId } from './pidfile'
-import { processCommand } from './proc'
+import type { NativeVerdict } from '../native'
+import { PidFileStore, checkTargetId } from '../pidfile'
+import { processCommand } from '../proc'
+import { CliFailure, JSON_OPTION, oneLine, parse, printResult } from './common'
+import { findPidDir, pidDirAndTarget } from './target'
 
 /** What `procslot status --json` prints. */
 export interface TargetStatus {
@@ -48,12 +48,10 @@ export function targetStatus(dir: string, targetId: string): TargetStatus {
   } catch (err) {
     return make('unknown', { reason: (err as Error).message })
   }
-  try {
-    if (!statSync(path).isDirectory()) return make('unknown', { reason: `not a directory: ${path}` })
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return make('stopped', { reason: `no PID directory at ${path}` })
-    return make('unknown', { reason: oneLine((err as Error).message) })
-  }
+  const pidDir = findPidDir(path)
+  if (pidDir.found === 'missing') return make('stopped', { reason: pidDir.reason })
+  if (pidDir.found === 'not a directory') return make('unknown', { reason: pidDir.reason })
+  if (pidDir.found === 'unreadable') return make('unknown', { reason: oneLine(pidDir.reason) })
   let v: NativeVerdict | null
   try {
     v = new PidFileStore(path).native.judge(targetId)
@@ -92,18 +90,18 @@ export function formatStatus(s: TargetStatus): string {
 
 /** `procslot status` (its usage is its line in the dispatcher's table). */
 export function run(argv: string[]): number {
-  let values: Record<string, string | boolean | undefined>
-  let positionals: string[]
+  let json: string | boolean | undefined
+  let dir: string
+  let targetId: string
   try {
-    ;({ values, positionals } = parse('status', argv, { json: { type: 'boolean' } }))
-    if (positionals.length !== 2) throw new CliFailure(`status: a PID directory and a target ID expected, got ${positionals.length} arguments`)
+    const { values, positionals } = parse('status', argv, JSON_OPTION)
+    json = values.json
+    ;[dir, targetId] = pidDirAndTarget('status', positionals)
   } catch (err) {
     // LSB keeps 2 for "dead with a lock file": a request that cannot be answered is "unknown".
-    process.stderr.write(`procslot: ${(err as Error).message}\n`)
-    return 4
+    throw err instanceof CliFailure ? new CliFailure(err.message, 4) : err
   }
-  const s = targetStatus(positionals[0]!, positionals[1]!)
-  if (values.json) printJson(s)
-  else process.stdout.write(formatStatus(s))
+  const s = targetStatus(dir, targetId)
+  printResult(json, s, formatStatus)
   return s.code
 }

@@ -6,10 +6,10 @@
 import { lstatSync, readdirSync, readlinkSync } from 'node:fs'
 import { resolve } from 'node:path'
 
-import { fail, formatTable, formatTime, oneLine, parse, printJson, shorten } from './cli-util'
-import { processCommand, processStart } from './proc'
-import { DEFAULT_SLOTS_FILE } from './native'
-import { SlotTable } from './slots'
+import { processCommand, processStart } from '../proc'
+import { DEFAULT_SLOTS_FILE } from '../native'
+import { SlotTable } from '../slots'
+import { fail, formatTable, formatTime, JSON_OPTION, parse, printResult, shorten } from './common'
 
 /** One slot as `procslot slots` shows it (and prints it with `--json`). */
 export interface SlotRow {
@@ -111,7 +111,7 @@ export function listSlots(file: string): SlotListing {
   try {
     table = SlotTable.open(path)
   } catch (err) {
-    return fail(oneLine((err as Error).message))
+    return fail((err as Error).message)
   }
   try {
     const slots = table.snapshot().map((s): SlotRow => {
@@ -180,10 +180,8 @@ export function formatSlots(listing: SlotListing): string {
 
 /** `procslot slots [file] [--json]` (its line in the dispatcher's table says so). */
 export function run(argv: string[]): number {
-  const { values, positionals } = parse('slots', argv, { json: { type: 'boolean' } })
+  const { values, positionals } = parse('slots', argv, JSON_OPTION)
   if (positionals.length > 1) fail(`slots: one file at most, got ${positionals.length}`)
-  const listing = listSlots(positionals[0] ?? DEFAULT_SLOTS_FILE)
-  if (values.json) printJson(listing)
-  else process.stdout.write(formatSlots(listing))
+  printResult(values.json, listSlots(positionals[0] ?? DEFAULT_SLOTS_FILE), formatSlots)
   return 0
 }
