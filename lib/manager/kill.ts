@@ -113,11 +113,17 @@ export async function undoUnfinished(tr: Tracker, targetId: string, st: NativeTa
 }
 
 /**
- * Undoes a spawn that never finished, if it is still unfinished now that the target's lock is held (the
- * spawn may have been another manager's, alive and done by now: then nothing is touched).
+ * Undoes a spawn that never finished (found at load), after the calls queued before it and under the
+ * target's lock — if it is still unfinished then (the spawn may have been another manager's, alive and
+ * done by now: then nothing is touched). Whether there was anything to undo.
  */
-export async function undoLocked(tr: Tracker, targetId: string, timeoutMs: number): Promise<boolean> {
-  return undoUnfinished(tr, targetId, tr.native.state(targetId), timeoutMs)
+export function undoTarget(tr: Tracker, targetId: string, timeoutMs: number): Promise<boolean> {
+  return tr.queue.run(
+    targetId,
+    timeoutMs + AFTER_SIGKILL_MS,
+    (why) => new TargetLockedError(targetId, why),
+    () => undoUnfinished(tr, targetId, tr.native.state(targetId), timeoutMs),
+  )
 }
 
 /**

@@ -13,19 +13,9 @@ import { redactEnv, openLog, resolveCommand, startGated, tail, type Gated } from
 import { AFTER_SIGKILL_MS, childExitWithin, stopGroup, undoUnfinished } from './kill'
 import { awaitNative, withDeadline } from './queue'
 import { Proc, mountRef, type MountRef, type Tracked, type Tracker } from './tracking'
-import type { ProcessInfo, SpawnContext } from './types'
+import type { SpawnSettings } from './options'
+import type { ProcessInfo } from './types'
 import { closeSync } from 'node:fs'
-
-/** What a spawn needs of the manager's options. */
-export interface SpawnSettings {
-  readonly command: string
-  readonly args: (context: SpawnContext) => readonly string[]
-  readonly ready: 'mount' | 'alive'
-  readonly logDir: string
-  readonly startTimeoutMs: number
-  readonly settleMs: number
-  readonly killTimeoutMs: number
-}
 
 /** The body of `spawn`, with the target's lock held. `onSpawned` counts each process started. */
 export async function spawnLocked(

@@ -8,9 +8,10 @@ import { EventEmitter } from 'node:events'
 import type { PidFileStore } from '../pidfile'
 import { killTarget } from './kill'
 import { openPidDir } from './load'
+import { SILENT } from './options'
 import { TargetQueue } from './queue'
 import { Tracker } from './tracking'
-import { SILENT, type ManagerEvents } from './types'
+import type { ManagerEvents } from './types'
 
 export { openPidDir } from './load'
 

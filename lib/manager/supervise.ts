@@ -11,18 +11,10 @@
 import { native, type NativeExitWatcher } from '../native'
 import { ProcslotError, SpawnError } from '../errors'
 import type { TargetQueue } from './queue'
-import { spawnLocked, type SpawnSettings } from './spawn'
+import type { RestartSettings, SpawnSettings } from './options'
+import { spawnLocked } from './spawn'
 import type { Tracked, Tracker } from './tracking'
 import type { ProcessInfo, RestartPolicy } from './types'
-
-/** The restart settings of a manager. */
-export interface RestartSettings {
-  readonly restart: RestartPolicy
-  readonly restartDelayMs: number
-  readonly restartMaxDelayMs: number
-  readonly maxRestarts: number
-  readonly restartWindowMs: number
-}
 
 /** How to start a target again: what its spawn was given, and its restarts so far. */
 interface Plan {
