@@ -250,7 +250,7 @@ export class FuseProcessManager extends EventEmitter<T.ManagerEvents> implements
     }
     for (const v of readPidDir(this.#store).others) {
       if (v.judgement === 'untrusted' || this.#tracker.get(v.targetId) !== undefined || this.#queue.busy(v.targetId)) continue
-      if (this.#tracker.dropFile(v, false, (e) => this.emit('stale', e))) dropped++
+      if (this.#tracker.files.dropFile(v, false, (e) => this.emit('stale', e))) dropped++
     }
     return dropped
   }

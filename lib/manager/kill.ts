@@ -103,12 +103,12 @@ export async function undoUnfinished(tr: Tracker, targetId: string, st: NativeTa
   if (st.recordProcess != null) {
     const handle = native.openProcess(record.pid, record.startTicks)
     if (handle !== null) {
-      tr.log.warn({ targetId, pid: record.pid }, 'undoing a spawn that never finished (its manager died half-way)')
+      tr.out.log.warn({ targetId, pid: record.pid }, 'undoing a spawn that never finished (its manager died half-way)')
       await stopGroup(targetId, new Proc(record.pid, record.startTicks, handle.startTimeMs, handle), false, timeoutMs)
     }
   }
-  tr.unmountDead(targetId, record, true)
-  tr.native.deleteRecord(targetId)
+  tr.files.unmountDead(targetId, record, true)
+  tr.files.native.deleteRecord(targetId)
   return true
 }
 
@@ -118,11 +118,11 @@ export async function undoUnfinished(tr: Tracker, targetId: string, st: NativeTa
  * done by now: then nothing is touched). Whether there was anything to undo.
  */
 export function undoTarget(tr: Tracker, targetId: string, timeoutMs: number): Promise<boolean> {
-  return tr.queue.run(
+  return tr.files.queue.run(
     targetId,
     timeoutMs + AFTER_SIGKILL_MS,
     (why) => new TargetLockedError(targetId, why),
-    () => undoUnfinished(tr, targetId, tr.native.state(targetId), timeoutMs),
+    () => undoUnfinished(tr, targetId, tr.files.native.state(targetId), timeoutMs),
   )
 }
 
@@ -133,7 +133,7 @@ export function undoTarget(tr: Tracker, targetId: string, timeoutMs: number): Pr
  * (how long a spawn holding the lock may run).
  */
 export function killTarget(tr: Tracker, targetId: string, force: boolean, timeoutMs: number, busyMs: number): Promise<boolean> {
-  return tr.queue.run(
+  return tr.files.queue.run(
     targetId,
     timeoutMs + AFTER_SIGKILL_MS + busyMs,
     (why) => new TargetLockedError(targetId, why),
@@ -150,9 +150,9 @@ export async function killLocked(tr: Tracker, targetId: string, force: boolean, 
   // A tracked daemon whose PID file is still the very version judged to name it (one fstatat) needs no
   // second look at the disk: that file is trusted and names it.
   if (t === undefined || t.proc.check() !== 0) {
-    const st = tr.native.state(targetId)
+    const st = tr.files.native.state(targetId)
     if (st.verdict?.judgement === 'untrusted') {
-      tr.log.warn({ targetId, path: st.verdict.path, reason: st.verdict.reason }, 'untrusted PID file: not killing')
+      tr.out.log.warn({ targetId, path: st.verdict.path, reason: st.verdict.reason }, 'untrusted PID file: not killing')
       return false
     }
     if (t === undefined) return killNothing(tr, targetId, st, timeoutMs)
@@ -160,7 +160,7 @@ export async function killLocked(tr: Tracker, targetId: string, force: boolean, 
   t.killing = true
   let signal: 'SIGTERM' | 'SIGKILL' | null
   try {
-    tr.log.info({ targetId, pid: t.pid, force }, 'killing daemon')
+    tr.out.log.info({ targetId, pid: t.pid, force }, 'killing daemon')
     signal = await stopGroup(targetId, t.proc, force, timeoutMs, t.child)
   } catch (err) {
     t.killing = false
@@ -168,7 +168,7 @@ export async function killLocked(tr: Tracker, targetId: string, force: boolean, 
   }
   t.exited = true
   tr.forget(t, true)
-  tr.events.emit('kill', { targetId, pid: t.pid, signal })
+  tr.out.events.emit('kill', { targetId, pid: t.pid, signal })
   return true
 }
 
@@ -177,7 +177,7 @@ async function killNothing(tr: Tracker, targetId: string, st: NativeTargetState,
   const undone = await undoUnfinished(tr, targetId, st, timeoutMs)
   const dead = tr.get(targetId)
   if (dead !== undefined) tr.forget(dead, true)
-  tr.log.debug({ targetId, undone }, 'kill: not running')
-  tr.events.emit('kill', { targetId, pid: null, signal: null })
+  tr.out.log.debug({ targetId, undone }, 'kill: not running')
+  tr.out.events.emit('kill', { targetId, pid: null, signal: null })
   return true
 }

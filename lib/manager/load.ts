@@ -10,7 +10,8 @@ import { nativeError } from '../errors'
 import { native, type NativeLoad } from '../native'
 import { PidFileStore } from '../pidfile'
 import { undoTarget } from './kill'
-import type { Tracker, StaleEvent } from './tracking'
+import type { StaleEvent } from './files'
+import type { Tracker } from './tracking'
 import type { UntrustedPidFile } from './types'
 
 /** Refuses a directory other users can write to (`PidFileError` code `EUNSAFE`). */
@@ -76,7 +77,7 @@ export interface Loaded {
  */
 export function loadPidDir(store: PidFileStore, tr: Tracker, killTimeoutMs: number): Loaded {
   const { runningIds, runningPids, runningStartTicks, runningStartTimeMs, others, records, tempFiles } = readPidDir(store)
-  tr.log.info({ pidDir: store.dir, files: runningIds.length + others.length }, 'loading PID files')
+  tr.out.log.info({ pidDir: store.dir, files: runningIds.length + others.length }, 'loading PID files')
   for (let i = 0; i < runningIds.length; i++) {
     tr.trackLoaded(runningIds[i]!, runningPids[i]!, runningStartTicks[i]!, runningStartTimeMs[i]!)
   }
@@ -85,9 +86,9 @@ export function loadPidDir(store: PidFileStore, tr: Tracker, killTimeoutMs: numb
   const stale: StaleEvent[] = []
   for (const v of others) {
     if (v.judgement === 'untrusted') {
-      tr.log.warn({ targetId: v.targetId, path: v.path, reason: v.reason }, 'untrusted PID file left alone')
+      tr.out.log.warn({ targetId: v.targetId, path: v.path, reason: v.reason }, 'untrusted PID file left alone')
       untrusted.push({ targetId: v.targetId, path: v.path, reason: v.reason ?? 'untrusted' })
-    } else if (tr.dropFile(v, false, (e) => stale.push(e))) {
+    } else if (tr.files.dropFile(v, false, (e) => stale.push(e))) {
       cleaned++
     }
   }
@@ -98,10 +99,10 @@ export function loadPidDir(store: PidFileStore, tr: Tracker, killTimeoutMs: numb
   }
   for (const r of records) {
     void undoTarget(tr, r.targetId, killTimeoutMs).then(
-      (undone) => undone && tr.log.info({ targetId: r.targetId, pid: r.record.pid }, 'undid a spawn that never finished'),
-      (err: unknown) => tr.report(err, 'could not undo a spawn that never finished', { targetId: r.targetId }),
+      (undone) => undone && tr.out.log.info({ targetId: r.targetId, pid: r.record.pid }, 'undid a spawn that never finished'),
+      (err: unknown) => tr.out.report(err, 'could not undo a spawn that never finished', { targetId: r.targetId }),
     )
   }
-  tr.log.info({ loaded: runningIds.length, cleaned, untrusted: untrusted.length }, 'PID file loading complete')
+  tr.out.log.info({ loaded: runningIds.length, cleaned, untrusted: untrusted.length }, 'PID file loading complete')
   return { loaded: runningIds.length, cleaned, untrusted, stale }
 }

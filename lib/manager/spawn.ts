@@ -12,7 +12,8 @@ import { native, type NativeMount } from '../native'
 import { redactEnv, openLog, resolveCommand, startGated, tail, type Gated } from './daemon-io'
 import { AFTER_SIGKILL_MS, childExitWithin, stopGroup, undoUnfinished } from './kill'
 import { awaitNative, withDeadline } from './queue'
-import { Proc, mountRef, type MountRef, type Tracked, type Tracker } from './tracking'
+import { mountRef, type MountRef } from './files'
+import { Proc, type Tracked, type Tracker } from './tracking'
 import type { SpawnSettings } from './options'
 import type { ProcessInfo } from './types'
 import { closeSync } from 'node:fs'
@@ -28,17 +29,17 @@ export async function spawnLocked(
 ): Promise<ProcessInfo> {
   const running = tr.refresh(targetId, true)
   if (running !== undefined) {
-    const recorded = tr.mountOf(running)
+    const recorded = tr.files.mountOf(running)
     if (recorded !== null && recorded !== mountPath) {
       throw new SpawnError(
         `target ${targetId}: already running (PID ${running.pid}) at ${recorded}, not at ${mountPath}; kill it first to move it`,
         { targetId, reason: 'mount-path-differs' },
       )
     }
-    tr.log.debug({ targetId, pid: running.pid }, 'already running')
+    tr.out.log.debug({ targetId, pid: running.pid }, 'already running')
     return tr.info(running)
   }
-  const st = tr.native.state(targetId)
+  const st = tr.files.native.state(targetId)
   if (st.verdict?.judgement === 'untrusted') {
     throw new SpawnError(`target ${targetId}: its PID file ${st.verdict.path} cannot be trusted (${st.verdict.reason}); not touching it`, {
       targetId,
@@ -79,7 +80,7 @@ export async function spawnLocked(
       cause: Object.assign(new Error(`spawn ${s.command} ENOENT`), { code: 'ENOENT' }),
     })
   }
-  tr.log.info({ targetId, mountPath, command: s.command, args, env: redactEnv(env), logFile }, 'spawning daemon')
+  tr.out.log.info({ targetId, mountPath, command: s.command, args, env: redactEnv(env), logFile }, 'spawning daemon')
   const fd = openLog(logFile, targetId)
   let gated: Gated
   try {
@@ -123,7 +124,7 @@ export async function spawnLocked(
       if (m !== null) native.unmountIf(mountPath!, m.id, m.dev)
     } catch {}
     try {
-      tr.native.deleteRecord(targetId)
+      tr.files.native.deleteRecord(targetId)
     } catch {}
     // Its exit status as Node.js reaps it (killed above, it is gone or going): waited for with a deadline
     // that also holds the event loop (the child is unref'd).
@@ -151,7 +152,7 @@ export async function spawnLocked(
     // Its identity goes on disk before it may run: a manager killed from here on leaves a record that
     // the next manager finds.
     try {
-      tr.native.writeRecord(targetId, { pid, startTicks: proc.startTicks, mountPath: mountPath ?? undefined })
+      tr.files.native.writeRecord(targetId, { pid, startTicks: proc.startTicks, mountPath: mountPath ?? undefined })
     } catch (err) {
       return await fail(proc, 'spawn', 'could not be recorded', nativeError(err, { targetId }))
     }
@@ -182,7 +183,7 @@ export async function spawnLocked(
     }
     try {
       // The record again, now with the mount the daemon made, then the PID file: the spawn is complete.
-      tr.writeFiles(t)
+      tr.files.writeFiles(t)
     } catch (err) {
       return await fail(proc, 'spawn', 'could not be recorded', err)
     }
@@ -193,8 +194,8 @@ export async function spawnLocked(
   }
   tr.set(t)
   const info = tr.info(t)
-  tr.log.info({ targetId, pid, mountPath }, 'daemon ready')
-  tr.events.emit('spawn', info)
+  tr.out.log.info({ targetId, pid, mountPath }, 'daemon ready')
+  tr.out.events.emit('spawn', info)
   return info
 }
 
