@@ -94,7 +94,7 @@ async function exitWithin(h: NativeProcess, ms: number): Promise<boolean> {
  * process group is stopped, its mount (if it made one) unmounted, its record deleted. With the target's
  * lock held. Whether there was anything to undo.
  */
-export async function undoUnfinished(tr: Tracker, targetId: string, st: NativeTargetState, timeoutMs: number): Promise<boolean> {
+async function undoUnfinished(tr: Tracker, targetId: string, st: NativeTargetState, timeoutMs: number): Promise<boolean> {
   const record = st.record
   if (record == null) return false
   const file = st.verdict
@@ -172,11 +172,20 @@ export async function killLocked(tr: Tracker, targetId: string, force: boolean, 
   return true
 }
 
-/** `kill` of a target with no running daemon: what an unfinished spawn or a dead one left is cleaned up. */
-async function killNothing(tr: Tracker, targetId: string, st: NativeTargetState, timeoutMs: number): Promise<boolean> {
+/**
+ * Cleans up, with the target's lock held, what a dead daemon or an unfinished spawn left of a target with
+ * no running daemon (`kill`, and `spawn` before it starts one). Whether a spawn was undone.
+ */
+export async function clearDead(tr: Tracker, targetId: string, st: NativeTargetState, timeoutMs: number): Promise<boolean> {
   const undone = await undoUnfinished(tr, targetId, st, timeoutMs)
   const dead = tr.get(targetId)
   if (dead !== undefined) tr.forget(dead, true)
+  return undone
+}
+
+/** `kill` of a target with no running daemon: what an unfinished spawn or a dead one left is cleaned up. */
+async function killNothing(tr: Tracker, targetId: string, st: NativeTargetState, timeoutMs: number): Promise<boolean> {
+  const undone = await clearDead(tr, targetId, st, timeoutMs)
   tr.out.log.debug({ targetId, undone }, 'kill: not running')
   tr.out.events.emit('kill', { targetId, pid: null, signal: null })
   return true

@@ -26,6 +26,9 @@ export interface RestartSettings {
   readonly restartWindowMs: number
 }
 
+/** How long a kill waits after SIGTERM before SIGKILL when not told (`killTimeoutMs`, `procslot stop`). */
+export const KILL_TIMEOUT_MS = 10_000
+
 /** The logger of a manager given none (and of `procslot stop`): it says nothing. */
 export const SILENT: Logger = { debug() {}, info() {}, warn() {}, error() {} }
 
@@ -53,7 +56,7 @@ export function managerSettings(options: FuseProcessManagerOptions): {
     args: options.args ?? (({ mountPath }) => (mountPath === '' ? [] : [mountPath])),
     ready: options.ready ?? 'mount',
     logDir: options.logDir ?? options.pidDir,
-    killTimeoutMs: positive('killTimeoutMs', options.killTimeoutMs, 10_000),
+    killTimeoutMs: positive('killTimeoutMs', options.killTimeoutMs, KILL_TIMEOUT_MS),
     startTimeoutMs: positive('startTimeoutMs', options.startTimeoutMs, 10_000),
     settleMs: positive('settleMs', options.settleMs, 250),
   }
