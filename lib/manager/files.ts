@@ -26,6 +26,7 @@ export function mountRef(record: Pick<NativeRecord, 'mountId' | 'mountDev'> | nu
   return record?.mountId != null && record.mountDev != null ? { id: record.mountId, dev: record.mountDev } : null
 }
 
+/** The targets' files of one PID directory, as one manager changes them (under their locks, from `queue`). */
 export class TargetFiles {
   constructor(
     readonly native: NativePidFileStore,
@@ -42,6 +43,7 @@ export class TargetFiles {
     }
   }
 
+  /** The path of the target's PID file. */
   pathFor(targetId: string): string {
     return this.native.pathFor(targetId)
   }

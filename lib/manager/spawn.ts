@@ -198,6 +198,7 @@ class Launch {
     readonly gated: Gated,
   ) {}
 
+  /** The daemon's PID (the gate `exec`s it: the same process). */
   get pid(): number {
     return this.gated.pid
   }

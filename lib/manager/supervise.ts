@@ -237,8 +237,9 @@ export class Supervisor {
       return
     }
     // The target's lock is held (another call, maybe another manager): clean up under it.
+    const locked = async () => this.tr.files.cleanDisk(t, true)
     this.queue
-      .run(t.targetId, this.spawn.killTimeoutMs + this.spawn.startTimeoutMs, (why) => new Error(why), async () => this.tr.files.cleanDisk(t, true))
+      .run(t.targetId, this.spawn.killTimeoutMs + this.spawn.startTimeoutMs, (why) => new Error(why), locked)
       .then(continueWith)
       .catch((err: unknown) => this.#error(err))
   }

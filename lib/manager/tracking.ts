@@ -104,6 +104,7 @@ export interface Tracked {
   exited: boolean
 }
 
+/** The daemons of one PID directory in memory, by target ID: a cache that each decision brings in line with the disk. */
 export class Tracker {
   readonly #map = new Map<string, Tracked>()
   #closed = false
