@@ -1,57 +1,29 @@
 /**
  * `FuseProcessManager`: supervises one long-running daemon per target, tracked in memory and in a
- * standard PID file. This file composes the phases, each in a file of its own: `types` (options, events),
+ * standard PID file. This file composes the phases, each in a file of its own: `options` (checked, with
+ * their defaults), `types` (the public types), `load` (opening the directories, taking in the PID files),
  * `queue` (one call per target, under its lock), `tracking` (memory as a cache of the PID directory,
- * adoption), `spawn` (spawn to ready), `kill` (the whole process group), `daemon-io` (logs, the gate,
- * redaction).
+ * adoption), `spawn` (spawn to ready), `kill` (the whole process group), `supervise` (watching, restarts),
+ * `daemon-io` (logs, the gate, redaction), `stop` (`procslot stop`, by the kill path).
  * Re-exported by the package's `index.ts`.
  */
 import { EventEmitter } from 'node:events'
-import { mkdirSync, unlinkSync } from 'node:fs'
 import { resolve } from 'node:path'
 
-import { InvalidTargetIdError, ProcslotError, SpawnError, TargetLockedError, nativeError } from '../errors'
-import { PidFileStore, checkTargetId } from '../pidfile'
-import { checkFunction, checkMs, checkObject, checkOneOf, checkString, optional } from '../validate'
-import { AFTER_SIGKILL_MS, killTarget, undoLocked } from './kill'
-import { checkPrivate, openPidDir } from './load'
+import { InvalidTargetIdError, ProcslotError, SpawnError } from '../errors'
+import { checkTargetId, type PidFileStore } from '../pidfile'
+import { checkObject, checkString, optional } from '../validate'
+import { killTarget } from './kill'
+import { loadPidDir, openLogDir, openPidDir, readPidDir } from './load'
+import { checkRestart, managerSettings, positive, type SpawnSettings } from './options'
 import { TargetQueue, held } from './queue'
-import { spawnLocked, type SpawnSettings } from './spawn'
-import { Supervisor, type RestartSettings } from './supervise'
-import { Tracker, type StaleEvent } from './tracking'
-import { SILENT } from './types'
-import type {
-  FuseProcessManagerOptions,
-  KillOptions,
-  Logger,
-  ManagerEvents,
-  ManagerStats,
-  ProcessInfo,
-  RestartPolicy,
-  SpawnOptions,
-  UntrustedPidFile,
-} from './types'
+import { spawnLocked } from './spawn'
+import { Supervisor } from './supervise'
+import { Tracker } from './tracking'
+import type * as T from './types'
 
-export type {
-  FuseProcessManagerOptions,
-  KillOptions,
-  Logger,
-  ManagerEvents,
-  ManagerStats,
-  ProcessInfo,
-  RestartPolicy,
-  SpawnContext,
-  SpawnOptions,
-  UntrustedPidFile,
-} from './types'
+export type * from './types'
 export { redactEnv } from './daemon-io'
-
-/** `options.restart` of the constructor and of `spawn`: one of the policies. */
-const checkRestart = (value: unknown): RestartPolicy => checkOneOf('options.restart', value, ['no', 'on-failure', 'always'] as const)
-
-function positive(name: string, value: number | undefined, fallback: number): number {
-  return optional(value, fallback, (v) => checkMs(name, v))
-}
 
 /**
  * Supervises one long-running daemon per target — first of all FUSE filesystems — and tracks each in
@@ -73,7 +45,7 @@ function positive(name: string, value: number | undefined, fallback: number): nu
  * await manager.kill('target-123')
  * ```
  */
-export class FuseProcessManager extends EventEmitter<ManagerEvents> implements Disposable {
+export class FuseProcessManager extends EventEmitter<T.ManagerEvents> implements Disposable {
   /** The PID-file directory. */
   readonly pidDir: string
   /** How many live daemons construction found through their PID files. */
@@ -81,11 +53,11 @@ export class FuseProcessManager extends EventEmitter<ManagerEvents> implements D
   /** How many stale or invalid PID files construction deleted. */
   readonly cleaned: number
   /** PID files construction found but will not touch (another owner, writable by others, a link). */
-  readonly untrusted: readonly UntrustedPidFile[]
+  readonly untrusted: readonly T.UntrustedPidFile[]
 
   readonly #store: PidFileStore
   readonly #settings: SpawnSettings
-  readonly #log: Logger
+  readonly #log: T.Logger
   readonly #queue: TargetQueue
   readonly #tracker: Tracker
   readonly #supervisor: Supervisor
@@ -101,98 +73,29 @@ export class FuseProcessManager extends EventEmitter<ManagerEvents> implements D
    * @throws {PidFileError} `EUNSAFE` for a `pidDir` or `logDir` other users can write to, or the operating
    * system's error.
    */
-  constructor(options: FuseProcessManagerOptions) {
+  constructor(options: T.FuseProcessManagerOptions) {
     super()
-    checkObject('options', options)
-    checkString('options.command', options.command)
-    if (options.args !== undefined) checkFunction('options.args', options.args)
-    if (options.ready !== undefined) checkOneOf('options.ready', options.ready, ['mount', 'alive'])
-    if (options.logDir !== undefined) checkString('options.logDir', options.logDir)
-    // Every option is checked before anything is made on disk: a refused one leaves no directory behind.
-    const logDir = options.logDir ?? options.pidDir
-    const settings: SpawnSettings = {
-      command: options.command,
-      args: options.args ?? (({ mountPath }) => (mountPath === '' ? [] : [mountPath])),
-      ready: options.ready ?? 'mount',
-      logDir,
-      killTimeoutMs: positive('killTimeoutMs', options.killTimeoutMs, 10_000),
-      startTimeoutMs: positive('startTimeoutMs', options.startTimeoutMs, 10_000),
-      settleMs: positive('settleMs', options.settleMs, 250),
-    }
-    const restart: RestartSettings = {
-      restart: optional(options.restart, 'no', checkRestart),
-      restartDelayMs: positive('restartDelayMs', options.restartDelayMs, 100),
-      restartMaxDelayMs: positive('restartMaxDelayMs', options.restartMaxDelayMs, 30_000),
-      maxRestarts: positive('maxRestarts', options.maxRestarts, 5),
-      restartWindowMs: positive('restartWindowMs', options.restartWindowMs, 60_000),
-    }
+    const { settings, restart, logger } = managerSettings(options)
     this.#store = openPidDir(options.pidDir)
     this.pidDir = options.pidDir
-    if (options.logDir !== undefined) {
-      try {
-        mkdirSync(logDir, { recursive: true, mode: 0o755 })
-      } catch (err) {
-        throw nativeError(err, { path: logDir })
-      }
-      checkPrivate(logDir)
-    }
-    this.#log = options.logger ?? SILENT
+    if (options.logDir !== undefined) openLogDir(settings.logDir)
+    this.#log = logger
     this.#settings = settings
-    const native = this.#store.native
-    this.#queue = new TargetQueue(native, this.#log)
-    this.#tracker = new Tracker(native, this.#queue, this.#log, this)
+    this.#queue = new TargetQueue(this.#store.native, this.#log)
+    this.#tracker = new Tracker(this.#store.native, this.#queue, this.#log, this)
     this.#supervisor = new Supervisor(this.#tracker, this.#queue, settings, restart, () => this.#spawnedCount++)
     this.#tracker.onTracked = (t) => this.#supervisor.watch(t)
     this.#tracker.onDropped = (t) => this.#supervisor.unwatch(t)
 
-    let load: ReturnType<typeof native.load>
-    try {
-      load = native.load()
-    } catch (err) {
-      throw nativeError(err, { path: options.pidDir })
-    }
-    const { runningIds, runningPids, runningStartTicks, runningStartTimeMs, others, records, tempFiles } = load
-    this.#log.info({ pidDir: this.pidDir, files: runningIds.length + others.length }, 'loading PID files')
-    // Files the core judged running: adopted as they come (their records are read when first needed).
-    for (let i = 0; i < runningIds.length; i++) {
-      this.#tracker.trackLoaded(runningIds[i]!, runningPids[i]!, runningStartTicks[i]!, runningStartTimeMs[i]!)
-    }
-    let cleaned = 0
-    const untrusted: UntrustedPidFile[] = []
-    const stale: StaleEvent[] = []
-    for (const v of others) {
-      if (v.judgement === 'untrusted') {
-        this.#log.warn({ targetId: v.targetId, path: v.path, reason: v.reason }, 'untrusted PID file left alone')
-        untrusted.push({ targetId: v.targetId, path: v.path, reason: v.reason ?? 'untrusted' })
-      } else if (this.#tracker.dropFile(v, false, (e) => stale.push(e))) {
-        cleaned++
-      }
-    }
-    for (const file of tempFiles) {
-      try {
-        unlinkSync(file)
-      } catch {}
-    }
-    // Spawns that never finished: undone under their lock before anything else happens to them.
-    for (const r of records) {
-      void this.#queue
-        .run(r.targetId, this.#settings.killTimeoutMs + AFTER_SIGKILL_MS, (why) => new TargetLockedError(r.targetId, why), () =>
-          undoLocked(this.#tracker, r.targetId, this.#settings.killTimeoutMs),
-        )
-        .then(
-          (undone) => undone && this.#log.info({ targetId: r.targetId, pid: r.record.pid }, 'undid a spawn that never finished'),
-          (err: unknown) => this.#tracker.report(err, 'could not undo a spawn that never finished', { targetId: r.targetId }),
-        )
-    }
-    this.loaded = runningIds.length
+    const { loaded, cleaned, untrusted, stale } = loadPidDir(this.#store, this.#tracker, settings.killTimeoutMs)
+    this.loaded = loaded
     this.cleaned = cleaned
     this.untrusted = untrusted
-    this.#log.info({ loaded: this.loaded, cleaned, untrusted: untrusted.length }, 'PID file loading complete')
     // After the constructor returns: a listener attached right after `new` sees them.
     if (stale.length > 0) process.nextTick(() => stale.forEach((e) => this.emit('stale', e)))
     // The daemons found running are watched from the next turn of the event loop on (opening thousands
     // of pidfds is no part of construction); one that died meanwhile is reported then.
-    if (runningIds.length > 0) {
+    if (loaded > 0) {
       setImmediate(() => {
         if (this.#closed) return
         for (const t of this.#tracker.all()) this.#supervisor.watch(t)
@@ -201,7 +104,7 @@ export class FuseProcessManager extends EventEmitter<ManagerEvents> implements D
   }
 
   /** Tracked daemons by target ID (a read-only view). */
-  get processes(): ReadonlyMap<string, ProcessInfo> {
+  get processes(): ReadonlyMap<string, T.ProcessInfo> {
     return new Map(this.#tracker.all().map((t) => [t.targetId, this.#tracker.info(t)]))
   }
 
@@ -236,9 +139,9 @@ export class FuseProcessManager extends EventEmitter<ManagerEvents> implements D
     targetId: string,
     mountPath: string | null,
     env: Readonly<Record<string, string>> = {},
-    options: SpawnOptions = {},
-  ): Promise<ProcessInfo> {
-    let policy: RestartPolicy
+    options: T.SpawnOptions = {},
+  ): Promise<T.ProcessInfo> {
+    let policy: T.RestartPolicy
     try {
       this.#open()
       checkTargetId(targetId)
@@ -283,7 +186,7 @@ export class FuseProcessManager extends EventEmitter<ManagerEvents> implements D
    * @throws {InvalidTargetIdError}
    * @throws {TargetLockedError} another call kept the target busy past `timeoutMs`.
    */
-  kill(targetId: string, options: KillOptions = {}): Promise<boolean> {
+  kill(targetId: string, options: T.KillOptions = {}): Promise<boolean> {
     let timeoutMs: number
     try {
       this.#open()
@@ -316,7 +219,7 @@ export class FuseProcessManager extends EventEmitter<ManagerEvents> implements D
    * or `null`.
    * @throws {InvalidTargetIdError}
    */
-  getProcessInfo(targetId: string): ProcessInfo | null {
+  getProcessInfo(targetId: string): T.ProcessInfo | null {
     checkTargetId(targetId)
     this.#settled(() => this.#tracker.refresh(targetId), undefined)
     const t = this.#tracker.get(targetId)
@@ -324,7 +227,7 @@ export class FuseProcessManager extends EventEmitter<ManagerEvents> implements D
   }
 
   /** Every tracked daemon (running, or exited and not yet cleaned up). */
-  listAllProcesses(): ProcessInfo[] {
+  listAllProcesses(): T.ProcessInfo[] {
     return this.#tracker.all().map((t) => this.#tracker.info(t))
   }
 
@@ -345,15 +248,9 @@ export class FuseProcessManager extends EventEmitter<ManagerEvents> implements D
       }
       if (still.exited && this.#tracker.forget(still, false)) dropped++
     }
-    let load: ReturnType<PidFileStore['native']['load']>
-    try {
-      load = this.#store.native.load()
-    } catch (err) {
-      throw nativeError(err, { path: this.pidDir })
-    }
-    for (const v of load.others) {
+    for (const v of readPidDir(this.#store).others) {
       if (v.judgement === 'untrusted' || this.#tracker.get(v.targetId) !== undefined || this.#queue.busy(v.targetId)) continue
-      if (this.#tracker.dropFile(v, false, (e) => this.emit('stale', e))) dropped++
+      if (this.#tracker.files.dropFile(v, false, (e) => this.emit('stale', e))) dropped++
     }
     return dropped
   }
@@ -373,7 +270,7 @@ export class FuseProcessManager extends EventEmitter<ManagerEvents> implements D
   }
 
   /** Counts and per-daemon details, in the Python manager's shape (camelCased). */
-  getStats(): ManagerStats {
+  getStats(): T.ManagerStats {
     const now = Date.now()
     const processes = this.#tracker.all().map((t) => {
       const info = this.#tracker.info(t)

@@ -94,7 +94,7 @@ async function exitWithin(h: NativeProcess, ms: number): Promise<boolean> {
  * process group is stopped, its mount (if it made one) unmounted, its record deleted. With the target's
  * lock held. Whether there was anything to undo.
  */
-export async function undoUnfinished(tr: Tracker, targetId: string, st: NativeTargetState, timeoutMs: number): Promise<boolean> {
+async function undoUnfinished(tr: Tracker, targetId: string, st: NativeTargetState, timeoutMs: number): Promise<boolean> {
   const record = st.record
   if (record == null) return false
   const file = st.verdict
@@ -103,21 +103,27 @@ export async function undoUnfinished(tr: Tracker, targetId: string, st: NativeTa
   if (st.recordProcess != null) {
     const handle = native.openProcess(record.pid, record.startTicks)
     if (handle !== null) {
-      tr.log.warn({ targetId, pid: record.pid }, 'undoing a spawn that never finished (its manager died half-way)')
+      tr.out.log.warn({ targetId, pid: record.pid }, 'undoing a spawn that never finished (its manager died half-way)')
       await stopGroup(targetId, new Proc(record.pid, record.startTicks, handle.startTimeMs, handle), false, timeoutMs)
     }
   }
-  tr.unmountDead(targetId, record, true)
-  tr.native.deleteRecord(targetId)
+  tr.files.unmountDead(targetId, record, true)
+  tr.files.native.deleteRecord(targetId)
   return true
 }
 
 /**
- * Undoes a spawn that never finished, if it is still unfinished now that the target's lock is held (the
- * spawn may have been another manager's, alive and done by now: then nothing is touched).
+ * Undoes a spawn that never finished (found at load), after the calls queued before it and under the
+ * target's lock — if it is still unfinished then (the spawn may have been another manager's, alive and
+ * done by now: then nothing is touched). Whether there was anything to undo.
  */
-export async function undoLocked(tr: Tracker, targetId: string, timeoutMs: number): Promise<boolean> {
-  return undoUnfinished(tr, targetId, tr.native.state(targetId), timeoutMs)
+export function undoTarget(tr: Tracker, targetId: string, timeoutMs: number): Promise<boolean> {
+  return tr.files.queue.run(
+    targetId,
+    timeoutMs + AFTER_SIGKILL_MS,
+    (why) => new TargetLockedError(targetId, why),
+    () => undoUnfinished(tr, targetId, tr.files.native.state(targetId), timeoutMs),
+  )
 }
 
 /**
@@ -127,7 +133,7 @@ export async function undoLocked(tr: Tracker, targetId: string, timeoutMs: numbe
  * (how long a spawn holding the lock may run).
  */
 export function killTarget(tr: Tracker, targetId: string, force: boolean, timeoutMs: number, busyMs: number): Promise<boolean> {
-  return tr.queue.run(
+  return tr.files.queue.run(
     targetId,
     timeoutMs + AFTER_SIGKILL_MS + busyMs,
     (why) => new TargetLockedError(targetId, why),
@@ -144,9 +150,9 @@ export async function killLocked(tr: Tracker, targetId: string, force: boolean, 
   // A tracked daemon whose PID file is still the very version judged to name it (one fstatat) needs no
   // second look at the disk: that file is trusted and names it.
   if (t === undefined || t.proc.check() !== 0) {
-    const st = tr.native.state(targetId)
+    const st = tr.files.native.state(targetId)
     if (st.verdict?.judgement === 'untrusted') {
-      tr.log.warn({ targetId, path: st.verdict.path, reason: st.verdict.reason }, 'untrusted PID file: not killing')
+      tr.out.log.warn({ targetId, path: st.verdict.path, reason: st.verdict.reason }, 'untrusted PID file: not killing')
       return false
     }
     if (t === undefined) return killNothing(tr, targetId, st, timeoutMs)
@@ -154,7 +160,7 @@ export async function killLocked(tr: Tracker, targetId: string, force: boolean, 
   t.killing = true
   let signal: 'SIGTERM' | 'SIGKILL' | null
   try {
-    tr.log.info({ targetId, pid: t.pid, force }, 'killing daemon')
+    tr.out.log.info({ targetId, pid: t.pid, force }, 'killing daemon')
     signal = await stopGroup(targetId, t.proc, force, timeoutMs, t.child)
   } catch (err) {
     t.killing = false
@@ -162,16 +168,25 @@ export async function killLocked(tr: Tracker, targetId: string, force: boolean, 
   }
   t.exited = true
   tr.forget(t, true)
-  tr.events.emit('kill', { targetId, pid: t.pid, signal })
+  tr.out.events.emit('kill', { targetId, pid: t.pid, signal })
   return true
+}
+
+/**
+ * Cleans up, with the target's lock held, what a dead daemon or an unfinished spawn left of a target with
+ * no running daemon (`kill`, and `spawn` before it starts one). Whether a spawn was undone.
+ */
+export async function clearDead(tr: Tracker, targetId: string, st: NativeTargetState, timeoutMs: number): Promise<boolean> {
+  const undone = await undoUnfinished(tr, targetId, st, timeoutMs)
+  const dead = tr.get(targetId)
+  if (dead !== undefined) tr.forget(dead, true)
+  return undone
 }
 
 /** `kill` of a target with no running daemon: what an unfinished spawn or a dead one left is cleaned up. */
 async function killNothing(tr: Tracker, targetId: string, st: NativeTargetState, timeoutMs: number): Promise<boolean> {
-  const undone = await undoUnfinished(tr, targetId, st, timeoutMs)
-  const dead = tr.get(targetId)
-  if (dead !== undefined) tr.forget(dead, true)
-  tr.log.debug({ targetId, undone }, 'kill: not running')
-  tr.events.emit('kill', { targetId, pid: null, signal: null })
+  const undone = await clearDead(tr, targetId, st, timeoutMs)
+  tr.out.log.debug({ targetId, undone }, 'kill: not running')
+  tr.out.events.emit('kill', { targetId, pid: null, signal: null })
   return true
 }

@@ -42,6 +42,21 @@ export class TargetQueue {
     return run
   }
 
+  /**
+   * Runs `work` at once under the target's lock — the one the caller holds (`locked`), or taken if it is
+   * free now — and returns what it returns; never waits: `busy` (nothing run) when the lock is held
+   * elsewhere.
+   */
+  ifFree<T>(targetId: string, locked: boolean, busy: T, work: () => T): T {
+    const lock = locked ? null : this.tryLock(targetId)
+    if (!locked && lock === null) return busy
+    try {
+      return work()
+    } finally {
+      lock?.release()
+    }
+  }
+
   /** The target's lock if no other open holds it now (never waits), else `null`. */
   tryLock(targetId: string): NativeTargetLock | null {
     try {

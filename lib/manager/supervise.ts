@@ -11,18 +11,10 @@
 import { native, type NativeExitWatcher } from '../native'
 import { ProcslotError, SpawnError } from '../errors'
 import type { TargetQueue } from './queue'
-import { spawnLocked, type SpawnSettings } from './spawn'
+import type { RestartSettings, SpawnSettings } from './options'
+import { spawnLocked } from './spawn'
 import type { Tracked, Tracker } from './tracking'
 import type { ProcessInfo, RestartPolicy } from './types'
-
-/** The restart settings of a manager. */
-export interface RestartSettings {
-  readonly restart: RestartPolicy
-  readonly restartDelayMs: number
-  readonly restartMaxDelayMs: number
-  readonly maxRestarts: number
-  readonly restartWindowMs: number
-}
 
 /** How to start a target again: what its spawn was given, and its restarts so far. */
 interface Plan {
@@ -113,7 +105,7 @@ export class Supervisor {
         this.#tellNoPidfd(handle.noPidfd ?? 'ENOSYS')
       }
     } catch (err) {
-      this.tr.report(err, 'could not watch a daemon', { targetId: t.targetId, pid: t.pid })
+      this.tr.out.report(err, 'could not watch a daemon', { targetId: t.targetId, pid: t.pid })
     }
   }
 
@@ -127,9 +119,9 @@ export class Supervisor {
           'at least once a second, instead of through a pidfd each; raise the limit (ulimit -n) to watch them at once',
         { code: why, errno: why === 'EMFILE' ? -24 : -23 },
       )
-      this.tr.report(err, 'out of file descriptors: some daemons are watched by the fallback')
+      this.tr.out.report(err, 'out of file descriptors: some daemons are watched by the fallback')
     } else {
-      this.tr.log.warn({ why }, 'no pidfds here: daemons are watched by PID and start time, at least once a second')
+      this.tr.out.log.warn({ why }, 'no pidfds here: daemons are watched by PID and start time, at least once a second')
     }
   }
 
@@ -227,7 +219,7 @@ export class Supervisor {
     const signal = t.child?.signalCode ?? null
     let cleaned: 'ours' | 'gone' | 'busy'
     try {
-      cleaned = this.tr.cleanDisk(t, false)
+      cleaned = this.tr.files.cleanDisk(t, false)
     } catch (err) {
       this.#error(err)
       cleaned = 'busy'
@@ -245,8 +237,9 @@ export class Supervisor {
       return
     }
     // The target's lock is held (another call, maybe another manager): clean up under it.
+    const locked = async () => this.tr.files.cleanDisk(t, true)
     this.queue
-      .run(t.targetId, this.spawn.killTimeoutMs + this.spawn.startTimeoutMs, (why) => new Error(why), async () => this.tr.cleanDisk(t, true))
+      .run(t.targetId, this.spawn.killTimeoutMs + this.spawn.startTimeoutMs, (why) => new Error(why), locked)
       .then(continueWith)
       .catch((err: unknown) => this.#error(err))
   }
@@ -256,14 +249,14 @@ export class Supervisor {
     plan.history = plan.history.filter((at) => now - at < this.restart.restartWindowMs)
     if (plan.history.length >= this.restart.maxRestarts) {
       this.cancel(targetId)
-      this.tr.log.error({ targetId, restarts: plan.history.length }, 'restarted too often; giving up')
-      this.tr.events.emit('failed', { targetId, restarts: plan.history.length })
+      this.tr.out.log.error({ targetId, restarts: plan.history.length }, 'restarted too often; giving up')
+      this.tr.out.events.emit('failed', { targetId, restarts: plan.history.length })
       return
     }
     const attempt = plan.history.length + 1
     const delayMs = Math.min(this.restart.restartDelayMs * 2 ** (attempt - 1), this.restart.restartMaxDelayMs)
     plan.history.push(now)
-    this.tr.log.info({ targetId, attempt, delayMs }, 'restarting after a delay')
+    this.tr.out.log.info({ targetId, attempt, delayMs }, 'restarting after a delay')
     plan.timer = setTimeout(() => {
       plan.timer = null
       this.#restart(targetId, plan, attempt, delayMs).catch((err: unknown) => this.#error(err))
@@ -282,15 +275,15 @@ export class Supervisor {
       )
     } catch (err) {
       if (plan.cancelled) return
-      this.tr.log.warn({ targetId, attempt, err: (err as Error).message }, 'a restart failed')
+      this.tr.out.log.warn({ targetId, attempt, err: (err as Error).message }, 'a restart failed')
       this.#schedule(targetId, plan)
       return
     }
     if (info === null || plan.cancelled) return
-    this.tr.events.emit('restart', { targetId, attempt, delayMs, pid: info.pid })
+    this.tr.out.events.emit('restart', { targetId, attempt, delayMs, pid: info.pid })
   }
 
   #error(err: unknown): void {
-    this.tr.report(err, 'cleaning up after a dead daemon failed')
+    this.tr.out.report(err, 'cleaning up after a dead daemon failed')
   }
 }

@@ -11,9 +11,6 @@ export interface Logger {
   error(fields: object, message: string): void
 }
 
-/** The logger of a manager given none (and of `procslot stop`): it says nothing. */
-export const SILENT: Logger = { debug() {}, info() {}, warn() {}, error() {} }
-
 /** What `args` is given to build a daemon's command line. */
 export interface SpawnContext {
   /** The target being started. */
