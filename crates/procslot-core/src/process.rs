@@ -38,6 +38,26 @@ pub fn possible_pid(pid: u32) -> bool {
   pid > 0 && pid < sys::pid_max()
 }
 
+/// The PIDs a daemon can have under the system's limit `pid_max`: from 2 (1 is init) up to, not
+/// including, `pid_max` — [`possible_pid`] without init. The one rule for PID files (what they may hold,
+/// what may be written to them) and process handles.
+pub fn daemon_pids(pid_max: u32) -> std::ops::Range<u64> {
+  2..u64::from(pid_max)
+}
+
+/// Refuses (`EINVAL`) a PID that is never a daemon's ([`daemon_pids`]); `what` the PID cannot do, for
+/// the message ("be a supervised process").
+pub(crate) fn daemon_pid(pid: u32, what: &str) -> Result<()> {
+  let pid_max = sys::pid_max();
+  if daemon_pids(pid_max).contains(&u64::from(pid)) {
+    return Ok(());
+  }
+  Err(Error::InvalidArgument(format!(
+    "PID {pid} cannot {what} (it must be between 2 and {})",
+    pid_max - 1
+  )))
+}
+
 /// The identity of `pid`, `Ok(None)` when there is no such process (or the PID cannot be one: 0, or
 /// at or above the system's limit).
 ///
@@ -129,12 +149,7 @@ impl ProcessHandle {
   /// `EINVAL` for PIDs that are never a daemon's (0, 1, at or above the limit); the process table
   /// unreadable (without `expected_start`, or for another reason than descriptors).
   pub fn open(pid: u32, expected_start: Option<u64>) -> Result<Option<Self>> {
-    if pid <= 1 || !possible_pid(pid) {
-      return Err(Error::InvalidArgument(format!(
-        "PID {pid} cannot be a supervised process (it must be between 2 and {})",
-        sys::pid_max() - 1
-      )));
-    }
+    daemon_pid(pid, "be a supervised process")?;
     // Open the pidfd first, then read the start time: if the start time is the expected one, the pidfd
     // (taken earlier) refers to that same process, which cannot have been replaced in between without
     // changing the start time.
