@@ -46,8 +46,8 @@ pub use nix::errno::Errno;
 /// Signals, as the process functions take them.
 pub use nix::sys::signal::Signal;
 pub use pidfile::{
-  check_private_dir, parse_pid, validate_target_id, Leftovers, PidFileStore, TargetLock,
-  TargetState,
+  check_private_dir, parse_pid, validate_target_id, Leftovers, PidFileStore, PinCheck,
+  PinnedPidFile, TargetLock, TargetState,
 };
 pub use process::{
   daemon_pids, identity, possible_pid, started_after, Identity, ProcessHandle, Signalled, StopBegun,

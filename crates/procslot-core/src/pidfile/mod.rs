@@ -29,6 +29,7 @@
 mod display;
 mod load;
 pub mod locks;
+mod pin;
 mod records;
 pub mod store;
 
@@ -40,6 +41,7 @@ use crate::process::{daemon_pids, Identity};
 pub use crate::trust::check_private_dir;
 pub use load::Leftovers;
 pub use locks::{TargetLock, LOCK_FILE_NAME};
+pub use pin::{PinCheck, PinnedPidFile};
 pub use store::PidFileStore;
 
 /// The longest target ID.

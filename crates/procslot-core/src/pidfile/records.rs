@@ -99,6 +99,25 @@ impl PidFileStore {
     read_record_at(nix::fcntl::AT_FDCWD, &path, &path, self.euid)
   }
 
+  /// The target's spawn record if it is that of the process `pid` that started at `start_time` — the
+  /// record is that daemon's own — else `Ok(None)`. The one place that rule is told
+  /// ([`forget`](Self::forget) asks it too).
+  ///
+  /// # Errors
+  /// As [`read_record`](Self::read_record).
+  pub fn record_of(
+    &self,
+    target_id: &str,
+    pid: u32,
+    start_time: u64,
+  ) -> Result<Option<SpawnRecord>> {
+    Ok(
+      self
+        .read_record(target_id)?
+        .filter(|r| r.pid == pid && r.start_time == start_time),
+    )
+  }
+
   /// Deletes the target's spawn record alone; whether there was one.
   ///
   /// # Errors

@@ -168,8 +168,8 @@ impl PidFileStore {
       self.delete(target_id)?;
       return Ok(true);
     }
-    let record = self.read_record(target_id)?;
-    if file.is_none() && record.is_some_and(|r| r.pid == pid && r.start_time == start_time) {
+    let ours = self.record_of(target_id, pid, start_time)?.is_some();
+    if file.is_none() && ours {
       self.delete_record(target_id)?;
     }
     Ok(false)
