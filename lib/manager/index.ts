@@ -321,7 +321,7 @@ export class FuseProcessManager extends EventEmitter<ManagerEvents> implements D
    */
   isRunning(targetId: string): boolean {
     const t = this.#tracker.get(targetId)
-    if (t !== undefined && !t.exited && this.#settled(() => t.proc.check(), 2) === 0) return true
+    if (t !== undefined && !t.exited && this.#settled(() => t.proc.check(), 'changed') === 'alive') return true
     checkTargetId(targetId)
     return this.#settled(
       () => this.#tracker.refresh(targetId) !== undefined,

@@ -63,10 +63,10 @@ export class Proc {
     if (this.#handle) this.#handle.pinPidFile(store, targetId, fingerprint)
   }
 
-  /** 0: the PID file is as judged and the process alive; 1: as judged, the process gone; 2: judge again. */
-  check(): number {
+  /** `alive`: the PID file is as judged and the process alive; `exited`: as judged, the process gone; `changed`: judge again. */
+  check(): 'alive' | 'exited' | 'changed' {
     const h = this.handle
-    return h === null ? 2 : h.check()
+    return h === null ? 'changed' : h.check()
   }
 
   isAlive(): boolean {
@@ -206,8 +206,8 @@ export class Tracker {
     const t = this.#map.get(targetId)
     if (t !== undefined && !t.exited) {
       const c = t.proc.check()
-      if (c === 0) return t
-      if (c === 1) {
+      if (c === 'alive') return t
+      if (c === 'exited') {
         this.markExited(t, null, null)
         return undefined
       }
@@ -345,13 +345,12 @@ export class Tracker {
     if (t.mountPath === undefined) {
       let record: NativeRecord | null = null
       try {
-        record = this.native.readRecord(t.targetId)
+        record = this.native.recordOf(t.targetId, t.pid, t.proc.startTicks)
       } catch (err) {
         this.log.warn({ targetId: t.targetId, err: (err as Error).message }, 'could not read the spawn record')
       }
-      const ours = record !== null && record.pid === t.pid && record.startTicks === t.proc.startTicks
-      t.mountPath = ours ? (record!.mountPath ?? null) : null
-      t.mount = ours ? mountRef(record) : null
+      t.mountPath = record?.mountPath ?? null
+      t.mount = mountRef(record)
     }
     return t.mountPath
   }
