@@ -2,8 +2,8 @@
 //! of trust.
 //!
 //! - A file (a PID file, a spawn record, a lock file) is trusted when it is a regular file, owned by us
-//!   or root, and not writable by others ([`file_distrust`]); it is opened without following a link
-//!   ([`open_no_follow`]).
+//!   or root, and not writable by others (`file_distrust`); it is opened without following a link
+//!   (`open_no_follow`).
 //! - A directory is trusted by one of three rules ([`DirRule`]): a PID directory may be shared, with the
 //!   sticky bit; a manager's private directory is ours or root's and writable by no one else; a slot
 //!   file's private directory is this user's alone ([`dir_distrust`]).
@@ -149,4 +149,35 @@ pub(crate) fn open_no_follow(dir: BorrowedFd<'_>, name: &Path) -> nix::Result<Fi
       .map_err(io::Error::from)
   })
   .map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)))
+}
+
+#[cfg(test)]
+mod tests {
+  use super::*;
+  use std::os::unix::fs::PermissionsExt;
+
+  #[test]
+  fn each_directory_rule_refuses_what_it_should() {
+    let dir = std::env::temp_dir().join(format!("procslot-trust-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let euid = nix::unistd::geteuid().as_raw();
+    let judge = |mode: u32, rule: DirRule| {
+      std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(mode)).unwrap();
+      dir_distrust(&std::fs::metadata(&dir).unwrap(), rule, euid)
+    };
+    for rule in [DirRule::Shared, DirRule::Private, DirRule::OwnOnly] {
+      assert_eq!(judge(0o700, rule), None, "{rule:?}");
+    }
+    assert!(judge(0o777, DirRule::Shared).is_some());
+    assert_eq!(judge(0o1777, DirRule::Shared), None);
+    assert!(judge(0o1777, DirRule::Private)
+      .unwrap()
+      .starts_with("writable by other users (mode 1777, sticky)"));
+    assert_eq!(judge(0o775, DirRule::Private), None);
+    assert!(judge(0o775, DirRule::OwnOnly)
+      .unwrap()
+      .starts_with("has mode 775"));
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+    std::fs::remove_dir(&dir).unwrap();
+  }
 }

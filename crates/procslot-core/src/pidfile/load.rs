@@ -70,7 +70,7 @@ impl PidFileStore {
     Ok(out)
   }
 
-  /// Every PID file (as [`list`](Self::list)) judged ([`judge`]), and what else the directory holds
+  /// Every PID file (as [`list`](Self::list)) judged ([`judge`](crate::judge::judge)), and what else the directory holds
   /// that a manager must deal with ([`Leftovers`]). The files are read and the processes looked up on
   /// several threads: with thousands of PID files, the system calls are the cost, and they run in
   /// parallel.

@@ -22,9 +22,10 @@
 //!   `<dir>/.procslot.lock` at an offset derived from the target ID.
 //!
 //! One file per rule: the store and its PID files ([`store`]), spawn records (`records`), the parallel load
-//! of a whole directory (`load`), the display judgement (`display`), the per-target lock registry
-//! ([`locks`]). The names of a target's files are built here, once ([`pid_file_name`],
-//! [`record_file_name`]); what a file must be to be trusted is [`trust`](crate::trust)'s.
+//! of a whole directory (`load`), the display judgement (`display`), a PID file pinned beside its
+//! process (`pin`), the per-target lock registry ([`locks`]). The names of a target's files are built
+//! here, once (`pid_file_name`, `record_file_name`); what a file must be to be trusted is
+//! [`trust`](crate::trust)'s.
 
 mod display;
 mod load;

@@ -4,7 +4,9 @@
 //! [`ProcessHandle`] pins the process by its start time (and, on Linux, by a pidfd that refers to the
 //! process itself): it answers whether *that* process is alive, signals only *that* process (or the
 //! process group it leads), and waits for *that* process to exit — on the pidfd, without polling, where
-//! the kernel has one.
+//! the kernel has one. Stopping a process and the group it leads is `stop`'s.
+
+mod stop;
 
 use std::os::fd::OwnedFd;
 use std::time::{Duration, Instant};
@@ -12,8 +14,6 @@ use std::time::{Duration, Instant};
 use nix::errno::Errno;
 use nix::sys::signal::{kill, killpg, Signal};
 use nix::unistd::{getpgid, Pid};
-
-mod stop;
 
 pub use stop::{StopBegun, Stopped};
 
@@ -41,11 +41,11 @@ impl Identity {
   }
 }
 
-/// Whether `pid` can name a process at all: above 0 and below the system's PID limit (Linux's
-/// `pid_max` is one more than the largest PID it hands out; so is macOS's). The one rule for PID files,
-/// slot words and handles.
+/// Whether `pid` can name a process at all: init, or a PID a daemon can have ([`daemon_pids`]: below
+/// the system's PID limit — Linux's `pid_max` is one more than the largest PID it hands out; so is
+/// macOS's).
 pub fn possible_pid(pid: u32) -> bool {
-  pid > 0 && pid < sys::pid_max()
+  pid == 1 || daemon_pids(sys::pid_max()).contains(&u64::from(pid))
 }
 
 /// The PIDs a daemon can have under the system's limit `pid_max`: from 2 (1 is init) up to, not

@@ -80,7 +80,7 @@ pub struct ProcStat {
 }
 
 impl ProcStat {
-  /// The start tag stored in a slot word: see [`start_tag`].
+  /// The start tag stored in a slot word: the low 32 bits of the start time (`sys::start_tag`).
   pub fn start_tag(&self) -> u32 {
     start_tag(self.start_time)
   }
