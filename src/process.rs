@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use napi::bindgen_prelude::{Env, Object};
 use napi_derive::napi;
-use procslot_core::{Identity, PinCheck, PinnedPidFile, ProcessHandle};
+use procslot_core::{Identity, PinCheck, PinnedPidFile, ProcessHandle, StopBegun};
 
 use crate::error::{to_js, IntoJs, Result};
 use crate::pidfile::NativePidFileStore;
@@ -147,10 +147,7 @@ impl NativeProcess {
   /// finishes the work.
   #[napi]
   pub fn stopped(&self, env: &Env, leads: bool) -> Result<bool> {
-    let begun = procslot_core::StopBegun {
-      signal: None,
-      leads,
-    };
+    let begun = StopBegun::told(None, leads);
     Ok(self.handle(env)?.stopped(begun))
   }
 
@@ -184,14 +181,7 @@ impl NativeProcess {
     after_kill_ms: u32,
   ) -> Result<Object<'env>> {
     let handle = self.handle(env)?.clone();
-    let begun = procslot_core::StopBegun {
-      signal: match begun.signal.as_deref() {
-        Some("SIGKILL") => Some(procslot_core::Signal::SIGKILL),
-        Some(_) => Some(procslot_core::Signal::SIGTERM),
-        None => None,
-      },
-      leads: begun.leads,
-    };
+    let begun = StopBegun::told(begun.signal.as_deref(), begun.leads);
     on_thread(env, move || {
       let out = handle.finish_stop(begun, ms(grace_ms), ms(after_kill_ms))?;
       Ok(NativeStopped::from(out))

@@ -30,6 +30,19 @@ pub struct StopBegun {
   pub leads: bool,
 }
 
+impl StopBegun {
+  /// A stop begun elsewhere, as it was told back: the name of the signal sent (`SIGKILL`; any other
+  /// name stands for the SIGTERM of a stop that was not forced; `None`: none was sent) and whether the
+  /// process led its group.
+  pub fn told(signal: Option<&str>, leads: bool) -> Self {
+    let signal = signal.map(|name| match name {
+      "SIGKILL" => Signal::SIGKILL,
+      _ => Signal::SIGTERM,
+    });
+    StopBegun { signal, leads }
+  }
+}
+
 impl ProcessHandle {
   /// Stops this process and the process group it leads: SIGTERM then SIGCONT (a stopped process can act
   /// on it) to the group, or SIGKILL at once with `force`; waits up to `grace` for the process **and
