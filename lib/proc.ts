@@ -10,7 +10,7 @@ import { native } from './native'
 
 /**
  * A process's start, from the Rust core's reading of `/proc/<pid>/stat`: its raw start time (clock ticks
- * since boot), the low 32 bits of it as a slot's start tag, and the wall-clock time it stands for.
+ * since boot), the start tag a slot word keeps of it (the core's rule), and the wall-clock time it stands for.
  */
 export function processStart(pid: number): { ticks: bigint; tag: number; date: Date | null } | null {
   if (!Number.isSafeInteger(pid) || pid <= 0 || pid > 0xffffffff) return null
@@ -21,8 +21,7 @@ export function processStart(pid: number): { ticks: bigint; tag: number; date: D
     return null // /proc unreadable here
   }
   if (id === null) return null
-  const ticks = BigInt(id.startTicks)
-  return { ticks, tag: Number(ticks & 0xffffffffn), date: new Date(id.startTimeMs) }
+  return { ticks: BigInt(id.startTicks), tag: id.startTag, date: new Date(id.startTimeMs) }
 }
 
 /** A process's command line (`/proc/<pid>/cmdline`, arguments joined by spaces), or `null`. */

@@ -5,7 +5,12 @@
 #![deny(clippy::all)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
+pub mod entry;
 mod error;
+pub mod mount;
+pub mod pidfile;
+pub mod process;
 pub mod slots;
-pub mod supervise;
 mod task;
+pub mod trust;
+pub mod watch;

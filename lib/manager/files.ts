@@ -120,13 +120,13 @@ export class TargetFiles {
     if (t.mountPath === undefined) {
       let record: NativeRecord | null = null
       try {
-        record = this.native.readRecord(t.targetId)
+        // The record only if it is this very daemon's (the core's rule, the one `forget` uses).
+        record = this.native.recordOf(t.targetId, t.pid, t.proc.startTicks)
       } catch (err) {
         this.out.log.warn({ targetId: t.targetId, err: (err as Error).message }, 'could not read the spawn record')
       }
-      const ours = t.proc.isNamedBy(record)
-      t.mountPath = ours ? (record!.mountPath ?? null) : null
-      t.mount = ours ? mountRef(record) : null
+      t.mountPath = record?.mountPath ?? null
+      t.mount = mountRef(record)
     }
     return t.mountPath
   }

@@ -206,7 +206,7 @@ export class FuseProcessManager extends EventEmitter<T.ManagerEvents> implements
    */
   isRunning(targetId: string): boolean {
     const t = this.#tracker.get(targetId)
-    if (t !== undefined && !t.exited && this.#settled(() => t.proc.check(), 2) === 0) return true
+    if (t !== undefined && !t.exited && this.#settled(() => t.proc.check(), 'changed') === 'alive') return true
     checkTargetId(targetId)
     return this.#settled(
       () => this.#tracker.refresh(targetId) !== undefined,

@@ -149,7 +149,7 @@ export async function killLocked(tr: Tracker, targetId: string, force: boolean, 
   const t = tr.refresh(targetId, true)
   // A tracked daemon whose PID file is still the very version judged to name it (one fstatat) needs no
   // second look at the disk: that file is trusted and names it.
-  if (t === undefined || t.proc.check() !== 0) {
+  if (t === undefined || t.proc.check() !== 'alive') {
     const st = tr.files.native.state(targetId)
     if (st.verdict?.judgement === 'untrusted') {
       tr.out.log.warn({ targetId, path: st.verdict.path, reason: st.verdict.reason }, 'untrusted PID file: not killing')

@@ -50,13 +50,13 @@ export class Proc {
     if (this.#handle) this.#handle.pinPidFile(store, targetId, fingerprint)
   }
 
-  /** 0: the PID file is as judged and the process alive; 1: as judged, the process gone; 2: judge again. */
-  check(): number {
+  /** `alive`: the PID file is as judged and the process alive; `exited`: as judged, the process gone; `changed`: judge again. */
+  check(): 'alive' | 'exited' | 'changed' {
     const h = this.handle
-    return h === null ? 2 : h.check()
+    return h === null ? 'changed' : h.check()
   }
 
-  /** Whether `x` — a spawn record, a PID file's verdict — names this very process: its PID and start time. */
+  /** Whether a PID file's verdict (the core's judgement) names this very process: its PID and start time. A spawn record is matched by the core (`recordOf`). */
   isNamedBy(x: { readonly pid?: number | null; readonly startTicks?: number | null } | null | undefined): boolean {
     return x != null && x.pid === this.pid && x.startTicks === this.startTicks
   }
@@ -174,8 +174,8 @@ export class Tracker {
     const t = this.#map.get(targetId)
     if (t !== undefined && !t.exited) {
       const c = t.proc.check()
-      if (c === 0) return t
-      if (c === 1) {
+      if (c === 'alive') return t
+      if (c === 'exited') {
         this.markExited(t, null, null)
         return undefined
       }

@@ -60,6 +60,42 @@ impl Fingerprint {
   }
 }
 
+/// The text form, `dev:ino:size:ctime_ns:mtime_ns`: opaque to whoever holds it, read back by
+/// [`FromStr`](std::str::FromStr).
+impl std::fmt::Display for Fingerprint {
+  fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+    write!(
+      f,
+      "{}:{}:{}:{}:{}",
+      self.dev, self.ino, self.size, self.ctime_ns, self.mtime_ns
+    )
+  }
+}
+
+impl std::str::FromStr for Fingerprint {
+  type Err = crate::error::Error;
+
+  /// Reads what [`Display`](std::fmt::Display) wrote.
+  ///
+  /// # Errors
+  /// [`Error::InvalidArgument`](crate::error::Error::InvalidArgument) for any other text.
+  fn from_str(text: &str) -> Result<Self, Self::Err> {
+    let parse = || {
+      let mut it = text.split(':');
+      let f = Fingerprint {
+        dev: it.next()?.parse().ok()?,
+        ino: it.next()?.parse().ok()?,
+        size: it.next()?.parse().ok()?,
+        ctime_ns: it.next()?.parse().ok()?,
+        mtime_ns: it.next()?.parse().ok()?,
+      };
+      it.next().is_none().then_some(f)
+    };
+    parse()
+      .ok_or_else(|| crate::error::Error::InvalidArgument(format!("not a fingerprint: {text:?}")))
+  }
+}
+
 /// What a manager records beside a PID file when it starts a daemon (`.<targetId>.record`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct SpawnRecord {

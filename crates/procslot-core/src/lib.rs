@@ -16,6 +16,7 @@
 //! - [`watch`]: one thread that reports the death of every watched process (an epoll set over pidfds,
 //!   and a fallback by PID and start time where there are none).
 //! - [`mount`]: mount points, waiting for a mount to appear, lazy unmounts.
+//! - [`trust`]: what a file or directory must be before anything acts on what it holds.
 //!
 //! Platform code lives in one private `sys` module chosen by `cfg`.
 #![deny(clippy::all)]
@@ -31,6 +32,7 @@ pub mod pidfile;
 pub mod process;
 pub mod slots;
 mod sys;
+pub mod trust;
 pub mod watch;
 
 pub use entry::{Fingerprint, PidFileEntry, PidFileStatus, SpawnRecord};
@@ -46,11 +48,11 @@ pub use nix::errno::Errno;
 /// Signals, as the process functions take them.
 pub use nix::sys::signal::Signal;
 pub use pidfile::{
-  check_private_dir, parse_pid, validate_target_id, Leftovers, PidFileStore, TargetLock,
-  TargetState,
+  check_private_dir, parse_pid, validate_target_id, Leftovers, PidFileStore, PinCheck,
+  PinnedPidFile, TargetLock, TargetState,
 };
 pub use process::{
-  identity, possible_pid, started_after, Identity, ProcessHandle, Signalled, StopBegun,
+  daemon_pids, identity, possible_pid, started_after, Identity, ProcessHandle, Signalled, StopBegun,
 };
 pub use slots::{
   default_file, ensure_private_dir, get_process_id, opened, release_process_id, Holder, Locking,

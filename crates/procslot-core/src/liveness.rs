@@ -10,23 +10,8 @@ use nix::sys::signal::kill;
 use nix::unistd::Pid;
 
 use crate::sys;
-
-/// What the process table says of one PID.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ProcStat {
-  /// The process has exited and waits to be reaped.
-  pub zombie: bool,
-  /// When it started, in the platform's unit (Linux: clock ticks since boot, field 22 of
-  /// `/proc/<pid>/stat`; macOS: microseconds since the epoch).
-  pub start_time: u64,
-}
-
-impl ProcStat {
-  /// The start tag stored in a slot word: the low 32 bits of the start time.
-  pub fn start_tag(&self) -> u32 {
-    self.start_time as u32
-  }
-}
+/// What the process table says of one PID (it is read in `sys`, the platform code).
+pub use crate::sys::ProcStat;
 
 /// The questions the liveness check asks of the operating system, so that tests can give other answers.
 pub trait Probe {

@@ -12,7 +12,7 @@ use std::path::{Component, Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
-use crate::process::{clamp_ms, ProcessHandle};
+use crate::process::ProcessHandle;
 use crate::sys;
 
 /// One mount, as the mount table names it: its mount ID and its filesystem's device. A FUSE mount gets a
@@ -43,6 +43,17 @@ pub enum MountWait {
   Exited,
   /// Neither happened in time.
   TimedOut,
+}
+
+impl MountWait {
+  /// How the wait ended, as the binding spells it: `mounted`, `exited` or `timeout`.
+  pub fn as_str(&self) -> &'static str {
+    match self {
+      MountWait::Mounted(_) => "mounted",
+      MountWait::Exited => "exited",
+      MountWait::TimedOut => "timeout",
+    }
+  }
 }
 
 /// The absolute, normalized form of `path` as the mount table spells it: the parent resolved through
@@ -176,7 +187,7 @@ pub fn wait_for_mount(
     } else {
       left.min(Duration::from_millis(50))
     };
-    sys::poll_mounts_or_exit(&table, process.pidfd(), clamp_ms(slice)).map_err(io_err)?;
+    sys::poll_mounts_or_exit(&table, process.pidfd(), sys::clamp_ms(slice)).map_err(io_err)?;
   }
 }
 

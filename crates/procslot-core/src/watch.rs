@@ -231,7 +231,8 @@ mod imp {
   use std::time::Duration;
 
   use super::Watcher;
-  use crate::process::{clamp_ms, ProcessHandle};
+  use crate::process::ProcessHandle;
+  use crate::sys::clamp_ms;
 
   pub struct Sys {
     epoll: OwnedFd,

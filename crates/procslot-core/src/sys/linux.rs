@@ -1,21 +1,17 @@
-//! Linux: process state and start time from `/proc/<pid>/stat`, the PID limit from
-//! `/proc/sys/kernel/pid_max`, process file descriptors (`pidfd_open`, `pidfd_send_signal`), the mount
-//! table from `/proc/self/mountinfo` and lazy unmounts.
+//! Linux: process state, start time and group from `/proc/<pid>/stat` (read and parsed in one place,
+//! `stat_fields`), the PID limit from `/proc/sys/kernel/pid_max`, process file descriptors
+//! (`pidfd_open`, `pidfd_send_signal`), clocks and filesystem kinds. The mount table is `mountinfo`'s.
 
 use std::collections::HashMap;
-use std::ffi::CString;
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
-use std::path::Path;
 use std::sync::OnceLock;
 
 use nix::fcntl::OFlag;
 use nix::sys::stat::Mode;
 
-use super::MountEntry;
-use crate::liveness::ProcStat;
+use super::ProcStat;
 
 /// The largest PID Linux can ever hand out (`PID_MAX_LIMIT` on 64-bit).
 const PID_MAX_LIMIT: u32 = 4_194_304;
@@ -38,18 +34,14 @@ fn proc_dir() -> Option<BorrowedFd<'static>> {
 /// # Errors
 /// `/proc` unreadable for another reason, or a line that does not parse.
 pub fn proc_stat(pid: u32) -> io::Result<Option<ProcStat>> {
-  Ok(stat_fields(pid)?.map(|f| ProcStat {
-    zombie: f.zombie,
-    start_time: f.start_time,
-  }))
+  Ok(stat_fields(pid)?.map(|f| f.stat))
 }
 
-/// What is read of a `/proc/<pid>/stat` line.
+/// What is read of a `/proc/<pid>/stat` line: state and start time, and the process group.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct StatFields {
-  zombie: bool,
+  stat: ProcStat,
   pgrp: u32,
-  start_time: u64,
 }
 
 /// Reads and parses `/proc/<pid>/stat`: the one reader of the process table. `Ok(None)` when there is no
@@ -111,18 +103,12 @@ fn parse_fields(text: &[u8]) -> Option<StatFields> {
   let pgrp = fields.nth(1)?.parse().ok()?;
   let start_time = fields.nth(16)?.parse().ok()?;
   Some(StatFields {
-    zombie: state == "Z" || state == "X",
+    // A zombie has exited (`Z`), a dead process is being torn down (`X`): neither runs.
+    stat: ProcStat {
+      zombie: state == "Z" || state == "X",
+      start_time,
+    },
     pgrp,
-    start_time,
-  })
-}
-
-/// Parses a `/proc/<pid>/stat` line into a [`ProcStat`].
-#[cfg(test)]
-fn parse_stat(text: &[u8]) -> Option<ProcStat> {
-  parse_fields(text).map(|f| ProcStat {
-    zombie: f.zombie,
-    start_time: f.start_time,
   })
 }
 
@@ -261,51 +247,6 @@ pub fn start_time_granularity_ms() -> f64 {
   1000.0 / clock_ticks() as f64
 }
 
-/// The mount table of this process's mount namespace, opened so that a change to it can be waited for.
-pub fn open_mount_table() -> io::Result<File> {
-  File::open("/proc/self/mountinfo")
-}
-
-/// Reads the whole mount table from the start of `file`.
-pub fn read_mount_table(file: &File) -> io::Result<String> {
-  use std::os::unix::fs::FileExt;
-  let mut out = Vec::with_capacity(16 * 1024);
-  let mut buf = vec![0u8; 64 * 1024];
-  let mut offset = 0u64;
-  loop {
-    let n = file.read_at(&mut buf, offset)?;
-    if n == 0 {
-      break;
-    }
-    out.extend_from_slice(&buf[..n]);
-    offset += n as u64;
-  }
-  Ok(String::from_utf8_lossy(&out).into_owned())
-}
-
-/// The mounts of a `/proc/self/mountinfo` text, in mount order (a later entry at one mount point lies on
-/// top of an earlier one): mount ID (field 1), device (field 3, `major:minor`), mount point (field 5,
-/// octal escapes undone) and filesystem type (the first field after the ` - ` separator).
-pub fn mount_entries(table: &str) -> impl Iterator<Item = MountEntry> + '_ {
-  table.lines().filter_map(|line| {
-    let mut fields = line.split(' ');
-    let id = fields.next()?.parse().ok()?;
-    let dev = fields.nth(1)?.to_owned();
-    let point = unescape_octal(fields.nth(1)?);
-    let fstype = line
-      .split_once(" - ")
-      .and_then(|(_, rest)| rest.split(' ').next())
-      .unwrap_or("")
-      .to_owned();
-    Some(MountEntry {
-      id,
-      dev,
-      point,
-      fstype,
-    })
-  })
-}
-
 /// Every live process (zombies left out) by its process group: one pass over `/proc`.
 /// `Ok(Some(..))`: this platform can list them.
 ///
@@ -323,7 +264,7 @@ pub fn process_groups() -> io::Result<Option<HashMap<u32, Vec<u32>>>> {
       continue;
     };
     if let Ok(Some(f)) = stat_fields(pid) {
-      if !f.zombie {
+      if !f.stat.zombie {
         out.entry(f.pgrp).or_default().push(pid);
       }
     }
@@ -336,116 +277,11 @@ pub fn process_groups() -> io::Result<Option<HashMap<u32, Vec<u32>>>> {
 /// # Errors
 /// `/proc` unreadable for another reason.
 pub fn process_group(pid: u32) -> io::Result<Option<(u32, bool)>> {
-  Ok(stat_fields(pid)?.map(|f| (f.pgrp, f.zombie)))
+  Ok(stat_fields(pid)?.map(|f| (f.pgrp, f.stat.zombie)))
 }
 
-fn unescape_octal(field: &str) -> Vec<u8> {
-  let bytes = field.as_bytes();
-  let mut out = Vec::with_capacity(bytes.len());
-  let mut i = 0;
-  while i < bytes.len() {
-    if bytes[i] == b'\\' && i + 3 < bytes.len() {
-      let oct = &bytes[i + 1..i + 4];
-      if oct.iter().all(|b| (b'0'..=b'7').contains(b)) {
-        out.push((oct[0] - b'0') * 64 + (oct[1] - b'0') * 8 + (oct[2] - b'0'));
-        i += 4;
-        continue;
-      }
-    }
-    out.push(bytes[i]);
-    i += 1;
-  }
-  out
-}
-
-/// Waits until the mount table changes (`POLLPRI` on `/proc/self/mountinfo`), until `pidfd` becomes
-/// readable (the process exited), or until `timeout_ms` passes. Returns which of the two descriptors
-/// fired: `(mounts_changed, process_exited)`.
-///
-/// # Errors
-/// `poll` failing for a reason other than an interrupted call.
-pub fn poll_mounts_or_exit(
-  mounts: &File,
-  pidfd: Option<&OwnedFd>,
-  timeout_ms: i32,
-) -> io::Result<(bool, bool)> {
-  let mut fds = [
-    libc::pollfd {
-      fd: mounts.as_raw_fd(),
-      events: libc::POLLPRI,
-      revents: 0,
-    },
-    libc::pollfd {
-      fd: pidfd.map_or(-1, |fd| fd.as_raw_fd()),
-      events: libc::POLLIN,
-      revents: 0,
-    },
-  ];
-  // SAFETY: `fds` is a valid array of two pollfd structs for the duration of the call; a negative fd is
-  // ignored by poll.
-  let rc = unsafe { libc::poll(fds.as_mut_ptr(), 2, timeout_ms) };
-  if rc < 0 {
-    let err = io::Error::last_os_error();
-    if err.kind() == io::ErrorKind::Interrupted {
-      return Ok((false, false));
-    }
-    return Err(err);
-  }
-  Ok((
-    fds[0].revents & (libc::POLLPRI | libc::POLLERR) != 0,
-    fds[1].revents != 0,
-  ))
-}
-
-/// Detaches the mount at `path` now and cleans it up once nothing uses it (`umount2(MNT_DETACH)`); where
-/// that is not permitted (an unprivileged FUSE mount), asks `fusermount3 -u -z` (then `fusermount`).
-/// `Ok(false)` when `path` is not a mount point.
-///
-/// # Errors
-/// The unmount failing for another reason.
-pub fn unmount_lazy(path: &Path) -> io::Result<bool> {
-  let c = CString::new(path.as_os_str().as_bytes())
-    .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
-  // SAFETY: `c` is a valid NUL-terminated string that outlives the call.
-  let rc = unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
-  if rc == 0 {
-    return Ok(true);
-  }
-  let err = io::Error::last_os_error();
-  match err.raw_os_error() {
-    Some(libc::EINVAL) | Some(libc::ENOENT) => Ok(false),
-    Some(libc::EPERM) => {
-      for tool in ["fusermount3", "fusermount"] {
-        let status = std::process::Command::new(tool)
-          .args(["-u", "-z", "--"])
-          .arg(path)
-          .stdin(std::process::Stdio::null())
-          .stdout(std::process::Stdio::null())
-          .stderr(std::process::Stdio::null())
-          .status();
-        if let Ok(status) = status {
-          return if status.success() { Ok(true) } else { Err(err) };
-        }
-      }
-      Err(err)
-    }
-    _ => Err(err),
-  }
-}
 #[cfg(test)]
 mod tests {
-  #[test]
-  fn mountinfo_fields_are_unescaped() {
-    let table =
-      "36 35 98:0 /mnt1 /mnt/with\\040space rw - ext3 /dev/root rw\n22 1 0:5 / / rw - ext4 x rw\n";
-    let entries: Vec<MountEntry> = mount_entries(table).collect();
-    assert_eq!(entries[0].point, b"/mnt/with space".to_vec());
-    assert_eq!(entries[1].point, b"/".to_vec());
-    assert_eq!(entries[0].id, 36);
-    assert_eq!(entries[0].dev, "98:0");
-    assert_eq!(entries[0].fstype, "ext3");
-    assert_eq!(entries[1].fstype, "ext4");
-  }
 
   #[test]
   fn our_own_process_group_is_listed() {
@@ -477,15 +313,15 @@ mod tests {
   fn parses_a_stat_line_with_a_hostile_command_name() {
     let line =
       "1234 (a) b) (c) S 1 1234 1234 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 1000 200";
-    let st = parse_stat(line.as_bytes()).unwrap();
+    let st = parse_fields(line.as_bytes()).unwrap().stat;
     assert!(!st.zombie);
     assert_eq!(st.start_time, 987_654);
     assert_eq!(parse_fields(line.as_bytes()).unwrap().pgrp, 1234);
     let zombie = "99 (x) Z 1 99 99 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 42 0 0";
-    assert!(parse_stat(zombie.as_bytes()).unwrap().zombie);
-    assert!(parse_stat(b"garbage").is_none());
+    assert!(parse_fields(zombie.as_bytes()).unwrap().stat.zombie);
+    assert!(parse_fields(b"garbage").is_none());
     let not_utf8 = b"7 (\xff\xfe)) S 1 7 7 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 55 0 0";
-    assert_eq!(parse_stat(not_utf8).unwrap().start_time, 55);
+    assert_eq!(parse_fields(not_utf8).unwrap().stat.start_time, 55);
   }
 
   #[test]

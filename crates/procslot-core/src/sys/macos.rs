@@ -2,7 +2,7 @@
 
 use std::io;
 
-use crate::liveness::ProcStat;
+use super::ProcStat;
 
 /// `SZOMB` from `<sys/proc.h>`.
 const SZOMB: u32 = 5;

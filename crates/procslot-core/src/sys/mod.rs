@@ -1,6 +1,7 @@
 //! Platform code, in one place. Every platform exposes the same internal API:
 //!
-//! - `proc_stat(pid)`: state and start time of a process, `Ok(None)` when there is no such process;
+//! - `proc_stat(pid)`: state and start time of a process ([`ProcStat`]), `Ok(None)` when there is no such
+//!   process; `start_tag`: the part of a start time a slot word keeps;
 //! - `pid_max()`: the largest PID the system hands out;
 //! - `try_lock`, `lock_wait`, `lock_wait_until` (bounded), `unlock`, `probe_lock`: exclusive byte-range locks owned by the open file
 //!   (Linux: open-file-description locks; macOS: `fcntl` record locks);
@@ -16,6 +17,7 @@
 //! - `Notifier`: being told that an open file changed (Linux inotify), and waking a waiting thread;
 //! - `filesystem_kind(file)`: local, FUSE or a network filesystem (whose changes on other hosts no
 //!   notification reports);
+//! - `clamp_ms`, `poll_any`, `poll_hangup`, `poll_readable`: waits on descriptors (pidfds);
 //! - `available_parallelism()`: the CPUs this process may run on, asked once;
 //! - `fd_identity`, `set_close_on_exec`, `prepare_for_exec`, `execve`: the exec hand-off of a slot.
 
@@ -32,6 +34,10 @@ mod handoff;
 #[cfg(unix)]
 pub use handoff::{execve, fd_identity, prepare_for_exec, set_close_on_exec};
 #[cfg(unix)]
+mod poll;
+#[cfg(unix)]
+pub use poll::{clamp_ms, poll_any, poll_hangup, poll_readable};
+#[cfg(unix)]
 mod locks;
 #[cfg(unix)]
 pub use locks::{lock_wait, lock_wait_until, probe_lock, try_lock, unlock, LockOutcome, LockProbe};
@@ -40,9 +46,14 @@ pub use locks::{lock_wait, lock_wait_until, probe_lock, try_lock, unlock, LockOu
 mod linux;
 #[cfg(target_os = "linux")]
 pub use linux::{
-  filesystem_kind, handles_signal, mount_entries, open_mount_table, pid_max, pidfd_open,
-  pidfd_send_signal, poll_mounts_or_exit, proc_stat, process_group, process_groups,
-  read_mount_table, start_time_granularity_ms, start_time_ms, unmount_lazy,
+  filesystem_kind, handles_signal, pid_max, pidfd_open, pidfd_send_signal, proc_stat,
+  process_group, process_groups, start_time_granularity_ms, start_time_ms,
+};
+#[cfg(target_os = "linux")]
+mod mountinfo;
+#[cfg(target_os = "linux")]
+pub use mountinfo::{
+  mount_entries, open_mount_table, poll_mounts_or_exit, read_mount_table, unmount_lazy,
 };
 
 #[cfg(target_os = "macos")]
@@ -62,6 +73,29 @@ pub use fallback::{
   filesystem_kind, handles_signal, mount_entries, open_mount_table, pidfd_open, pidfd_send_signal,
   poll_mounts_or_exit, process_group, process_groups, read_mount_table, unmount_lazy,
 };
+
+/// What the process table says of one PID (each platform's `proc_stat`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProcStat {
+  /// The process has exited and waits to be reaped.
+  pub zombie: bool,
+  /// When it started, in the platform's unit (Linux: clock ticks since boot, field 22 of
+  /// `/proc/<pid>/stat`; macOS: microseconds since the epoch).
+  pub start_time: u64,
+}
+
+impl ProcStat {
+  /// The start tag stored in a slot word: the low 32 bits of the start time (`sys::start_tag`).
+  pub fn start_tag(&self) -> u32 {
+    start_tag(self.start_time)
+  }
+}
+
+/// The start tag of a process that started at `start_time` (the platform's raw unit): its low 32 bits,
+/// what a slot word has room for. The one place the tag is cut.
+pub fn start_tag(start_time: u64) -> u32 {
+  start_time as u32
+}
 
 /// What kind of filesystem a file is on, as far as locks and change notifications are concerned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -101,7 +101,7 @@ impl Notifier {
         revents: 0,
       });
     }
-    let ms = timeout.map_or(-1, crate::process::clamp_ms);
+    let ms = timeout.map_or(-1, super::clamp_ms);
     // SAFETY: `fds` is a valid array of `fds.len()` pollfd structs for the duration of the call.
     unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, ms) };
     let mut drain = [0u8; 64];

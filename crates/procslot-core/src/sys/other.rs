@@ -2,7 +2,7 @@
 
 use std::io;
 
-use crate::liveness::ProcStat;
+use super::ProcStat;
 
 /// Unsupported here: always an error of kind `Unsupported`.
 ///

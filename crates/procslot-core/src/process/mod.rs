@@ -4,7 +4,9 @@
 //! [`ProcessHandle`] pins the process by its start time (and, on Linux, by a pidfd that refers to the
 //! process itself): it answers whether *that* process is alive, signals only *that* process (or the
 //! process group it leads), and waits for *that* process to exit — on the pidfd, without polling, where
-//! the kernel has one.
+//! the kernel has one. Stopping a process and the group it leads is `stop`'s.
+
+mod stop;
 
 use std::os::fd::OwnedFd;
 use std::time::{Duration, Instant};
@@ -13,9 +15,10 @@ use nix::errno::Errno;
 use nix::sys::signal::{kill, killpg, Signal};
 use nix::unistd::{getpgid, Pid};
 
+pub use stop::{StopBegun, Stopped};
+
 use crate::error::{Error, Result};
-use crate::liveness::ProcStat;
-use crate::sys;
+use crate::sys::{self, ProcStat};
 
 /// What the process table says of a PID, on the wall clock.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -31,11 +34,38 @@ pub struct Identity {
   pub zombie: bool,
 }
 
-/// Whether `pid` can name a process at all: above 0 and below the system's PID limit (Linux's
-/// `pid_max` is one more than the largest PID it hands out; so is macOS's). The one rule for PID files,
-/// slot words and handles.
+impl Identity {
+  /// The start tag a slot word keeps of this process (see [`ProcStat::start_tag`]).
+  pub fn start_tag(&self) -> u32 {
+    sys::start_tag(self.start_time)
+  }
+}
+
+/// Whether `pid` can name a process at all: init, or a PID a daemon can have ([`daemon_pids`]: below
+/// the system's PID limit — Linux's `pid_max` is one more than the largest PID it hands out; so is
+/// macOS's).
 pub fn possible_pid(pid: u32) -> bool {
-  pid > 0 && pid < sys::pid_max()
+  pid == 1 || daemon_pids(sys::pid_max()).contains(&u64::from(pid))
+}
+
+/// The PIDs a daemon can have under the system's limit `pid_max`: from 2 (1 is init) up to, not
+/// including, `pid_max` — [`possible_pid`] without init. The one rule for PID files (what they may hold,
+/// what may be written to them) and process handles.
+pub fn daemon_pids(pid_max: u32) -> std::ops::Range<u64> {
+  2..u64::from(pid_max)
+}
+
+/// Refuses (`EINVAL`) a PID that is never a daemon's ([`daemon_pids`]); `what` the PID cannot do, for
+/// the message ("be a supervised process").
+pub(crate) fn daemon_pid(pid: u32, what: &str) -> Result<()> {
+  let pid_max = sys::pid_max();
+  if daemon_pids(pid_max).contains(&u64::from(pid)) {
+    return Ok(());
+  }
+  Err(Error::InvalidArgument(format!(
+    "PID {pid} cannot {what} (it must be between 2 and {})",
+    pid_max - 1
+  )))
 }
 
 /// The identity of `pid`, `Ok(None)` when there is no such process (or the PID cannot be one: 0, or
@@ -85,22 +115,15 @@ pub enum Signalled {
   Gone,
 }
 
-/// How [`ProcessHandle::stop_group`] ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Stopped {
-  /// The strongest signal sent (`None`: the process was already gone).
-  pub signal: Option<Signal>,
-  /// Whether the process and every member of its process group are gone.
-  pub gone: bool,
-}
-
-/// What [`ProcessHandle::begin_stop`] did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct StopBegun {
-  /// The signal sent (`None`: the process was already gone).
-  pub signal: Option<Signal>,
-  /// Whether the process led its process group (the group was signalled).
-  pub leads: bool,
+impl Signalled {
+  /// What the signal reached, as the binding spells it: `group`, `process` or `gone`.
+  pub fn as_str(self) -> &'static str {
+    match self {
+      Signalled::Group => "group",
+      Signalled::Process => "process",
+      Signalled::Gone => "gone",
+    }
+  }
 }
 
 /// One particular process, pinned by its start time and, where the kernel has them, by a pidfd.
@@ -129,12 +152,7 @@ impl ProcessHandle {
   /// `EINVAL` for PIDs that are never a daemon's (0, 1, at or above the limit); the process table
   /// unreadable (without `expected_start`, or for another reason than descriptors).
   pub fn open(pid: u32, expected_start: Option<u64>) -> Result<Option<Self>> {
-    if pid <= 1 || !possible_pid(pid) {
-      return Err(Error::InvalidArgument(format!(
-        "PID {pid} cannot be a supervised process (it must be between 2 and {})",
-        sys::pid_max() - 1
-      )));
-    }
+    daemon_pid(pid, "be a supervised process")?;
     // Open the pidfd first, then read the start time: if the start time is the expected one, the pidfd
     // (taken earlier) refers to that same process, which cannot have been replaced in between without
     // changing the start time.
@@ -206,7 +224,7 @@ impl ProcessHandle {
   /// impossible for now (no descriptor at all), a PID that exists counts as alive.
   pub fn is_alive(&self) -> bool {
     match &self.pidfd {
-      Some(fd) => !poll_readable(fd, 0),
+      Some(fd) => !sys::poll_readable(fd, 0),
       None => self.same_process().unwrap_or_else(|| exists(self.pid)),
     }
   }
@@ -291,7 +309,7 @@ impl ProcessHandle {
     match &self.pidfd {
       Some(fd) => loop {
         let left = deadline.saturating_duration_since(Instant::now());
-        if poll_readable(fd, clamp_ms(left)) {
+        if sys::poll_readable(fd, sys::clamp_ms(left)) {
           return true;
         }
         if left.is_zero() {
@@ -315,210 +333,10 @@ impl ProcessHandle {
     }
   }
 
-  /// Stops this process and the process group it leads: SIGTERM then SIGCONT (a stopped process can act
-  /// on it) to the group, or SIGKILL at once with `force`; waits up to `grace` for the process **and
-  /// every member of its group** to be gone, then SIGKILLs whoever is left and waits up to `after_kill`
-  /// more. A process that does not lead its group is stopped alone.
-  ///
-  /// While the leader lives, its pidfd is waited on (the group cannot change hands while it lives).
-  /// Once it is gone, one `kill(-pgid, 0)` tells whether anyone is left; only then are the members
-  /// looked up in the process table (zombies left out) and waited for through their own pidfds — so a
-  /// reused group ID is never signalled, and the cost of a stop does not grow with the host.
-  ///
-  /// # Errors
-  /// A signal was refused (`EPERM`).
-  pub fn stop_group(&self, force: bool, grace: Duration, after_kill: Duration) -> Result<Stopped> {
-    let begun = self.begin_stop(force)?;
-    self.finish_stop(begun, grace, after_kill)
-  }
-
-  /// The rest of a stop [`begin_stop`](Self::begin_stop) began: waits up to `grace` (after SIGTERM; none
-  /// after SIGKILL) for the process and every member of its group, SIGKILLs whoever is left, waits up to
-  /// `after_kill` more. See [`stop_group`](Self::stop_group).
-  ///
-  /// # Errors
-  /// A signal was refused (`EPERM`).
-  pub fn finish_stop(
-    &self,
-    begun: StopBegun,
-    grace: Duration,
-    after_kill: Duration,
-  ) -> Result<Stopped> {
-    let pgid = self.pid;
-    let leads = begun.leads;
-    let mut signal = begun.signal;
-    let killed_at_once = signal == Some(Signal::SIGKILL);
-    let mut deadline = Instant::now() + if killed_at_once { after_kill } else { grace };
-    let mut killed = killed_at_once;
-    // A listing of the group's members must have begun after this: after the leader was seen dead, then
-    // after each wait on the members (one may have started others before it died).
-    let mut list_after: Option<Instant> = None;
-    loop {
-      let leader_alive = self.is_alive();
-      if !leader_alive && list_after.is_none() {
-        list_after = Some(Instant::now());
-      }
-      // `None`: members are left but this platform cannot list them (then `kill(-pgid, 0)` says when
-      // they are gone, and the group itself gets the SIGKILL).
-      let members = if !leader_alive && leads && self.group_outlives_leader(pgid, deadline) {
-        live_members(pgid, list_after.unwrap_or_else(Instant::now))
-      } else {
-        Some(Vec::new())
-      };
-      if !leader_alive && members.as_ref().is_some_and(Vec::is_empty) {
-        return Ok(Stopped { signal, gone: true });
-      }
-      let members = members.unwrap_or_default();
-      if Instant::now() >= deadline {
-        if killed {
-          return Ok(Stopped {
-            signal,
-            gone: false,
-          });
-        }
-        if leader_alive {
-          self.signal_group(Signal::SIGKILL)?;
-        } else if members.is_empty() {
-          let _ = killpg(Pid::from_raw(pgid as i32), Signal::SIGKILL);
-        }
-        for m in &members {
-          m.signal(Signal::SIGKILL)?;
-        }
-        signal = Some(Signal::SIGKILL);
-        killed = true;
-        deadline = Instant::now() + after_kill;
-        continue;
-      }
-      let fds: Vec<&OwnedFd> = if leader_alive {
-        self.pidfd().into_iter().collect()
-      } else {
-        members.iter().filter_map(|m| m.pidfd()).collect()
-      };
-      let wait = deadline.saturating_duration_since(Instant::now());
-      if fds.is_empty() {
-        // No pidfds (an old kernel, no descriptors left): look again soon.
-        std::thread::sleep(wait.min(Duration::from_millis(5)));
-      } else {
-        poll_any(&fds, clamp_ms(wait));
-      }
-      if !leader_alive {
-        list_after = Some(Instant::now());
-      }
-    }
-  }
-
-  /// The first step of [`stop_group`](Self::stop_group), for callers that wait for the exit by other
-  /// means (an event): whether this process leads its group, then SIGTERM and SIGCONT to the group (or
-  /// SIGKILL with `force`).
-  ///
-  /// # Errors
-  /// A signal was refused (`EPERM`).
-  pub fn begin_stop(&self, force: bool) -> Result<StopBegun> {
-    let leads = self.is_alive()
-      && getpgid(Some(Pid::from_raw(self.pid as i32))).is_ok_and(|g| g.as_raw() as u32 == self.pid);
-    let first = if force {
-      Signal::SIGKILL
-    } else {
-      Signal::SIGTERM
-    };
-    let signal = match self.signal_group(first)? {
-      Signalled::Gone => None,
-      _ => Some(first),
-    };
-    if signal.is_some() && !force {
-      self.signal_group(Signal::SIGCONT)?;
-    }
-    Ok(StopBegun { signal, leads })
-  }
-
-  /// After [`begin_stop`](Self::begin_stop): whether this process has exited and, when it led its group,
-  /// the group is empty (one `kill(-pgid, 0)`; an exited leader that is not reaped yet still counts as a
-  /// member: then [`stop_group`](Self::stop_group) finishes the work).
-  pub fn stopped(&self, begun: StopBegun) -> bool {
-    !self.is_alive() && (!begun.leads || !group_exists(self.pid))
-  }
-
-  /// Whether process group `pgid` still has members once this process, its leader, has exited. A
-  /// leader that exited but is not reaped yet keeps its group in existence for `kill(-pgid, 0)`: its
-  /// parent reaps it in a moment (Node.js for a daemon it spawned, init for the others), so that is waited
-  /// for first — on the pidfd, which reports the reaping (`POLLHUP`, Linux 6.9 and later), in steps of a
-  /// millisecond where it does not, a few milliseconds at most — before anyone is looked for.
-  fn group_outlives_leader(&self, pgid: u32, deadline: Instant) -> bool {
-    let until = Instant::now() + REAP_GRACE;
-    loop {
-      if !group_exists(pgid) {
-        return false;
-      }
-      let now = Instant::now();
-      if now >= until || now >= deadline || !self.is_zombie() {
-        return true;
-      }
-      match &self.pidfd {
-        Some(fd) => {
-          if poll_hangup(fd, 1) {
-            return group_exists(pgid);
-          }
-        }
-        None => std::thread::sleep(Duration::from_millis(1)),
-      }
-    }
-  }
-
-  /// Whether this process has exited and waits to be reaped (its PID still names it).
-  fn is_zombie(&self) -> bool {
-    matches!(sys::proc_stat(self.pid), Ok(Some(st)) if st.zombie && st.start_time == self.start_time)
-  }
-
   /// The pidfd, for waiting on it together with other descriptors.
   pub(crate) fn pidfd(&self) -> Option<&OwnedFd> {
     self.pidfd.as_ref()
   }
-}
-
-/// Milliseconds for `poll`, rounded up so that a wait never ends early.
-pub(crate) fn clamp_ms(d: Duration) -> i32 {
-  let ms = d.as_nanos().div_ceil(1_000_000);
-  ms.min(i32::MAX as u128) as i32
-}
-
-/// The live members of process group `pgid` (zombies left out), from a listing of the process table
-/// begun after `after`, each pinned by a handle taken before its group was checked again: a member is
-/// never a process that only reused a member's PID. `None` where the process table cannot be listed
-/// (another platform, or no descriptor left to list it).
-///
-/// Listing means reading every process of the host, so one listing serves every stop that needs one:
-/// a group whose leader is gone gains members only through members it has, so a listing begun after
-/// the leader was seen dead (or after its last member seen alive was waited for) shows every member the
-/// group can have, whoever asked for it.
-fn live_members(pgid: u32, after: Instant) -> Option<Vec<ProcessHandle>> {
-  struct Listing {
-    begun: Instant,
-    groups: std::collections::HashMap<u32, Vec<u32>>,
-  }
-  static LAST: std::sync::Mutex<Option<std::sync::Arc<Listing>>> = std::sync::Mutex::new(None);
-  let listing = {
-    // Held while listing: a stop that needs a listing meanwhile waits for this one and takes it.
-    let mut last = LAST.lock().unwrap_or_else(|p| p.into_inner());
-    match last.as_ref() {
-      Some(l) if l.begun >= after => l.clone(),
-      _ => {
-        let begun = Instant::now();
-        let groups = sys::process_groups().ok().flatten()?;
-        let l = std::sync::Arc::new(Listing { begun, groups });
-        *last = Some(l.clone());
-        l
-      }
-    }
-  };
-  let pids = listing.groups.get(&pgid).map_or(&[][..], Vec::as_slice);
-  let members = pids
-    .iter()
-    .copied()
-    .filter(|&p| p != pgid && p > 1)
-    .filter_map(|p| ProcessHandle::open(p, None).ok().flatten())
-    .filter(|m| matches!(sys::process_group(m.pid), Ok(Some((g, false))) if g == pgid))
-    .collect();
-  Some(members)
 }
 
 /// Whether the PID names a process now (`kill(pid, 0)` does not say `ESRCH`): the last resort where the
@@ -532,56 +350,6 @@ fn exists(pid: u32) -> bool {
 fn within_headroom(fd: &OwnedFd) -> bool {
   use std::os::fd::AsRawFd;
   sys::soft_limit().is_none_or(|limit| (fd.as_raw_fd() as u64) + sys::headroom(limit) < limit)
-}
-
-/// Whether any process is in process group `pgid` (`kill(-pgid, 0)`).
-fn group_exists(pgid: u32) -> bool {
-  pgid > 1 && !matches!(killpg(Pid::from_raw(pgid as i32), None), Err(Errno::ESRCH))
-}
-
-/// Waits until any of `fds` is readable or `timeout_ms` passes.
-fn poll_any(fds: &[&OwnedFd], timeout_ms: i32) {
-  use std::os::fd::AsRawFd;
-  let mut pfds: Vec<libc::pollfd> = fds
-    .iter()
-    .map(|fd| libc::pollfd {
-      fd: fd.as_raw_fd(),
-      events: libc::POLLIN,
-      revents: 0,
-    })
-    .collect();
-  // SAFETY: `pfds` is a valid array of `pfds.len()` pollfd structs for the duration of the call.
-  unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, timeout_ms) };
-}
-
-/// How long a stop waits for an exited group leader to be reaped before it looks for members.
-const REAP_GRACE: Duration = Duration::from_millis(20);
-
-/// Whether `fd` reports a hang-up within `timeout_ms` (a pidfd does once its process is reaped, on
-/// Linux 6.9 and later).
-fn poll_hangup(fd: &OwnedFd, timeout_ms: i32) -> bool {
-  use std::os::fd::AsRawFd;
-  let mut pfd = libc::pollfd {
-    fd: fd.as_raw_fd(),
-    events: 0,
-    revents: 0,
-  };
-  // SAFETY: `pfd` is one valid pollfd for the duration of the call.
-  let rc = unsafe { libc::poll(&mut pfd, 1, timeout_ms) };
-  rc > 0 && pfd.revents & libc::POLLHUP != 0
-}
-
-/// Whether `fd` is readable within `timeout_ms` (a pidfd is readable once its process exited).
-fn poll_readable(fd: &OwnedFd, timeout_ms: i32) -> bool {
-  use std::os::fd::AsRawFd;
-  let mut pfd = libc::pollfd {
-    fd: fd.as_raw_fd(),
-    events: libc::POLLIN,
-    revents: 0,
-  };
-  // SAFETY: `pfd` is one valid pollfd for the duration of the call.
-  let rc = unsafe { libc::poll(&mut pfd, 1, timeout_ms) };
-  rc > 0 && pfd.revents != 0
 }
 
 #[cfg(test)]
