@@ -6,6 +6,7 @@ import { EtcdError, SlotsExhaustedError, type EtcdErrorCode } from '../errors'
 import type { Etcd3Module } from './connect'
 import type { Settings } from './options'
 
+/** The errors of one table. */
 export class Failures {
   readonly #settings: Settings
   readonly #lib: Etcd3Module
@@ -30,7 +31,10 @@ export class Failures {
     const e = err as Error
     const where = `etcd at ${this.#settings.endpoints.join(', ')}`
     if (e instanceof Error && this.#lib.isRecoverableError(e)) {
-      return new EtcdError(`${where} is unreachable (${doing}): ${e.message}`, { ...this.details('EETCDUNAVAILABLE'), cause: err })
+      return new EtcdError(`${where} is unreachable (${doing}): ${e.message}`, {
+        ...this.details('EETCDUNAVAILABLE'),
+        cause: err,
+      })
     }
     return new EtcdError(`${where} refused ${doing}: ${e instanceof Error ? e.message : String(err)}`, {
       ...this.details('EETCD'),
@@ -51,23 +55,31 @@ export class Failures {
   exhausted(): SlotsExhaustedError {
     const { prefix, slots } = this.#settings
     const err = new SlotsExhaustedError(prefix, slots)
-    err.message = `etcd slots ${prefix}: all ${slots} slots are held by live holders; open the tables with more slots or stop a holder`
+    err.message =
+      `etcd slots ${prefix}: all ${slots} slots are held by live holders; ` +
+      'open the tables with more slots or stop a holder'
     err.stack = `${err.name}: ${err.message}\n${err.stack?.split('\n').slice(1).join('\n') ?? ''}`
     return err
   }
 
+  /** The table was closed (`ECLOSED`). */
   closed(): EtcdError {
     return new EtcdError(`etcd slots ${this.#settings.prefix}: the table was closed`, this.details('ECLOSED'))
   }
 
+  /** etcd does not know the table's lease, even one just granted (`ELEASELOST`): no slot is held. */
   leaseGone(): EtcdError {
-    return new EtcdError(`etcd slots ${this.#settings.prefix}: etcd no longer knows the lease of the table`, this.details('ELEASELOST'))
+    const prefix = this.#settings.prefix
+    return new EtcdError(`etcd slots ${prefix}: etcd no longer knows the lease of the table`, this.details('ELEASELOST'))
   }
 
+  /** The lease ran out while `slot` was being claimed (`ELEASELOST`): the slot is not held. */
   leaseRanOut(slot: number): EtcdError {
-    return new EtcdError(`etcd slots ${this.#settings.prefix}: the lease ran out while claiming slot ${slot}`, this.details('ELEASELOST', slot))
+    const prefix = this.#settings.prefix
+    return new EtcdError(`etcd slots ${prefix}: the lease ran out while claiming slot ${slot}`, this.details('ELEASELOST', slot))
   }
 
+  /** The held `slot` was lost, for `reason` (`ELEASELOST`): what the `'lost'` event reports. */
   lost(slot: number, reason: string, cause: unknown): EtcdError {
     return new EtcdError(`etcd slots ${this.#settings.prefix}: slot ${slot} lost: ${reason}; stop using its ID`, {
       ...this.details('ELEASELOST', slot),

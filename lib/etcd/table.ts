@@ -1,7 +1,7 @@
 /**
  * The table: slots `0..slots-1` under a key prefix, taken in transactions on the table's one lease. The
  * table owns its hold of a slot (taken, released, lost) and composes the rest: the key layout (keys.ts),
- * the claim (claim.ts), the wait (wait.ts), the table's lease (leases.ts) and its errors (failures.ts).
+ * the claim (claim.ts), the wait (wait.ts), the table's lease (table-lease.ts) and its errors (failures.ts).
  */
 import { EventEmitter } from 'node:events'
 
@@ -12,8 +12,8 @@ import { loadEtcd3, newClient, type Client, type Etcd3Module } from './connect'
 import { Failures } from './failures'
 import { freeSlot, heldSlot, holderRecords, slotKey, slotOf, slotRange } from './keys'
 import type { HeldLease } from './lease'
-import { TableLease } from './leases'
 import { checkOptions, type Settings } from './options'
+import { TableLease } from './table-lease'
 import { waitForSlot, type WaitSteps } from './wait'
 import { PrefixWatch } from './watch'
 import type { EtcdAcquireOptions, EtcdSlotInfo, EtcdSlotTableEvents, EtcdSlotTableOptions, EtcdWaitOptions } from './types'
