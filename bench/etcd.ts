@@ -14,8 +14,7 @@ import { fileURLToPath } from 'node:url'
 
 import { EtcdSlotTable } from '../index.js'
 import { EtcdCluster, ETCD, etcdInstalled } from '../__test__/fixtures/etcd-server.ts'
-import { compareAsync, type AsyncBench } from './harness.ts'
-import type { ManagerCase } from './manager.ts'
+import { compareAsync, type AsyncBench, type Case } from './harness.ts'
 
 const HOLDER = fileURLToPath(new URL('../__test__/fixtures/etcd-holder.cjs', import.meta.url))
 
@@ -32,7 +31,7 @@ export interface KeepAliveTraffic {
 }
 
 export interface EtcdBench {
-  readonly cases: ManagerCase[]
+  readonly cases: Case[]
   readonly traffic: KeepAliveTraffic | null
   /** Why the etcd cases did not run, or `null`. */
   readonly skipped: string | null
@@ -99,7 +98,7 @@ export async function etcdCases(dir: string, progress: (m: string) => void, firs
     progress(`etcd cases skipped: ${why}`)
     return { cases: [], traffic: null, skipped: why }
   }
-  const out: ManagerCase[] = []
+  const out: Case[] = []
   const cluster = await EtcdCluster.start(join(dir, 'etcd'), 1)
   const endpoint = cluster.endpoint
   const tables: EtcdSlotTable[] = []
@@ -137,29 +136,23 @@ export async function etcdCases(dir: string, progress: (m: string) => void, firs
     tables.push(waiter)
     let holder: Awaited<ReturnType<typeof startHolder>> | undefined
     let waiting: Promise<number> | undefined
-    const takeover = (end: () => Promise<void>): AsyncBench['fn'] => async () => {
-      void end()
-      await waiting
-    }
+    // Each sample: a new holder takes the slot and the waiter starts waiting (untimed), then the holder
+    // ends as `end` ends it, timed until the waiter holds the slot.
+    const takeover = (name: string, end: () => Promise<void>): AsyncBench => ({
+      name,
+      before: async () => {
+        holder = await startHolder(options)
+        waiting = waiter.waitForSlot({ timeoutMs: 30_000 })
+      },
+      fn: async () => {
+        void end()
+        await waiting
+      },
+      after: async () => void (await waiter.release()),
+    })
     const c2 = await compareAsync(
-      {
-        name: 'SIGKILL of the holder → waiter holds the slot',
-        before: async () => {
-          holder = await startHolder(options)
-          waiting = waiter.waitForSlot({ timeoutMs: 30_000 })
-        },
-        fn: takeover(() => holder!.kill()),
-        after: async () => void (await waiter.release()),
-      },
-      {
-        name: 'holder releases → waiter holds the slot',
-        before: async () => {
-          holder = await startHolder(options)
-          waiting = waiter.waitForSlot({ timeoutMs: 30_000 })
-        },
-        fn: takeover(() => holder!.stop()),
-        after: async () => void (await waiter.release()),
-      },
+      takeover('SIGKILL of the holder → waiter holds the slot', () => holder!.kill()),
+      takeover('holder releases → waiter holds the slot', () => holder!.stop()),
       { samples: 5, warmup: 0, maxTimeMs: 20_000 },
     )
     out.push({ name: c2.ours.name, comparison: c2, aim: '≤ TTL + 0.5 s (2.5 s)', met: c2.ours.median <= 2.5e9 })

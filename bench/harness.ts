@@ -61,6 +61,14 @@ export interface Comparison {
   readonly ratio: number
 }
 
+/** One row of the report: a comparison, its aim in words (`null`: report only) and whether it was met. */
+export interface Case {
+  readonly name: string
+  readonly comparison: Comparison
+  readonly aim: string | null
+  readonly met: boolean | null
+}
+
 /** Where results go, so that no call is optimized away. */
 export let blackhole: unknown
 

@@ -14,14 +14,10 @@ import { fileURLToPath } from 'node:url'
 
 import { openProcess, watchedCount } from '../binding.js'
 import { FuseProcessManager } from '../index.js'
-import { compare, compareAsync, stats, type AsyncBench, type Comparison } from './harness.ts'
+import { compare, compareAsync, stats, type AsyncBench, type Case, type Comparison } from './harness.ts'
 
-export interface ManagerCase {
-  readonly name: string
-  readonly comparison: Comparison
-  readonly aim: string | null
-  readonly met: boolean | null
-}
+/** A row of the report (see harness.ts). */
+export type ManagerCase = Case
 
 const FILES = 10_000
 

@@ -9,14 +9,7 @@ import { mkdirSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 
 import { BINARY, built, consumer, pkg, publish, repo, startRegistry, type Packed } from '../__test__/registry.ts'
-import { stats, type Comparison } from './harness.ts'
-
-export interface ReleaseCase {
-  readonly name: string
-  readonly comparison: Comparison
-  readonly aim: string | null
-  readonly met: boolean | null
-}
+import { stats, type Case, type Comparison } from './harness.ts'
 
 /** Tarball sizes, for results.json and a line under the table. */
 export interface ReleaseSizes {
@@ -70,8 +63,8 @@ const sizeOf = (p: Packed): ReleaseSizes['main'] => ({
 export async function releaseCases(
   dir: string,
   progress: (m: string) => void,
-): Promise<{ cases: ReleaseCase[]; sizes: ReleaseSizes | null }> {
-  const cases: ReleaseCase[] = []
+): Promise<{ cases: Case[]; sizes: ReleaseSizes | null }> {
+  const cases: Case[] = []
   const entry = JSON.stringify(join(repo, 'index.js'))
   const slots = JSON.stringify(join(dir, 'cold-require-slots'))
   writeFileSync(join(dir, 'empty.js'), '')

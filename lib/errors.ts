@@ -42,6 +42,22 @@ interface NativeErrorData {
   readonly reason?: string
 }
 
+/**
+ * An error about one file or directory, named by `path`: what {@link SlotFileError} and {@link PidFileError}
+ * share. Not exported by the package: callers catch the concrete classes, or {@link ProcslotError}.
+ */
+abstract class FileError<Code extends string> extends ProcslotError {
+  /** Stable, machine-readable reason. */
+  declare readonly code: Code
+  /** The file or directory: the slot file; the PID directory or a PID file. */
+  readonly path: string
+
+  constructor(message: string, options: { code: Code; path: string; errno?: number; cause?: unknown }) {
+    super(message, options)
+    this.path = options.path
+  }
+}
+
 /** Codes a {@link SlotFileError} can carry. Operating-system failures keep their errno name. */
 export type SlotFileErrorCode =
   | 'ESYMLINK'
@@ -78,17 +94,8 @@ export type SlotFileErrorCode =
  * | `ECLOSED` | the table was closed |
  * | `ENOENT`, `EACCES`, `EROFS`, ... | the operating system's error (missing directory, no permission, read-only filesystem) |
  */
-export class SlotFileError extends ProcslotError {
+export class SlotFileError extends FileError<SlotFileErrorCode> {
   override readonly name = 'SlotFileError' as const
-  /** Stable, machine-readable reason. */
-  declare readonly code: SlotFileErrorCode
-  /** The slot file's path. */
-  readonly path: string
-
-  constructor(message: string, options: { code: SlotFileErrorCode; path: string; errno?: number; cause?: unknown }) {
-    super(message, options)
-    this.path = options.path
-  }
 }
 
 /** Every slot of the file is held by a live process (code `ESLOTSFULL`). */
@@ -154,17 +161,8 @@ export type PidFileErrorCode = 'EUNSAFE' | 'ENOTDIR' | 'EACCES' | 'EPERM' | 'ERO
  * | `ENOTDIR` | the PID directory's path is not a directory (a file, a device) |
  * | `EACCES`, `EROFS`, ... | the operating system's error |
  */
-export class PidFileError extends ProcslotError {
+export class PidFileError extends FileError<PidFileErrorCode> {
   override readonly name = 'PidFileError' as const
-  /** Stable, machine-readable reason. */
-  declare readonly code: PidFileErrorCode
-  /** The directory or file. */
-  readonly path: string
-
-  constructor(message: string, options: { code: PidFileErrorCode; path: string; errno?: number; cause?: unknown }) {
-    super(message, options)
-    this.path = options.path
-  }
 }
 
 /**

@@ -32,7 +32,7 @@ export function newClient(lib: Etcd3Module, settings: Settings, options: Record<
   // No per-host circuit breaker (the default one shuts a restarted endpoint out for 5 s). A call that
   // fails for a transient reason (unreachable, no leader during an election, a deadline) is tried again on
   // the next endpoint, after a pause growing from 50 ms to 1 s, until callTimeoutMs has passed since its
-  // first try. Transactions are safe to repeat: a claim finds its own key (see #claim).
+  // first try. Transactions are safe to repeat: a claim finds its own key (see claim.ts).
   const host: Policy = { execute: async (fn) => fn({ attempt: 0, signal: never }) }
   const global: Policy = {
     async execute(fn) {

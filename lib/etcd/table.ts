@@ -1,17 +1,20 @@
 /**
- * The table: slots `0..slots-1` under a key prefix, taken in transactions on the table's one lease.
+ * The table: slots `0..slots-1` under a key prefix, taken in transactions on the table's one lease. The
+ * table owns its hold of a slot (taken, released, lost) and composes the rest: the key layout (keys.ts),
+ * the claim (claim.ts), the wait (wait.ts), the table's lease (table-lease.ts) and its errors (failures.ts).
  */
 import { EventEmitter } from 'node:events'
-import type * as Os from 'node:os'
 
-import type * as Etcd3 from 'etcd3'
-
-import { EtcdError, SlotsExhaustedError, type EtcdErrorCode } from '../errors'
+import type { EtcdError } from '../errors'
 import { checkInteger, checkMs, checkObject, checkSignal } from '../validate'
-import { stamp } from './clock'
+import { claimSlot, type Claim, type Claimer, type Taken } from './claim'
 import { loadEtcd3, newClient, type Client, type Etcd3Module } from './connect'
-import { HeldLease } from './lease'
+import { Failures } from './failures'
+import { freeSlot, heldSlot, holderRecords, slotKey, slotOf, slotRange } from './keys'
+import type { HeldLease } from './lease'
 import { checkOptions, type Settings } from './options'
+import { TableLease } from './table-lease'
+import { waitForSlot, type WaitSteps } from './wait'
 import { PrefixWatch } from './watch'
 import type { EtcdAcquireOptions, EtcdSlotInfo, EtcdSlotTableEvents, EtcdSlotTableOptions, EtcdWaitOptions } from './types'
 
@@ -23,15 +26,6 @@ interface Hold {
   readonly revision: string
 }
 
-/** A claim's outcome: the slot taken (`-1`: every slot is held), or the lease is gone (take a new one). */
-type Claim = { readonly slot: number; readonly revision: string } | 'lease gone'
-
-/** The JSON value of a slot's key: who holds it. */
-interface HolderRecord {
-  host: string
-  pid: number
-  since: string
-}
 
 /**
  * Slots shared by the processes of many hosts through etcd: every process that opens a table on the same
@@ -52,18 +46,14 @@ interface HolderRecord {
  */
 export class EtcdSlotTable extends EventEmitter<EtcdSlotTableEvents> {
   readonly #settings: Settings
-  readonly #lib: Etcd3Module
   readonly #client: Client
-  readonly #record: () => HolderRecord
+  readonly #failures: Failures
+  readonly #lease: TableLease
+  /** What a claim runs on (the table's connection, errors and holder record). */
+  readonly #claimer: Claimer
+  /** What a wait does with this table. */
+  readonly #waitSteps: WaitSteps
   #hold: Hold | null = null
-  /**
-   * The table's lease, or `null` before the first claim and after one was given up. While it is the
-   * table's lease, no key is attached to it but the held slot's and the one a claim in progress may create:
-   * whatever leaves a key behind otherwise (a release, a claim or a wait that failed) gives the lease up.
-   */
-  #lease: HeldLease | null = null
-  /** Keep-alives of the leases given up. */
-  readonly #pastKeepAlives = { sent: 0, acked: 0 }
   #lost: { promise: Promise<EtcdError>; resolve: (e: EtcdError) => void }
   #queue: Promise<unknown> = Promise.resolve()
   #closing: Promise<void> | null = null
@@ -72,11 +62,25 @@ export class EtcdSlotTable extends EventEmitter<EtcdSlotTableEvents> {
   private constructor(settings: Settings, lib: Etcd3Module, client: Client) {
     super()
     this.#settings = settings
-    this.#lib = lib
     this.#client = client
-    // node:os loads here, with the first table, not with the class (every name is read at an ESM import).
-    const host = (require('node:os') as typeof Os).hostname()
-    this.#record = () => ({ host, pid: process.pid, since: new Date().toISOString() })
+    const failures = new Failures(settings, lib)
+    this.#failures = failures
+    this.#lease = new TableLease(settings, lib, client, failures, (lease, reason, cause) => {
+      if (this.#hold?.lease === lease) this.#lose(this.#hold, reason, cause)
+      // No slot on it: nothing is lost; the next claim takes a new lease.
+      else this.#lease.giveUp(lease)
+    })
+    this.#claimer = { settings, lib, client, failures, record: holderRecords() }
+    this.#waitSteps = {
+      lease: () => this.#lease.forClaim(),
+      claim: (lease, preferred) => claimSlot(this.#claimer, lease, preferred),
+      giveUp: (lease) => this.#lease.giveUp(lease),
+      took: (lease, taken) => this.#took(lease, taken),
+      watch: (from, events) => new PrefixWatch(client, lib.FilterType.Noput, slotRange(settings), from, events),
+      timedOut: () => failures.exhausted(),
+      closed: () => (this.#closing ? failures.closed() : null),
+      waits: this.#waits,
+    }
     this.#lost = deferred()
   }
 
@@ -97,7 +101,7 @@ export class EtcdSlotTable extends EventEmitter<EtcdSlotTableEvents> {
       await client.kv.range({ key: Buffer.from(`${settings.prefix}/`), count_only: true })
     } catch (err) {
       client.close()
-      throw table.#error(err, 'connecting')
+      throw table.#failures.from(err, 'connecting')
     }
     return table
   }
@@ -165,14 +169,13 @@ export class EtcdSlotTable extends EventEmitter<EtcdSlotTableEvents> {
     return this.#closing !== null
   }
 
+
   /**
    * Keep-alive requests this table has sent and etcd acknowledged, over every lease it has had (`{ sent: 0,
    * acked: 0 }` before its first acquire).
    */
   get keepAlives(): { sent: number; acked: number } {
-    const lease = this.#lease
-    const past = this.#pastKeepAlives
-    return { sent: past.sent + (lease?.sent ?? 0), acked: past.acked + (lease?.acked ?? 0) }
+    return this.#lease.keepAlives
   }
 
   /**
@@ -193,21 +196,21 @@ export class EtcdSlotTable extends EventEmitter<EtcdSlotTableEvents> {
       if (held >= 0) return held
       // A lease etcd no longer knows (revoked behind the table while it held no slot) is replaced once.
       for (let attempt = 1; ; attempt++) {
-        const lease = await this.#leaseForClaim()
+        const lease = await this.#lease.forClaim()
         let claim: Claim
         try {
-          claim = await this.#claim(lease, preferred)
+          claim = await claimSlot(this.#claimer, lease, preferred)
         } catch (err) {
           // The transaction's answer is unknown: a key may have been created on the lease.
-          this.#giveUp(lease)
+          this.#lease.giveUp(lease)
           throw err
         }
         if (claim === 'lease gone') {
-          this.#giveUp(lease)
+          this.#lease.giveUp(lease)
           if (attempt < 2) continue
-          throw this.#leaseGone()
+          throw this.#failures.leaseGone()
         }
-        if (claim.slot < 0) throw this.#exhausted()
+        if (claim.slot < 0) throw this.#failures.exhausted()
         return this.#took(lease, claim)
       }
     })
@@ -226,71 +229,7 @@ export class EtcdSlotTable extends EventEmitter<EtcdSlotTableEvents> {
     return this.#serial(async () => {
       const held = this.held
       if (held >= 0) return held
-      signal?.throwIfAborted()
-      let lease = await this.#leaseForClaim()
-      // Whether the wait is parked on the watch: no claim of it is in flight, so no key can appear on the
-      // lease after it ends.
-      let parked = false
-      let wake: (() => void) | null = null
-      let deletes = 0
-      // Referenced from the moment it is made, and ended (at once, on this side) when the wait ends.
-      let watch: PrefixWatch | null = null
-      let stop: ((err: Error) => void) | null = null
-      const stopped = new Promise<never>((_, reject) => (stop = reject))
-      stopped.catch(() => {})
-      const onAbort = () => stop!(signal!.reason)
-      signal?.addEventListener('abort', onAbort, { once: true })
-      const timer = timeoutMs === Infinity ? null : setTimeout(() => stop!(this.#exhausted()), timeoutMs)
-      this.#waits.add(stop!)
-      // Closed while the lease was being granted: close() found no wait to end yet.
-      if (this.#closing) stop!(this.#closedError())
-      try {
-        for (;;) {
-          const seen = deletes
-          // The lease ran out or went stale while we waited (etcd out of reach longer than its window):
-          // a new one.
-          lease = await this.#leaseForClaim()
-          const claim = await Promise.race([this.#claim(lease, preferred), stopped])
-          if (claim === 'lease gone') {
-            this.#giveUp(lease)
-            continue
-          }
-          if (claim.slot >= 0) return this.#took(lease, claim)
-          if (watch === null) {
-            // Every delete after the revision just read: nothing freed in between is missed.
-            const from = BigInt(claim.revision) + 1n
-            const w: PrefixWatch = new PrefixWatch(this.#client, this.#lib.FilterType.Noput, this.#range(), from, {
-              deleted: () => {
-                deletes++
-                wake?.()
-              },
-              // A compacted start revision: read again and watch anew.
-              reset: () => {
-                if (watch === w) watch = null
-                deletes++
-                wake?.()
-              },
-            })
-            watch = w
-          }
-          if (deletes === seen) {
-            parked = true
-            await Promise.race([new Promise<void>((resolve) => (wake = resolve)), stopped])
-            parked = false
-            wake = null
-          }
-        }
-      } catch (err) {
-        // Ended by a timeout, an abort or close() while it waited: the lease has no key of ours and stays.
-        // Ended during a claim (or by its failure): the claim may still create a key, so the lease goes.
-        if (!parked) this.#giveUp(lease)
-        throw err
-      } finally {
-        ;(watch as PrefixWatch | null)?.end()
-        this.#waits.delete(stop!)
-        if (timer) clearTimeout(timer)
-        signal?.removeEventListener('abort', onAbort)
-      }
+      return waitForSlot(this.#waitSteps, preferred, timeoutMs, signal)
     })
   }
 
@@ -310,39 +249,16 @@ export class EtcdSlotTable extends EventEmitter<EtcdSlotTableEvents> {
   /** Every slot `0..size-1` with its holder (one range read; it does not wait for a pending wait). */
   snapshot(): Promise<EtcdSlotInfo[]> {
     if (this.#closing) {
-      return Promise.reject(this.#closedError())
+      return Promise.reject(this.#failures.closed())
     }
     return (async () => {
       const mine = this.#hold && this.#hold.lease.check() ? this.#hold : null
-      const res = await this.#call('reading the slots', () => this.#client.kv.range(this.#range()))
-      const slots: EtcdSlotInfo[] = Array.from({ length: this.size }, (_, slot) => ({
-        slot,
-        alive: false,
-        host: null,
-        pid: 0,
-        since: null,
-        self: false,
-        lease: null,
-        revision: null,
-      }))
+      const res = await this.#failures.call('reading the slots', () => this.#client.kv.range(slotRange(this.#settings)))
+      const slots: EtcdSlotInfo[] = Array.from({ length: this.size }, (_, slot) => freeSlot(slot))
       for (const kv of res.kvs) {
-        const slot = this.#slotOf(kv.key)
+        const slot = slotOf(this.#settings, kv.key)
         if (slot < 0) continue
-        let record: Partial<HolderRecord> = {}
-        try {
-          record = JSON.parse(kv.value.toString()) as Partial<HolderRecord>
-        } catch {}
-        const since = typeof record.since === 'string' ? new Date(record.since) : null
-        slots[slot] = {
-          slot,
-          alive: true,
-          host: typeof record.host === 'string' ? record.host : null,
-          pid: typeof record.pid === 'number' ? record.pid : 0,
-          since: since && !Number.isNaN(since.getTime()) ? since : null,
-          self: mine !== null && mine.slot === slot && mine.lease.id === kv.lease,
-          lease: kv.lease,
-          revision: kv.create_revision,
-        }
+        slots[slot] = heldSlot(slot, kv, mine !== null && mine.slot === slot ? mine.lease.id : null)
       }
       return slots
     })()
@@ -359,24 +275,16 @@ export class EtcdSlotTable extends EventEmitter<EtcdSlotTableEvents> {
     this.#closing = (async () => {
       await queue.catch(() => {})
       this.#hold = null
-      const lease = this.#lease
       try {
-        if (lease) {
-          this.#forget(lease)
-          await this.#revoke(lease)
-        }
+        await this.#lease.revoke()
       } catch {
         // Unreachable etcd: the lease expires on its own within the TTL.
       } finally {
         this.#client.close()
       }
     })()
-    for (const stop of this.#waits) stop(this.#closedError())
+    for (const stop of this.#waits) stop(this.#failures.closed())
     return this.#closing
-  }
-
-  #closedError(): EtcdError {
-    return new EtcdError(`etcd slots ${this.prefix}: the table was closed`, this.#details('ECLOSED'))
   }
 
   /** Calls {@link EtcdSlotTable.close}, for `await using table = await EtcdSlotTable.open(...)`. */
@@ -396,164 +304,19 @@ export class EtcdSlotTable extends EventEmitter<EtcdSlotTableEvents> {
   /** Runs `fn` after every earlier call of this table: one acquire, release or snapshot at a time. */
   #serial<T>(fn: () => Promise<T>): Promise<T> {
     if (this.#closing) {
-      return Promise.reject(this.#closedError())
+      return Promise.reject(this.#failures.closed())
     }
     const run = this.#queue.then(fn, fn)
     this.#queue = run.catch(() => {})
     return run
   }
 
-  #details(code: EtcdErrorCode, slot?: number) {
-    return { code, prefix: this.prefix, endpoints: this.endpoints, slot }
-  }
-
-  #error(err: unknown, doing: string): Error {
-    if (err instanceof EtcdError || err instanceof SlotsExhaustedError) return err
-    const e = err as Error
-    const where = `etcd at ${this.endpoints.join(', ')}`
-    if (e instanceof Error && this.#lib.isRecoverableError(e)) {
-      return new EtcdError(`${where} is unreachable (${doing}): ${e.message}`, { ...this.#details('EETCDUNAVAILABLE'), cause: err })
-    }
-    return new EtcdError(`${where} refused ${doing}: ${e instanceof Error ? e.message : String(err)}`, {
-      ...this.#details('EETCD'),
-      cause: err,
-    })
-  }
-
-  async #call<T>(doing: string, fn: () => Promise<T>): Promise<T> {
-    try {
-      return await fn()
-    } catch (err) {
-      throw this.#error(err, doing)
-    }
-  }
-
-  #exhausted(): SlotsExhaustedError {
-    const err = new SlotsExhaustedError(this.prefix, this.size)
-    err.message =
-      `etcd slots ${this.prefix}: all ${this.size} slots are held by live holders; ` +
-      'open the tables with more slots or stop a holder'
-    err.stack = `${err.name}: ${err.message}\n${err.stack?.split('\n').slice(1).join('\n') ?? ''}`
-    return err
-  }
-
-  #key(slot: number): Buffer {
-    return Buffer.from(`${this.prefix}/${slot}`)
-  }
-
-  /** The range of every key under `<prefix>/`. */
-  #range(): Etcd3.IRangeRequest {
-    return { key: Buffer.from(`${this.prefix}/`), range_end: Buffer.from(`${this.prefix}0`) }
-  }
-
-  #slotOf(key: Buffer): number {
-    const rest = key.toString().slice(this.prefix.length + 1)
-    if (!/^(0|[1-9][0-9]*)$/.test(rest)) return -1
-    const slot = Number(rest)
-    return slot < this.size ? slot : -1
-  }
-
-  /**
-   * The lease to claim a slot on: the table's, while it is {@link HeldLease.usable}; else (none yet, or it
-   * ran out or went stale — the table holds no slot on it, or `held` would have reported the loss) a new
-   * one, which becomes the table's.
-   */
-  async #leaseForClaim(): Promise<HeldLease> {
-    const lease = this.#lease
-    if (lease?.usable()) return lease
-    if (lease) this.#giveUp(lease) // (if its loss has not given it up already)
-    const granted = await this.#grant()
-    this.#lease = granted
-    return granted
-  }
-
-  /** Grants a lease and starts keeping it alive. */
-  async #grant(): Promise<HeldLease> {
-    const sent = stamp()
-    const res = await this.#call('granting a lease', () =>
-      this.#client.leaseClient.leaseGrant({ TTL: this.#settings.ttlSeconds, ID: 0 }),
-    )
-    if (res.error) throw new EtcdError(`etcd refused a lease: ${res.error}`, this.#details('EETCD'))
-    // etcd may raise a TTL below its minimum: its answer is the TTL the lease has.
-    const ttlMs = Number(res.TTL) * 1000
-    let lease: HeldLease | null = null
-    lease = new HeldLease(this.#client, res.ID, ttlMs, sent, this.#settings.marginMs, (reason, cause) => {
-      if (this.#hold?.lease === lease) this.#lose(this.#hold, reason, cause)
-      // No slot on it: nothing is lost; the next claim takes a new lease.
-      else this.#giveUp(lease!)
-    })
-    return lease
-  }
-
-  /**
-   * Stops using the table's lease `lease`: it is no longer the table's, its keep-alives end, and it is
-   * revoked in the background. Nothing if it is no longer the table's (given up already).
-   */
-  #giveUp(lease: HeldLease): void {
-    if (this.#lease !== lease) return
-    this.#forget(lease)
-    void this.#revokeQuietly(lease)
-  }
-
-  /** Makes `lease` no longer the table's (if it was), keeping its keep-alive counts. */
-  #forget(lease: HeldLease): void {
-    if (this.#lease !== lease) return
-    this.#lease = null
-    this.#pastKeepAlives.sent += lease.sent
-    this.#pastKeepAlives.acked += lease.acked
-  }
-
-  #leaseGone(): EtcdError {
-    return new EtcdError(`etcd slots ${this.prefix}: etcd no longer knows the lease of the table`, this.#details('ELEASELOST'))
-  }
-
-  /**
-   * Tries to create the key of `preferred` (or slot 0), then of the lowest free slot, each in a
-   * transaction that succeeds only if the key is absent, until one succeeds or none is free. A failed
-   * transaction returns the whole prefix, so each retry works from a fresh view. `'lease gone'` when the
-   * lease ran out by the clock before a transaction, or etcd answers that it does not know it (then the
-   * transaction wrote nothing).
-   */
-  async #claim(lease: HeldLease, preferred: number | undefined): Promise<Claim> {
-    const value = Buffer.from(JSON.stringify(this.#record()))
-    let candidate = preferred !== undefined && preferred < this.size ? preferred : 0
-    for (;;) {
-      if (!lease.check()) return 'lease gone'
-      const key = this.#key(candidate)
-      let res: Etcd3.ITxnResponse
-      try {
-        res = await this.#client.kv.txn({
-          compare: [{ key, target: 'Create', result: 'Equal', create_revision: 0 }],
-          success: [{ request_put: { key, value, lease: lease.id } }],
-          failure: [{ request_range: this.#range() }],
-        })
-      } catch (err) {
-        if (err instanceof this.#lib.EtcdLeaseInvalidError) return 'lease gone'
-        throw this.#error(err, 'claiming a slot')
-      }
-      if (res.succeeded) return { slot: candidate, revision: res.header.revision }
-      const taken = new Set<number>()
-      for (const kv of res.responses[0]?.response_range?.kvs ?? []) {
-        const slot = this.#slotOf(kv.key)
-        // Ours already: a transaction whose answer was lost and was tried again on another endpoint (the
-        // only key a claim can find on the table's lease; see #lease).
-        if (slot >= 0 && kv.lease === lease.id) return { slot, revision: kv.create_revision }
-        taken.add(slot)
-      }
-      let next = -1
-      if (preferred !== undefined && preferred < this.size && !taken.has(preferred)) next = preferred
-      else for (let i = 0; i < this.size && next < 0; i++) if (!taken.has(i)) next = i
-      if (next < 0) return { slot: -1, revision: res.header.revision }
-      candidate = next
-    }
-  }
-
-  #took(lease: HeldLease, { slot, revision }: { slot: number; revision: string }): number {
+  #took(lease: HeldLease, { slot, revision }: Taken): number {
     if (!lease.check()) {
       // The transaction took longer than the lease's valid window: the key may outlive our claim. The
       // lease goes (and the key with it, if etcd answers the revoke).
-      this.#giveUp(lease)
-      throw new EtcdError(`etcd slots ${this.prefix}: the lease ran out while claiming slot ${slot}`, this.#details('ELEASELOST', slot))
+      this.#lease.giveUp(lease)
+      throw this.#failures.leaseRanOut(slot)
     }
     this.#hold = { slot, lease, revision }
     return slot
@@ -561,13 +324,10 @@ export class EtcdSlotTable extends EventEmitter<EtcdSlotTableEvents> {
 
   #lose(hold: Hold, reason: string, cause?: unknown): void {
     this.#hold = null
-    const err = new EtcdError(`etcd slots ${this.prefix}: slot ${hold.slot} lost: ${reason}; stop using its ID`, {
-      ...this.#details('ELEASELOST', hold.slot),
-      cause,
-    })
+    const err = this.#failures.lost(hold.slot, reason, cause)
     // Let the slot go at once if etcd still has it (we no longer claim it either way); the next acquire
     // takes a new lease.
-    this.#giveUp(hold.lease)
+    this.#lease.giveUp(hold.lease)
     const lost = this.#lost
     this.#lost = deferred()
     lost.resolve(err)
@@ -578,9 +338,9 @@ export class EtcdSlotTable extends EventEmitter<EtcdSlotTableEvents> {
     const hold = this.#hold
     if (!hold) return false
     this.#hold = null
-    const key = this.#key(hold.slot)
+    const key = slotKey(this.#settings, hold.slot)
     try {
-      await this.#call('releasing a slot', () =>
+      await this.#failures.call('releasing a slot', () =>
         this.#client.kv.txn({
           compare: [{ key, target: 'Lease', result: 'Equal', lease: hold.lease.id }],
           success: [{ request_delete_range: { key } }],
@@ -589,27 +349,10 @@ export class EtcdSlotTable extends EventEmitter<EtcdSlotTableEvents> {
     } catch (err) {
       // The key may still be there: let the lease expire (or be revoked, if etcd answers that), and the
       // slot with it.
-      this.#giveUp(hold.lease)
+      this.#lease.giveUp(hold.lease)
       throw err
     }
     return true
-  }
-
-  async #revoke(lease: HeldLease): Promise<void> {
-    lease.end()
-    try {
-      await this.#client.leaseClient.leaseRevoke({ ID: lease.id })
-    } catch (err) {
-      if (err instanceof this.#lib.EtcdLeaseInvalidError) return
-      throw this.#error(err, 'revoking a lease')
-    }
-  }
-
-  async #revokeQuietly(lease: HeldLease): Promise<void> {
-    lease.end()
-    try {
-      await this.#revoke(lease)
-    } catch {}
   }
 }
 
