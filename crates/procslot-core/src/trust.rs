@@ -3,15 +3,17 @@
 //!
 //! - A file (a PID file, a spawn record, a lock file) is trusted when it is a regular file, owned by us
 //!   or root, and not writable by others (`file_distrust`); it is opened without following a link
-//!   (`open_no_follow`).
+//!   (`open_no_follow`). A slot file is opened, or created, the same way and never blocks
+//!   (`open_or_create_no_follow`), and must be a regular file of this user with one name
+//!   (`check_slot_file`).
 //! - A directory is trusted by one of three rules ([`DirRule`]): a PID directory may be shared, with the
 //!   sticky bit; a manager's private directory is ours or root's and writable by no one else; a slot
-//!   file's private directory is this user's alone ([`dir_distrust`]).
+//!   file's private directory is this user's alone ([`dir_distrust`], [`ensure_private_dir`]).
 
 use std::fs::File;
 use std::io;
 use std::os::fd::BorrowedFd;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::Path;
 
 use nix::errno::Errno;
@@ -101,6 +103,28 @@ pub fn check_private_dir(dir: &Path) -> Result<()> {
   }
 }
 
+/// Makes sure `dir` is a private directory of this user: creates it with mode 0700 if it is missing, and
+/// refuses (`EUNSAFE`) anything that is not a directory (a symbolic link included), is owned by another
+/// user, or can be written by group or others ([`DirRule::OwnOnly`]) — in a shared `/tmp`, anyone could
+/// have created it first.
+///
+/// # Errors
+/// `EUNSAFE`, or the errno name of a failed `mkdir`/`lstat`.
+pub fn ensure_private_dir(dir: &Path) -> Result<()> {
+  use std::os::unix::fs::DirBuilderExt;
+  match std::fs::DirBuilder::new().mode(0o700).create(dir) {
+    Ok(()) => {}
+    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+    Err(e) => return Err(Error::slot_io(dir, "create the private directory", &e)),
+  }
+  let meta =
+    std::fs::symlink_metadata(dir).map_err(|e| Error::slot_io(dir, "lstat the directory", &e))?;
+  match dir_distrust(&meta, DirRule::OwnOnly, nix::unistd::geteuid().as_raw()) {
+    Some(reason) => Err(Error::slot_file("EUNSAFE", dir, reason)),
+    None => Ok(()),
+  }
+}
+
 /// `ENOTDIR` for a path that is there but no directory.
 pub(crate) fn not_a_dir(dir: &Path) -> Error {
   Error::PidFile {
@@ -149,6 +173,77 @@ pub(crate) fn open_no_follow(dir: BorrowedFd<'_>, name: &Path) -> nix::Result<Fi
       .map_err(io::Error::from)
   })
   .map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)))
+}
+
+/// Opens without following symlinks and without blocking (a FIFO must not hang us), creating the file
+/// with `mode` if it does not exist. Returns the file and whether this call created it.
+pub(crate) fn open_or_create_no_follow(path: &Path, mode: u32) -> Result<(File, bool)> {
+  let flags = libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC;
+  let open = |create: bool| {
+    let mut o = std::fs::OpenOptions::new();
+    o.read(true).write(true).custom_flags(flags);
+    if create {
+      o.create_new(true).mode(mode & 0o7777);
+    }
+    o.open(path)
+  };
+  let explain = |e: io::Error| match e.raw_os_error() {
+    Some(libc::ELOOP) => Error::slot_file(
+      "ESYMLINK",
+      path,
+      "is a symbolic link; refusing to follow it",
+    ),
+    Some(libc::EISDIR) => Error::slot_file("ENOTREG", path, "is a directory, not a regular file"),
+    Some(libc::ENXIO) => Error::slot_file("ENOTREG", path, "is not a regular file"),
+    _ => Error::slot_io(path, "open", &e),
+  };
+  // The common case is a file that exists: open it first, create it only when it is missing, and open
+  // it again if another process created it in between.
+  match open(false) {
+    Ok(file) => Ok((file, false)),
+    Err(e) if e.kind() == io::ErrorKind::NotFound => match open(true) {
+      Ok(file) => Ok((file, true)),
+      Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+        open(false).map(|f| (f, false)).map_err(explain)
+      }
+      Err(e) => Err(explain(e)),
+    },
+    Err(e) => Err(explain(e)),
+  }
+}
+
+/// Refuses a slot file that is not a regular file, is another user's (unless allowed), or has another
+/// name (a hard link). Its size is the slot format's rule (`slots::file`).
+pub(crate) fn check_slot_file(
+  path: &Path,
+  meta: &std::fs::Metadata,
+  allow_foreign_owner: bool,
+) -> Result<()> {
+  if !meta.file_type().is_file() {
+    return Err(Error::slot_file("ENOTREG", path, "is not a regular file"));
+  }
+  let euid = nix::unistd::geteuid().as_raw();
+  if meta.uid() != euid && !allow_foreign_owner {
+    return Err(Error::slot_file(
+      "EFOREIGN",
+      path,
+      format!(
+        "is owned by uid {} but this process runs as uid {euid}; refusing another user's slot file",
+        meta.uid()
+      ),
+    ));
+  }
+  if meta.nlink() > 1 {
+    return Err(Error::slot_file(
+      "EHARDLINK",
+      path,
+      format!(
+        "has {} hard links; refusing a file that can be reached by another name",
+        meta.nlink()
+      ),
+    ));
+  }
+  Ok(())
 }
 
 #[cfg(test)]

@@ -13,11 +13,11 @@ use super::lease::Lease;
 use super::map::SlotMap;
 use super::options::{Locking, OpenOptions, MAX_FILE_BYTES, MAX_SLOTS};
 use super::registry::{self, lock};
-use super::trust::{check_file, ensure_private_dir, open_file};
 use super::word::{me, offset, Holder, SLOT_BYTES};
 use crate::error::{Error, Result};
 use crate::exec::handoff;
 use crate::sys::{self, LockOutcome};
+use crate::trust::{check_slot_file, ensure_private_dir, open_or_create_no_follow};
 
 /// A byte far beyond the largest slot file, locked (without waiting long) while a file grows, so that two
 /// processes growing one file never shrink it.
@@ -106,7 +106,7 @@ impl SlotFile {
       return Self::from_inherited(path, file, slot, options);
     }
 
-    let (file, created) = open_file(&path, options.mode)?;
+    let (file, created) = open_or_create_no_follow(&path, options.mode)?;
     let meta = file
       .metadata()
       .map_err(|e| Error::slot_io(&path, "fstat", &e))?;
@@ -387,4 +387,26 @@ fn grow(
     let _ = sys::unlock(file, GROW_LOCK_OFFSET, 1);
   }
   result
+}
+
+/// Refuses a file the rules of trust refuse (`trust::check_slot_file`), or whose size cannot be a slot
+/// file's: the format's own rule.
+fn check_file(path: &Path, meta: &std::fs::Metadata, allow_foreign_owner: bool) -> Result<()> {
+  check_slot_file(path, meta, allow_foreign_owner)?;
+  let len = meta.len();
+  if len > MAX_FILE_BYTES {
+    return Err(Error::slot_file(
+      "ETOOLARGE",
+      path,
+      format!("is {len} bytes, over the {MAX_FILE_BYTES}-byte limit; not a slot file"),
+    ));
+  }
+  if !len.is_multiple_of(SLOT_BYTES as u64) {
+    return Err(Error::slot_file(
+      "EBADSIZE",
+      path,
+      format!("is {len} bytes, not a multiple of {SLOT_BYTES}; not a slot file"),
+    ));
+  }
+  Ok(())
 }

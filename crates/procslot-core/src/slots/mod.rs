@@ -20,7 +20,7 @@
 //! or nothing, is reported by [`SlotFile::replaced`].
 //!
 //! The rules, one module each: the word format (`word`), the mapping (`map`), opening options
-//! (`options`), the file's trust checks (`trust`), this process's open of a file (`file`),
+//! (`options`; its trust checks are the crate's `trust`), this process's open of a file (`file`),
 //! claiming and giving back (`claim`), the lease and its owners ([`lease`]), the per-process registry
 //! ([`registry`]), and waiting for a free slot ([`wait`]). The exec hand-off is [`crate::exec::handoff`].
 
@@ -30,16 +30,15 @@ pub mod lease;
 mod map;
 mod options;
 pub mod registry;
-mod trust;
 pub mod wait;
 mod word;
 
 pub use crate::exec::handoff::env;
+pub use crate::trust::ensure_private_dir;
 pub use claim::{SlotInfo, Want, CROWDED};
 pub use file::SlotFile;
 pub use lease::Table;
 pub use options::{default_file, Locking, OpenOptions, DEFAULT_TIMEOUT, MAX_FILE_BYTES, MAX_SLOTS};
 pub use registry::{get_process_id, opened, release_process_id};
-pub use trust::ensure_private_dir;
 pub use wait::Waited;
 pub use word::{Holder, SLOT_BYTES};
