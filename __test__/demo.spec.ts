@@ -29,7 +29,7 @@ async function runDemo(ms: number): Promise<{ code: number | null; signal: NodeJ
 test('npm run demo and the procslot bin run the same demo', (t) => {
   const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { bin: Record<string, string>; scripts: Record<string, string> }
   // The bin is the JavaScript command (an npm install puts the native launcher in its place, which
-  // hands every subcommand but exec to lib/cli.js, which loads lib/cli/index.js): both run lib/cli/index.js.
+  // hands every subcommand but exec to lib/cli/index.js): both run lib/cli/index.js.
   t.is(pkg.bin.procslot, 'bin/procslot')
   t.regex(readFileSync(join(ROOT, 'bin', 'procslot'), 'utf8'), /require\('\.\.\/lib\/cli\/index\.js'\)\.runCommandLine\(\)/)
   t.regex(pkg.scripts.demo!, /&& node lib\/cli\/index\.js demo$/)

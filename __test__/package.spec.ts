@@ -46,7 +46,7 @@ test.after.always(async () => {
 
 platformTest('the main package ships the built JavaScript, its types, README and LICENSE; no sources, no binary', (t) => {
   t.true(built, `this check publishes the binary built here, ${BINARY}`)
-  for (const file of ['package.json', 'README.md', 'LICENSE', 'index.js', 'index.d.ts', 'binding.js', 'lib/cli.js', 'bin/procslot', 'bin/install.cjs']) {
+  for (const file of ['package.json', 'README.md', 'LICENSE', 'index.js', 'index.d.ts', 'binding.js', 'lib/cli/index.js', 'bin/procslot', 'bin/install.cjs']) {
     t.true(packed.includes(file), `${file} is packed: ${packed.join(' ')}`)
   }
   t.deepEqual(

@@ -109,8 +109,8 @@ export async function main(argv: string[]): Promise<number> {
 
 /**
  * Runs `procslot` with this process's arguments and sets its exit code: `node lib/cli/index.js ...`,
- * `bin/procslot` (the JavaScript command, where the native launcher is not installed) and `lib/cli.js`
- * (the path the native launcher runs).
+ * as `bin/procslot` (the JavaScript command, where the native launcher is not installed) and the native
+ * launcher (for every subcommand but exec) run it.
  */
 export function runCommandLine(): void {
   main(process.argv.slice(2)).then(

@@ -1,10 +1,10 @@
 //! The native `procslot` command. `procslot exec` runs here and becomes its COMMAND without starting
 //! Node.js (a few milliseconds instead of a Node.js start); every other subcommand, `--help` and
-//! `--version` included, is the JavaScript command's: this program becomes `node <package>/lib/cli.js`.
+//! `--version` included, is the JavaScript command's: this program becomes `node <package>/lib/cli/index.js`.
 //!
 //! An npm install puts it in place of the package's `bin/procslot` (a JavaScript file until then, which
 //! runs everything itself, `exec` included, where this binary cannot run or install scripts are off):
-//! see `bin/install.cjs`. It finds `lib/cli.js` next to the directory it runs from (`<package>/bin/`),
+//! see `bin/install.cjs`. It finds `lib/cli/index.js` next to the directory it runs from (`<package>/bin/`),
 //! or beside itself.
 
 use std::ffi::OsString;
@@ -30,11 +30,11 @@ fn main() {
   }
 }
 
-/// Becomes `node <package>/lib/cli.js ARGS...`; returns only when it cannot.
+/// Becomes `node <package>/lib/cli/index.js ARGS...`; returns only when it cannot.
 fn javascript(args: &[OsString]) -> i32 {
   let Some(cli_js) = cli_js() else {
     eprintln!(
-      "procslot: cannot find lib/cli.js beside this program ({}); run `node <procslot package>/lib/cli.js` instead",
+      "procslot: cannot find lib/cli/index.js beside this program ({}); run `node <procslot package>/lib/cli/index.js` instead",
       std::env::current_exe().map_or_else(|_| "?".into(), |p| p.display().to_string())
     );
     return 1;
@@ -47,14 +47,14 @@ fn javascript(args: &[OsString]) -> i32 {
   1
 }
 
-/// `lib/cli.js` of the package this program belongs to.
+/// `lib/cli/index.js` of the package this program belongs to.
 fn cli_js() -> Option<PathBuf> {
   let exe = std::env::current_exe().ok()?;
   let dir = exe.parent()?;
   let found = [dir.parent(), Some(dir)]
     .into_iter()
     .flatten()
-    .map(|d| d.join("lib").join("cli.js"))
+    .map(|d| d.join("lib").join("cli").join("index.js"))
     .find(|p| p.is_file());
   found
 }
