@@ -12,7 +12,7 @@ import { resolve } from 'node:path'
 
 import { SpawnError } from '../errors'
 import { FuseProcessManager } from '../manager'
-import { SILENT } from '../manager/types'
+import { SILENT } from '../manager/options'
 import { CliFailure, fail, optionalIntegerArg, parse } from './common'
 import { pidDirAndTarget, targetIdArg } from './target'
 

@@ -14,7 +14,8 @@ import { findPidDir, pidDirAndTarget, targetIdArg } from './target'
 export async function run(argv: string[]): Promise<number> {
   const { values, positionals } = parse('stop', argv, { timeout: { type: 'string' }, force: { type: 'boolean' } })
   const [dir, targetId] = pidDirAndTarget('stop', positionals)
-  const timeoutMs = optionalIntegerArg('stop', '--timeout', values.timeout, 0, 0x7fffffff) ?? 10_000
+  // Unset: the manager's own default (KILL_TIMEOUT_MS), as kill() has.
+  const timeoutMs = optionalIntegerArg('stop', '--timeout', values.timeout, 0, 0x7fffffff)
   targetIdArg(targetId)
   // Something other than a directory goes on to be refused by the store, with its reason.
   const pidDir = findPidDir(dir)
