@@ -51,7 +51,7 @@ impl Probe for SystemProbe {
 /// Whether the holder `(pid, tag)` of a slot word is dead, by PID alone. `pid` 0 (a free word) counts as
 /// dead. Where the process table cannot be read, a process that answers `kill(pid, 0)` is taken as alive.
 pub fn holder_is_dead(probe: &impl Probe, pid: u32, tag: u32) -> bool {
-  if pid == 0 || pid >= probe.pid_max() {
+  if !crate::process::possible_pid_under(pid, probe.pid_max()) {
     return true;
   }
   match probe.signal0(pid) {

@@ -45,7 +45,12 @@ impl Identity {
 /// the system's PID limit — Linux's `pid_max` is one more than the largest PID it hands out; so is
 /// macOS's).
 pub fn possible_pid(pid: u32) -> bool {
-  pid == 1 || daemon_pids(sys::pid_max()).contains(&u64::from(pid))
+  possible_pid_under(pid, sys::pid_max())
+}
+
+/// [`possible_pid`] under the limit `pid_max` (a slot holder's check takes it from its probe).
+pub fn possible_pid_under(pid: u32, pid_max: u32) -> bool {
+  pid == 1 || daemon_pids(pid_max).contains(&u64::from(pid))
 }
 
 /// The PIDs a daemon can have under the system's limit `pid_max`: from 2 (1 is init) up to, not
