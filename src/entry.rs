@@ -122,3 +122,27 @@ impl From<Verdict> for NativeVerdict {
     }
   }
 }
+
+/// Identity of a PID: start time (raw and wall clock) and whether it is a zombie; `null` when there is no
+/// such process.
+#[napi(object)]
+pub struct NativeIdentity {
+  pub pid: u32,
+  pub start_ticks: f64,
+  /// The part of the start time a slot word keeps (the core's rule: its low 32 bits).
+  pub start_tag: u32,
+  pub start_time_ms: f64,
+  pub zombie: bool,
+}
+
+impl From<Identity> for NativeIdentity {
+  fn from(id: Identity) -> Self {
+    NativeIdentity {
+      pid: id.pid,
+      start_ticks: id.start_time as f64,
+      start_tag: id.start_tag(),
+      start_time_ms: id.start_time_ms,
+      zombie: id.zombie,
+    }
+  }
+}

@@ -9,9 +9,8 @@ use napi::bindgen_prelude::{Env, Float64Array, Object, Uint32Array};
 use napi_derive::napi;
 use procslot_core::{Identity, PidFileStore, SpawnRecord, TargetLock};
 
-use crate::entry::{NativePidFileEntry, NativeRecord, NativeVerdict};
+use crate::entry::{NativeIdentity, NativePidFileEntry, NativeRecord, NativeVerdict};
 use crate::error::{IntoJs, Result};
-use crate::process::NativeIdentity;
 use crate::task::on_thread;
 
 /// A PID file judged for display; `foreign_owner` is set when root read another user's file.

@@ -8,12 +8,12 @@ use std::time::Duration;
 
 use napi::bindgen_prelude::{Env, Object};
 use napi_derive::napi;
-use procslot_core::{Identity, PinCheck, PinnedPidFile, ProcessHandle, StopBegun};
+use procslot_core::{PinCheck, PinnedPidFile, ProcessHandle, StopBegun};
 
+use crate::entry::NativeIdentity;
 use crate::error::{to_js, IntoJs, Result};
 use crate::pidfile::NativePidFileStore;
 use crate::task::on_thread;
-use crate::watch::ExitSlot;
 
 /// A handle on the live process `pid` (with `expectedStart`, only that very process); `null` when it is
 /// gone, a zombie, or another process now has the PID.
@@ -32,6 +32,18 @@ pub fn open_process(
     pinned: None,
     exits: Vec::new(),
   }))
+}
+
+/// How an `exited` promise (`src/watch.rs`) is settled on the JavaScript thread.
+pub(crate) type Settle = Box<dyn FnOnce(Env) -> napi::Result<bool>>;
+/// The promise of one `exited` call, settled once: by the exit, or by a cancel.
+pub(crate) type ExitSlot = std::sync::Mutex<Option<napi::JsDeferred<bool, Settle>>>;
+
+/// Settles one `exited` promise (`true`: the process exited; `false`: cancelled), if not settled yet.
+pub(crate) fn settle(slot: &ExitSlot, exited: bool) {
+  if let Some(d) = slot.lock().unwrap_or_else(|p| p.into_inner()).take() {
+    d.resolve(Box::new(move |_| Ok(exited)));
+  }
 }
 
 /// One particular process, pinned by its start time and a pidfd, and optionally by the version of the
@@ -262,32 +274,8 @@ fn to_signal(env: &Env, signal: i32) -> Result<procslot_core::Signal> {
   })
 }
 
-/// Identity of a PID: start time (raw and wall clock) and whether it is a zombie; `null` when there is no
-/// such process.
-#[napi(object)]
-pub struct NativeIdentity {
-  pub pid: u32,
-  pub start_ticks: f64,
-  /// The part of the start time a slot word keeps (the core's rule: its low 32 bits).
-  pub start_tag: u32,
-  pub start_time_ms: f64,
-  pub zombie: bool,
-}
-
 #[napi]
 pub fn process_identity(env: &Env, pid: u32) -> Result<Option<NativeIdentity>> {
   let id = procslot_core::identity(pid).js(env)?;
   Ok(id.map(Into::into))
-}
-
-impl From<Identity> for NativeIdentity {
-  fn from(id: Identity) -> Self {
-    NativeIdentity {
-      pid: id.pid,
-      start_ticks: id.start_time as f64,
-      start_tag: id.start_tag(),
-      start_time_ms: id.start_time_ms,
-      zombie: id.zombie,
-    }
-  }
 }

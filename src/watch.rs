@@ -8,17 +8,7 @@ use napi::Status;
 use napi_derive::napi;
 
 use crate::error::{IntoJs, Result};
-use crate::process::NativeProcess;
-
-pub(crate) type Settle = Box<dyn FnOnce(Env) -> napi::Result<bool>>;
-/// The promise of one `exited` call, settled once: by the exit, or by a cancel.
-pub(crate) type ExitSlot = std::sync::Mutex<Option<napi::JsDeferred<bool, Settle>>>;
-
-pub(crate) fn settle(slot: &ExitSlot, exited: bool) {
-  if let Some(d) = slot.lock().unwrap_or_else(|p| p.into_inner()).take() {
-    d.resolve(Box::new(move |_| Ok(exited)));
-  }
-}
+use crate::process::{settle, ExitSlot, NativeProcess, Settle};
 
 #[napi]
 impl NativeProcess {
