@@ -9,22 +9,11 @@ import { nativeError } from '../errors'
 import { native, type NativePidFileStore, type NativeRecord, type NativeVerdict } from '../native'
 import type { TargetQueue } from './queue'
 import type { Reporter } from './report'
-import type { Tracked } from './tracking'
+import { mountRef, type MountRef, type Tracked } from './proc'
 import type { ManagerEvents } from './types'
-
-/** A mount as the mount table names it. */
-export interface MountRef {
-  readonly id: number
-  readonly dev: string
-}
 
 /** A stale-file event, emitted now or (during construction) later. */
 export type StaleEvent = ManagerEvents['stale'][0]
-
-/** The recorded mount of a record, if it has one. */
-export function mountRef(record: Pick<NativeRecord, 'mountId' | 'mountDev'> | null | undefined): MountRef | null {
-  return record?.mountId != null && record.mountDev != null ? { id: record.mountId, dev: record.mountDev } : null
-}
 
 /** The targets' files of one PID directory, as one manager changes them (under their locks, from `queue`). */
 export class TargetFiles {

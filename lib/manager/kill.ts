@@ -9,7 +9,8 @@ import type { ChildProcess } from 'node:child_process'
 import { ProcessError, TargetLockedError } from '../errors'
 import { native, type NativeProcess, type NativeTargetState } from '../native'
 import { awaitNative } from './queue'
-import { Proc, type Tracker } from './tracking'
+import { Proc } from './proc'
+import type { Tracker } from './tracking'
 
 /** How long a SIGKILLed process may take to be gone before `kill` gives up on it. */
 export const AFTER_SIGKILL_MS = 5000

@@ -13,11 +13,11 @@ import { join } from 'node:path'
 import { SpawnError, nativeError } from '../errors'
 import { native, type NativeMount, type NativeProcess } from '../native'
 import { redactEnv, openLog, resolveCommand, startGated, tail, type Gated } from './daemon-io'
-import { mountRef, type MountRef } from './files'
 import { AFTER_SIGKILL_MS, childExitWithin, clearDead, stopGroup } from './kill'
 import type { SpawnSettings } from './options'
 import { awaitNative, withDeadline } from './queue'
-import { Proc, type Tracked, type Tracker } from './tracking'
+import { Proc, mountRef, type MountRef, type Tracked } from './proc'
+import type { Tracker } from './tracking'
 import type { ProcessInfo } from './types'
 
 /** The body of `spawn`, with the target's lock held. `onSpawned` counts each process started. */

@@ -13,7 +13,8 @@ import { ProcslotError, SpawnError } from '../errors'
 import type { TargetQueue } from './queue'
 import type { RestartSettings, SpawnSettings } from './options'
 import { spawnLocked } from './spawn'
-import type { Tracked, Tracker } from './tracking'
+import type { Tracked } from './proc'
+import type { Tracker } from './tracking'
 import type { ProcessInfo, RestartPolicy } from './types'
 
 /** How to start a target again: what its spawn was given, and its restarts so far. */
