@@ -3,7 +3,7 @@
 //! - [`slots`]: worker slots. Each process of a fleet takes a small reusable ID from a memory-mapped slot
 //!   file: one 8-byte word per slot, written with atomic compare-and-swap, and an exclusive byte-range lock
 //!   per slot as the lease, so a dead holder's slot comes back the moment the kernel drops its lock. Who
-//!   took this process's slot and which handles give it back is one record ([`slots::lease`]).
+//!   took this process's slot and which handles give it back is one record (the lease; [`slots::Table`] is such a handle).
 //! - [`exec`]: `procslot exec` — take a slot, then become another program that inherits it; both ends of
 //!   that hand-off ([`exec::handoff`]).
 //! - [`liveness`]: the PID-based fallback that decides whether a holder is dead where a filesystem refuses
@@ -31,6 +31,7 @@ pub mod mount;
 pub mod pidfile;
 pub mod process;
 pub mod slots;
+mod sync;
 mod sys;
 pub mod trust;
 pub mod watch;

@@ -1,5 +1,5 @@
 //! `procslot exec [--file F] [--slots N] [--preferred N [--exact]] [--wait ms] -- COMMAND [ARGS...]`: the
-//! command line of [`exec`](super::exec), in one place for both ways it is reached — the native launcher
+//! command line of [`exec`](super), in one place for both ways it is reached — the native launcher
 //! (the `procslot` command an npm install puts in place: no Node.js starts) and `lib/cli/index.js` through the
 //! binding (where the launcher is not installed). Messages go to standard error as one line each,
 //! `procslot: ...`, and the exit code says what happened: it returns only when it did not become COMMAND.

@@ -148,7 +148,7 @@ impl ProcessHandle {
   /// when there is no such process or it is a zombie.
   ///
   /// The handle holds a pidfd where the kernel has them and descriptors allow: a pidfd that would leave
-  /// the program less than its [headroom](sys::headroom) below the descriptor limit is not kept, and the
+  /// the program less than its headroom (`sys::headroom`) below the descriptor limit is not kept, and the
   /// process is then looked at by PID and start time ([`why_no_pidfd`](Self::why_no_pidfd) says why).
   /// When even the process table cannot be read for want of descriptors, a handle with `expected_start`
   /// is given all the same if the PID exists: it is checked again whenever it is looked at.

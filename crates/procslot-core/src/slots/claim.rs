@@ -8,10 +8,10 @@ use std::sync::{Arc, MutexGuard};
 use super::file::{Inner, SlotFile, RECHECK_AFTER};
 use super::lease::{Lease, Owner};
 use super::map::SlotMap;
-use super::registry::lock;
 use super::word::{offset, Holder, SLOT_BYTES};
 use crate::error::{Error, Result};
 use crate::liveness::{holder_is_dead, SystemProbe};
+use crate::sync::lock;
 use crate::sys::{self, LockOutcome, LockProbe};
 
 /// Which slot a claim is for.

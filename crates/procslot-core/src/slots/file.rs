@@ -1,21 +1,22 @@
 //! This process's open of a slot file ([`SlotFile`]): opening (or joining an open of) it, its size and
 //! the growth of it, and whether its path still names it.
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use super::lease::Lease;
 use super::map::SlotMap;
 use super::options::{Locking, OpenOptions, MAX_FILE_BYTES, MAX_SLOTS};
-use super::registry::{self, lock};
 use super::word::{me, offset, Holder, SLOT_BYTES};
 use crate::error::{Error, Result};
 use crate::exec::handoff;
+use crate::sync::lock;
 use crate::sys::{self, LockOutcome};
 use crate::trust::{check_slot_file, ensure_private_dir, open_or_create_no_follow};
 
@@ -30,7 +31,7 @@ pub(super) const RECHECK_AFTER: Duration = Duration::from_secs(1);
 pub(super) struct Inner {
   pub(super) map: SlotMap,
   /// The slot this process holds, and who gives it back (see [`Lease`]).
-  pub(super) lease: Option<Lease>,
+  pub(super) lease: Option<Lease<SlotFile>>,
 }
 
 /// An open slot file, shared by everything in this process that opened the same file.
@@ -96,7 +97,7 @@ impl SlotFile {
     // after opening below is enough and saves a system call.)
     #[cfg(not(target_os = "linux"))]
     if let Ok(meta) = std::fs::symlink_metadata(&path) {
-      if let Some(existing) = registry::lookup((meta.dev(), meta.ino())) {
+      if let Some(existing) = lookup((meta.dev(), meta.ino())) {
         existing.ensure_slots_within(wanted, options.timeout)?;
         return Ok(existing);
       }
@@ -118,7 +119,7 @@ impl SlotFile {
         .map_err(|e| Error::slot_io(&path, "chmod", &e))?;
     }
     let key = (meta.dev(), meta.ino());
-    let mut reg = registry::files();
+    let mut reg = files();
     if let Some(existing) = reg.get(&key).and_then(Weak::upgrade) {
       drop(reg);
       existing.ensure_slots_within(wanted, options.timeout)?;
@@ -141,7 +142,7 @@ impl SlotFile {
     let size = grow(&path, &file, meta.len(), initial, locks, deadline)?;
     let map = SlotMap::new(&file, (size / SLOT_BYTES as u64) as usize)
       .map_err(|e| Error::slot_io(&path, "mmap", &e))?;
-    Ok(registry::register(
+    Ok(register(
       &mut reg,
       SlotFile::new(path, file, key, map, locks, options),
     ))
@@ -186,7 +187,7 @@ impl SlotFile {
     let map = SlotMap::new(&file, slots).map_err(|e| Error::slot_io(&path, "mmap", &e))?;
     let slot_file = SlotFile::new(path, file, key, map, true, options);
     lock(&slot_file.inner).lease = Some(Lease::adopted(slot, &slot_file));
-    let slot_file = registry::register(&mut registry::files(), slot_file);
+    let slot_file = register(&mut files(), slot_file);
     slot_file.ensure_slots(options.slots.unwrap_or(0))?;
     Ok(slot_file)
   }
@@ -323,7 +324,7 @@ impl Drop for SlotFile {
   /// The last reference in this process gone. No slot is held (a held slot pins its file), so nothing
   /// in the mapping is touched; the descriptor's close drops any lock left.
   fn drop(&mut self) {
-    registry::forget_file(self.key);
+    forget_file(self.key);
   }
 }
 
@@ -409,4 +410,33 @@ fn check_file(path: &Path, meta: &std::fs::Metadata, allow_foreign_owner: bool) 
     ));
   }
   Ok(())
+}
+
+/// The files open in this process, by device and inode.
+pub(super) type Files = HashMap<(u64, u64), Weak<SlotFile>>;
+
+/// The files open in this process.
+pub(super) fn files() -> MutexGuard<'static, Files> {
+  static OPEN: OnceLock<Mutex<Files>> = OnceLock::new();
+  lock(OPEN.get_or_init(Default::default))
+}
+
+/// Records this process's open of a file (dropping entries of files no longer open).
+pub(super) fn register(reg: &mut Files, slot_file: Arc<SlotFile>) -> Arc<SlotFile> {
+  reg.retain(|_, weak| weak.strong_count() > 0);
+  reg.insert(slot_file.key, Arc::downgrade(&slot_file));
+  slot_file
+}
+
+/// This process's open of the file with `key`, if it has one.
+pub(super) fn lookup(key: (u64, u64)) -> Option<Arc<SlotFile>> {
+  files().get(&key).and_then(Weak::upgrade)
+}
+
+/// Forgets the file with `key` once its last reference is gone.
+pub(super) fn forget_file(key: (u64, u64)) {
+  let mut reg = files();
+  if reg.get(&key).is_some_and(|w| w.strong_count() == 0) {
+    reg.remove(&key);
+  }
 }

@@ -8,10 +8,12 @@
 //! the filesystem refuses locks does liveness fall back to the PID (see [`crate::liveness`]).
 //!
 //! Within a process, one [`SlotFile`] exists per file (keyed by device and inode), shared by every table
-//! that opens it, so the process's locks agree and it never holds two slots of one file ([`registry`]).
+//! that opens it, so the process's locks agree and it never holds two slots of one file (`file`'s registry of
+//! open files).
 //!
 //! **Lifetimes.** A slot is held until this process gives it back ([`SlotFile::release`]) or ends; how it
-//! was taken and which handles give it back when they close is recorded in one place ([`lease`]).
+//! was taken and which handles give it back when they close is recorded in one place (`lease`); a [`Table`] is
+//! such a handle.
 //!
 //! **A file changed behind our back.** Slot files only grow, but another program may truncate or remove
 //! one. Every touch of the mapping is preceded by an `fstat` of the open file, and a call that needs a
@@ -19,17 +21,20 @@
 //! `SIGBUS`); `release` and `Drop` never touch a page past the end. A path that now names another file,
 //! or nothing, is reported by [`SlotFile::replaced`].
 //!
-//! The rules, one module each: the word format (`word`), the mapping (`map`), opening options
-//! (`options`; its trust checks are the crate's `trust`), this process's open of a file (`file`),
-//! claiming and giving back (`claim`), the lease and its owners ([`lease`]), the per-process registry
-//! ([`registry`]), and waiting for a free slot ([`wait`]). The exec hand-off is [`crate::exec::handoff`].
+//! The rules, one module each, each importing only those before it: the word format (`word`), the
+//! mapping (`map`), opening options (`options`; its trust checks are the crate's `trust`), the lease and
+//! its owners (`lease`), this process's open of a file and its registry of open files (`file`), claiming
+//! and giving back (`claim`), the handle that owns a lease (`table`), the Go helpers' calls by path
+//! (`process_id`), and waiting for a free slot ([`wait`]). The exec hand-off is
+//! [`crate::exec::handoff`].
 
 mod claim;
 mod file;
-pub mod lease;
+mod lease;
 mod map;
 mod options;
-pub mod registry;
+mod process_id;
+mod table;
 pub mod wait;
 mod word;
 
@@ -37,8 +42,8 @@ pub use crate::exec::handoff::env;
 pub use crate::trust::ensure_private_dir;
 pub use claim::{SlotInfo, Want, CROWDED};
 pub use file::SlotFile;
-pub use lease::Table;
 pub use options::{default_file, Locking, OpenOptions, DEFAULT_TIMEOUT, MAX_FILE_BYTES, MAX_SLOTS};
-pub use registry::{get_process_id, opened, release_process_id};
+pub use process_id::{get_process_id, opened, release_process_id};
+pub use table::Table;
 pub use wait::Waited;
 pub use word::{Holder, SLOT_BYTES};

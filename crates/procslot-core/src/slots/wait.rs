@@ -3,7 +3,7 @@
 //! A slot frees in one of three ways, and each is something another process does to the slot file: a
 //! holder gives it back (and then reads one byte of the file: an access), a holder exits or dies (the
 //! last close of its writable open of the file), or someone grows the file (a change of size). A wait
-//! watches the file for those events ([`Notifier`]) and tries to claim a slot after each — holders in
+//! watches the file for those events (`sys::Notifier`) and tries to claim a slot after each — holders in
 //! other PID namespaces, other containers sharing the file through a volume, included: the watch is on
 //! the file, not on processes. While nothing happens, nothing is looked at.
 //!
@@ -21,9 +21,9 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
-use super::registry::lock;
 use super::{SlotFile, Want};
 use crate::error::{Error, Result};
+use crate::sync::lock;
 use crate::sys::{self, Fired, FsKind, Notifier};
 
 /// How often a wait looks again where events cannot be trusted to come (see the module's note).

@@ -3,8 +3,8 @@
 
 use std::sync::Mutex;
 
-use super::registry::lock;
 use crate::liveness::self_start_tag;
+use crate::sync::lock;
 
 /// Bytes per slot.
 pub const SLOT_BYTES: usize = 8;

@@ -1,49 +1,15 @@
-//! The per-process registry: one [`SlotFile`] per file (keyed by device and inode), shared by every
-//! table that opens it, so the process's locks agree and it never holds two slots of one file; and the
-//! opens of [`get_process_id`] by path, so that its repeated calls cost a look-up.
+//! The port of the Go helpers' process ID calls: [`get_process_id`] and [`release_process_id`], this
+//! process's opens of a file by path (so that repeated calls cost a look-up), and [`opened`].
 
 use std::collections::HashMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
-use super::file::SlotFile;
+use super::file::{lookup, SlotFile};
 use super::options::OpenOptions;
 use crate::error::{Error, Result};
-
-/// The files open in this process, by device and inode.
-pub(super) type Files = HashMap<(u64, u64), Weak<SlotFile>>;
-
-/// A mutex's guard, whether or not a panic poisoned it (the state it guards is valid at every unlock).
-pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-  m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-/// The files open in this process.
-pub(super) fn files() -> MutexGuard<'static, Files> {
-  static OPEN: OnceLock<Mutex<Files>> = OnceLock::new();
-  lock(OPEN.get_or_init(Default::default))
-}
-
-/// Records this process's open of a file (dropping entries of files no longer open).
-pub(super) fn register(reg: &mut Files, slot_file: Arc<SlotFile>) -> Arc<SlotFile> {
-  reg.retain(|_, weak| weak.strong_count() > 0);
-  reg.insert(slot_file.key, Arc::downgrade(&slot_file));
-  slot_file
-}
-
-/// This process's open of the file with `key`, if it has one.
-pub(super) fn lookup(key: (u64, u64)) -> Option<Arc<SlotFile>> {
-  files().get(&key).and_then(Weak::upgrade)
-}
-
-/// Forgets the file with `key` once its last reference is gone.
-pub(super) fn forget_file(key: (u64, u64)) {
-  let mut reg = files();
-  if reg.get(&key).is_some_and(|w| w.strong_count() == 0) {
-    reg.remove(&key);
-  }
-}
+use crate::sync::lock;
 
 /// The opens of [`get_process_id`], by absolute path as given: kept open until [`release_process_id`].
 fn process_ids() -> MutexGuard<'static, HashMap<PathBuf, Arc<SlotFile>>> {
