@@ -4,8 +4,10 @@
 //!   file: one 8-byte word per slot, written with atomic compare-and-swap, and an exclusive byte-range lock
 //!   per slot as the lease, so a dead holder's slot comes back the moment the kernel drops its lock. Who
 //!   took this process's slot and which handles give it back is one record (the lease; [`slots::Table`] is such a handle).
-//! - [`exec`]: `procslot exec` — take a slot, then become another program that inherits it; both ends of
-//!   that hand-off ([`exec::handoff`]).
+//! - [`exec`]: `procslot exec` — take a slot, then become another program that inherits it.
+//! - [`handoff`]: both ends of that hand-off across `execve` — the environment that names the slot, and
+//!   the adoption of the inherited descriptor, which [`slots`] does when it opens a file (so it stands
+//!   below both).
 //! - [`liveness`]: the PID-based fallback that decides whether a holder is dead where a filesystem refuses
 //!   locks.
 //! - [`pidfile`]: standard PID files, written atomically, read strictly, judged for trust; a per-target
@@ -25,6 +27,7 @@
 pub mod entry;
 pub mod error;
 pub mod exec;
+pub mod handoff;
 pub mod judge;
 pub mod liveness;
 pub mod mount;

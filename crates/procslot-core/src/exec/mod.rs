@@ -17,11 +17,12 @@ use std::time::{Duration, Instant};
 use crate::error::Result;
 
 pub mod cli;
-pub mod handoff;
+/// The hand-off's both ends, as they were reached from here (the module stands below `slots`).
+pub use crate::handoff;
+use crate::handoff::env;
 use crate::slots::wait::{wait_blocking, Waited};
 use crate::slots::{OpenOptions, SlotFile, Want};
 use crate::sys;
-use handoff::env;
 
 /// Why [`exec`] returned (it returns only when it could not become the program).
 #[derive(Debug)]

@@ -15,7 +15,7 @@ use super::map::SlotMap;
 use super::options::{Locking, OpenOptions, MAX_FILE_BYTES, MAX_SLOTS};
 use super::word::{me, offset, Holder, SLOT_BYTES};
 use crate::error::{Error, Result};
-use crate::exec::handoff;
+use crate::handoff;
 use crate::sync::lock;
 use crate::sys::{self, LockOutcome};
 use crate::trust::{check_slot_file, ensure_private_dir, open_or_create_no_follow};

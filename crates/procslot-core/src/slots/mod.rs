@@ -26,7 +26,7 @@
 //! its owners (`lease`), this process's open of a file and its registry of open files (`file`), claiming
 //! and giving back (`claim`), the handle that owns a lease (`table`), the Go helpers' calls by path
 //! (`process_id`), and waiting for a free slot ([`wait`]). The exec hand-off is
-//! [`crate::exec::handoff`].
+//! [`crate::handoff`].
 
 mod claim;
 mod file;
@@ -38,7 +38,7 @@ mod table;
 pub mod wait;
 mod word;
 
-pub use crate::exec::handoff::env;
+pub use crate::handoff::env;
 pub use crate::trust::ensure_private_dir;
 pub use claim::{SlotInfo, Want, CROWDED};
 pub use file::SlotFile;
