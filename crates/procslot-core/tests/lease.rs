@@ -81,3 +81,23 @@ fn sharing_tables_give_back_a_slot_one_of_them_took_when_the_last_closes() {
   waited.close();
   assert_eq!(file.held(), None);
 }
+
+#[test]
+fn a_table_whose_slot_was_released_behind_it_frees_nothing_another_took_since() {
+  let dir = TempDir::new();
+  let path = dir.join("slots");
+  let mut first = Table::new(SlotFile::open(&path, &opts()).unwrap(), false);
+  assert_eq!(first.claim(any()).unwrap(), Some((0, true)));
+  // releaseProcessId frees this process's slot however it was taken; another table takes it again.
+  assert!(release_process_id(&path));
+  let mut second = Table::new(SlotFile::open(&path, &opts()).unwrap(), false);
+  assert_eq!(second.claim(any()).unwrap(), Some((0, true)));
+  first.close();
+  assert_eq!(
+    SlotFile::open(&path, &opts()).unwrap().held(),
+    Some(0),
+    "the first table's close leaves the second's slot held"
+  );
+  second.close();
+  assert_eq!(SlotFile::open(&path, &opts()).unwrap().held(), None);
+}
