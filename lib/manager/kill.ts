@@ -119,12 +119,7 @@ async function undoUnfinished(tr: Tracker, targetId: string, st: NativeTargetSta
  * done by now: then nothing is touched). Whether there was anything to undo.
  */
 export function undoTarget(tr: Tracker, targetId: string, timeoutMs: number): Promise<boolean> {
-  return tr.files.queue.run(
-    targetId,
-    timeoutMs + AFTER_SIGKILL_MS,
-    (why) => new TargetLockedError(targetId, why),
-    () => undoUnfinished(tr, targetId, tr.files.native.state(targetId), timeoutMs),
-  )
+  return underLock(tr, targetId, timeoutMs, () => undoUnfinished(tr, targetId, tr.files.native.state(targetId), timeoutMs))
 }
 
 /**
@@ -134,12 +129,15 @@ export function undoTarget(tr: Tracker, targetId: string, timeoutMs: number): Pr
  * (how long a spawn holding the lock may run).
  */
 export function killTarget(tr: Tracker, targetId: string, force: boolean, timeoutMs: number, busyMs: number): Promise<boolean> {
-  return tr.files.queue.run(
-    targetId,
-    timeoutMs + AFTER_SIGKILL_MS + busyMs,
-    (why) => new TargetLockedError(targetId, why),
-    () => killLocked(tr, targetId, force, timeoutMs),
-  )
+  return underLock(tr, targetId, timeoutMs + busyMs, () => killLocked(tr, targetId, force, timeoutMs))
+}
+
+/**
+ * `body` after the calls queued before it, under the target's lock; waiting for the lock ends with a
+ * `TargetLockedError` after `waitMs` and the time SIGKILL may take.
+ */
+function underLock(tr: Tracker, targetId: string, waitMs: number, body: () => Promise<boolean>): Promise<boolean> {
+  return tr.files.queue.run(targetId, waitMs + AFTER_SIGKILL_MS, (why) => new TargetLockedError(targetId, why), body)
 }
 
 /**
