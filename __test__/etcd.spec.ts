@@ -62,7 +62,11 @@ class Holder {
 
   static async start(options: Record<string, unknown>): Promise<Holder> {
     const holder = new Holder(options)
-    await holder.waitFor((m) => m.event === 'ready', 'ready')
+    // A holder that is not ready in time is not left running (it would keep the test's worker alive).
+    await holder.waitFor((m) => m.event === 'ready', 'ready').catch((error: unknown) => {
+      holder.child.kill('SIGKILL')
+      throw error
+    })
     return holder
   }
 
@@ -245,8 +249,12 @@ etcdTest('acquire, preferred, snapshot, release and close on one table', async (
 
 etcdSerial('32 processes racing on 32 slots get 32 distinct IDs; of 34, one fails at once, one waits', async (t) => {
   const options = { endpoints: shared!.endpoint, prefix: prefix(), slots: 32 }
-  const holders = await Promise.all(Array.from({ length: 34 }, () => Holder.start(options)))
+  const holders: Holder[] = []
   try {
+    // Every holder that started is stopped, even when another was not ready in time.
+    const started = await Promise.allSettled(Array.from({ length: 34 }, () => Holder.start(options)))
+    for (const r of started) if (r.status === 'fulfilled') holders.push(r.value)
+    for (const r of started) if (r.status === 'rejected') throw r.reason
     const first = holders.slice(0, 32)
     // Each holder is ready before any acquires: the 32 claims race against each other.
     const replies = await Promise.all(first.map((h) => h.ask('acquire')))

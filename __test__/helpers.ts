@@ -15,8 +15,17 @@ export function tempDir(prefix = 'procslot-test-'): { dir: string; cleanup: () =
   return { dir, cleanup: () => rmSync(dir, { recursive: true, force: true }) }
 }
 
-/** Rejects after `ms` with `what` in the message, unless `promise` settles first. */
+/**
+ * How many times slower than a native run this one is (PROCSLOT_TEST_TIME_SCALE, default 1): every
+ * `deadline` is that much longer. The emulated arm64 run sets it (.github/scripts/test-arm64-emulated.sh),
+ * where each Node.js process starts in about a second of CPU. A deadline is the bound on a wait for an
+ * event that should come, never the measure of a speed, so a slower machine may stretch it.
+ */
+export const TIME_SCALE = Math.max(1, Number(process.env.PROCSLOT_TEST_TIME_SCALE) || 1)
+
+/** Rejects after `ms` (times TIME_SCALE) with `what` in the message, unless `promise` settles first. */
 export function deadline<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  ms *= TIME_SCALE
   let timer: NodeJS.Timeout
   const timeout = new Promise<never>((_, reject) => {
     timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms)
@@ -60,7 +69,11 @@ export class Holder {
     { slots, prefix = [], ...options }: { slots?: number; prefix?: string[] } & SpawnOptions = {},
   ): Promise<Holder> {
     const holder = new Holder(file, slots, prefix, options)
-    const ready = await holder.next('ready')
+    // A holder that is not ready in time is not left running (it would keep the test's worker alive).
+    const ready = await holder.next('ready').catch((error: unknown) => {
+      holder.child.kill('SIGKILL')
+      throw error
+    })
     holder.pid = ready.pid
     holder.hostPid = prefix.length === 0 ? holder.child.pid! : descendantRunning(holder.child.pid!, process.execPath)
     return holder
@@ -106,14 +119,24 @@ export class Holder {
   }
 }
 
-/** The first descendant of `pid` whose executable is `exe` (the holder under a prefix command). */
+/**
+ * Whether process `pid` runs `exe`: its executable, or, for a program run by an emulator through
+ * binfmt_misc (qemu-user in the emulated arm64 run), the emulator's first argument.
+ */
+function runs(pid: number, exe: string): boolean {
+  if (readlinkSync(`/proc/${pid}/exe`) === exe) return true
+  const emulated = /\/qemu-[\w-]+$/.test(readlinkSync(`/proc/${pid}/exe`))
+  return emulated && readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0')[1] === exe
+}
+
+/** The first descendant of `pid` that runs `exe` (the holder under a prefix command). */
 function descendantRunning(pid: number, exe: string): number {
   const queue = [pid]
   while (queue.length > 0) {
     const p = queue.shift()!
     for (const task of readdirSync(`/proc/${p}/task`)) {
       for (const child of readFileSync(`/proc/${p}/task/${task}/children`, 'utf8').trim().split(/\s+/).filter(Boolean)) {
-        if (readlinkSync(`/proc/${child}/exe`) === exe) return Number(child)
+        if (runs(Number(child), exe)) return Number(child)
         queue.push(Number(child))
       }
     }
