@@ -36,18 +36,19 @@ const { build, 'test-linux': testLinux, 'test-macos': testMacos, publish } = wor
 test('the build matrix is package.json napi.targets, each target once', (t) => {
   const settings = build!.strategy!.matrix.settings as { target: string; build: string }[]
   t.deepEqual(settings.map((s) => s.target).sort(), targets)
-  for (const { target, build: command } of settings) {
+  for (const { target, build: step } of settings) {
+    // `npm run <script>` is read as that script of package.json (the builds .ci/run tests).
+    const script = /^npm run (\S+)$/.exec(step)?.[1]
+    const command = script === undefined ? step : pkg.scripts[script]
+    t.truthy(command, `${step}: package.json has the script`)
     // The glibc 2.17 floor (SPEC §6): every linux-gnu build pins it with the .2.17 suffix.
-    if (target.endsWith('-linux-gnu')) {
-      const pinned = command.includes(`--target ${target}.2.17`) || /build:glibc-2\.17/.test(command)
-      t.true(pinned, `${target} is built for glibc 2.17: ${command}`)
-    } else t.true(command.includes(`--target ${target}`), command)
+    const pinned = target.endsWith('-linux-gnu') ? `${target}.2.17` : target
+    t.true(command!.includes(`--target ${pinned} `), `${target} is built for ${pinned}: ${command}`)
     // And the native launcher (the `procslot` program) beside the addon, for the same target.
-    const launcher = /npm\/launcher\.cjs build/.test(command) || /build:glibc-2\.17/.test(command)
-    t.true(launcher && (command.includes(`--target ${target}`) || /build:glibc-2\.17/.test(command)), `${target} builds the launcher: ${command}`)
+    t.regex(command!, new RegExp(`npm/launcher\\.cjs build( --zig)? --target ${pinned.replaceAll('.', '\\.')}( |$)`), `${target} builds the launcher`)
   }
-  t.true(pkg.scripts['build:glibc-2.17']!.includes('launcher.cjs build --zig --target x86_64-unknown-linux-gnu.2.17'))
-  t.true(pkg.scripts['build:glibc-2.17']!.includes('--target x86_64-unknown-linux-gnu.2.17'))
+  t.is(settings.find((s) => s.target === 'x86_64-unknown-linux-gnu')!.build, 'npm run build:glibc-2.17')
+  t.is(settings.find((s) => s.target === 'aarch64-unknown-linux-gnu')!.build, 'npm run build:glibc-2.17:arm64')
 })
 
 test('every target is tested on its own platform', (t) => {
