@@ -1,0 +1,1 @@
+export default { files: ['__test_js__/**/*.spec.js'], workerThreads: false, timeout: '5m' }
