@@ -5,7 +5,7 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 
 import { SlotTable } from '../index.js'
-import { HOLDER, Holder, inCI, isRoot, stopAll, tempDir } from './helpers.ts'
+import { commandLine, HOLDER, Holder, inCI, isRoot, stopAll, tempDir } from './helpers.ts'
 
 const CLI = fileURLToPath(new URL('../lib/cli/index.js', import.meta.url))
 const rootOnly = isRoot ? test : inCI ? test : test.skip
@@ -66,7 +66,7 @@ test('procslot slots --json lists holders with PID, start time and command line,
   for (const [slot, holder] of [[0, a], [2, c]] as const) {
     const row = listing.slots[slot]!
     t.true(row.visible)
-    t.is(row.command, `${process.execPath} ${HOLDER} ${file}`)
+    t.is(row.command, commandLine(process.execPath, HOLDER, file))
     // Start times come in clock ticks since a boot time in whole seconds: allow a second either side.
     const started = Date.parse(row.startTime!)
     t.true(started >= before - 1500 && started <= after + 1500, `holder ${holder.pid} started at ${row.startTime}`)
@@ -93,7 +93,7 @@ test('procslot slots prints a table: free slots as free, long command lines shor
   const command = held![1]!
   t.true(command.length <= 60, command)
   t.true(command.endsWith('…'), 'the command line is longer than 60 characters here')
-  t.true(`${process.execPath} ${HOLDER} ${file}`.startsWith(command.slice(0, -1)))
+  t.true(commandLine(process.execPath, HOLDER, file).startsWith(command.slice(0, -1)))
   t.regex(lines[5]!, /^2 +- +free$/)
   t.is(lines.length, 6)
 })

@@ -120,6 +120,24 @@ export class Holder {
 }
 
 /**
+ * The emulator this process runs under, or '' natively: qemu-user answers a process's reads of its own
+ * `/proc/<pid>/exe` itself (with the emulated program), but not those of its main thread's entry.
+ */
+const EMULATOR = (() => {
+  const exe = readlinkSync(`/proc/${process.pid}/task/${process.pid}/exe`)
+  return /\/qemu-[\w-]+$/.test(exe) ? exe : ''
+})()
+
+/**
+ * The command line `/proc/<pid>/cmdline` shows for a program started as `argv`: the argv itself, or, for
+ * a program the kernel runs through an emulator (binfmt_misc, in the emulated arm64 run), the emulator and
+ * the program's path in front of its arguments.
+ */
+export function commandLine(...argv: string[]): string {
+  return (EMULATOR ? [EMULATOR, ...argv] : argv).join(' ')
+}
+
+/**
  * Whether process `pid` runs `exe`: its executable, or, for a program run by an emulator through
  * binfmt_misc (qemu-user in the emulated arm64 run), the emulator's first argument.
  */
