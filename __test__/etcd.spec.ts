@@ -12,7 +12,7 @@ import type { Etcd3 } from 'etcd3'
 
 import { EtcdError, EtcdSlotTable, ProcslotError, SlotsExhaustedError, newMultiProcessClient } from '../index.js'
 import { EtcdCluster, etcdInstalled, freePort } from './fixtures/etcd-server.ts'
-import { deadline, inCI, tempDir } from './helpers.ts'
+import { deadline, inCI, tempDir, TIME_SCALE } from './helpers.ts'
 
 const HOLDER = fileURLToPath(new URL('./fixtures/etcd-holder.cjs', import.meta.url))
 const README = fileURLToPath(new URL('../README.md', import.meta.url))
@@ -51,6 +51,9 @@ class Holder {
   #stderr = ''
 
   constructor(options: Record<string, unknown>) {
+    // In a slower run (emulated), the default 5 s call deadline stretches like the tests' own: there, 34
+    // holders starting at once spend more than 5 s of CPU before their first call is answered.
+    if (TIME_SCALE > 1 && options.callTimeoutMs === undefined) options = { ...options, callTimeoutMs: 5000 * TIME_SCALE }
     this.child = spawn(process.execPath, [HOLDER, JSON.stringify(options)], { stdio: ['pipe', 'pipe', 'pipe'] })
     this.exited = new Promise((resolve) => this.child.once('exit', (code, signal) => resolve({ code, signal })))
     this.child.stderr!.on('data', (d: Buffer) => (this.#stderr += d.toString()))
