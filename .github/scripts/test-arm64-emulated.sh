@@ -13,12 +13,13 @@
 # The suite is the TypeScript specs compiled to JavaScript (compile-suite.mjs: the suite's TypeScript
 # loader has no linux-arm64 build here), run with ava.config.mjs beside this script. Under emulation every
 # Node.js start costs about a second of CPU, so the tests run one at a time (`--concurrency 1 --serial`:
-# at once, 34 emulated processes starting take longer than the tests' deadlines) and the specs that test npm, PM2, Vitest, Jest, the examples and the README (real
-# tools on x64 binaries of their own, not procslot's) are left to the native runs: see SPECS.
+# at once, 34 emulated processes starting take longer than the tests' deadlines) and the specs that test
+# npm, PM2, Vitest, Jest, the examples and the README (real tools on x64 binaries of their own, not
+# procslot's) are left to the native runs: see SPECS.
 #
 # Environment: ARM64_TIME_LIMIT (seconds for the whole suite, default 1800), ARM64_TIME_SCALE (how much the
-# tests' deadlines are stretched, default 5), ARM64_NODE_VERSION (default: the version of the `node` on
-# PATH, which CI has as 20).
+# tests' deadlines are stretched, default 5), ARM64_SPECS (the spec files to run, by name; default SPECS),
+# ARM64_NODE_VERSION (default: the version of the `node` on PATH, which CI has as 20).
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 
@@ -34,6 +35,8 @@ SPECS=(
   pidfile manager manager-race manager-reuse manager-hung manager-limits supervise
   exec cli cli-pids cli-status cli-start etcd workflow
 )
+# ARM64_SPECS="cli etcd" runs those spec files only (to look at a failure again).
+read -ra SPECS <<<"${ARM64_SPECS:-${SPECS[*]}}"
 
 skip() {
   echo "arm64 (emulated): skipped: $*"
@@ -108,9 +111,8 @@ PATH="$NODE_DIR/bin:$PATH" PROCSLOT_BUILD_SCRIPT=build:glibc-2.17:arm64 PROCSLOT
 status=${PIPESTATUS[0]}
 elapsed=$(($(date +%s) - started))
 
-passed=$(grep -Eo '^ *[0-9]+ tests? passed' "$log" | tail -n1 | grep -Eo '[0-9]+' || echo 0)
-failed=$(grep -Eo '^ *[0-9]+ tests? failed' "$log" | tail -n1 | grep -Eo '[0-9]+' || echo 0)
 echo
 [ "$status" = 124 ] && echo "arm64 (emulated): the suite did not finish within ${TIME_LIMIT} s and was stopped"
-echo "ava arm64 (emulated): ${passed} passed, ${failed} failed (${elapsed} s)"
-[ "$status" = 0 ] && [ "$failed" = 0 ] && [ "$passed" -gt 0 ]
+line=$(bash .github/scripts/ava-closing-line.sh "ava arm64 (emulated)" "$log")
+echo "$line (${elapsed} s)"
+[ "$status" = 0 ] && [[ $line =~ :\ [1-9][0-9]*\ passed,\ 0\ failed$ ]]
