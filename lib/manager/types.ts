@@ -131,7 +131,8 @@ export interface ManagerStats {
    * How many tracked daemons are watched without a pidfd — the kernel has none (Linux before 5.3), or
    * descriptors ran out (a pidfd is not kept when it would leave the program less than an eighth of its
    * descriptor limit) — by their PID and exact start time, at least once a second: their deaths are
-   * reported within a second rather than at once.
+   * reported within a second rather than at once. The daemons a manager finds running when it is
+   * constructed are watched from the next turn of the event loop on; until then none of them counts here.
    */
   readonly unwatched: number
   /** How many processes this manager has spawned in its life. */
