@@ -6,6 +6,8 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs'
 import { dirname, join, relative } from 'node:path'
 import { fileURLToPath } from 'node:url'
 
+import { TIME_SCALE } from './helpers.ts'
+
 const repo = dirname(dirname(fileURLToPath(import.meta.url)))
 const pages = ['README.md', ...readdirSync(join(repo, 'docs')).filter((f) => f.endsWith('.md')).map((f) => `docs/${f}`)]
 const text = new Map(pages.map((page) => [page, readFileSync(join(repo, page), 'utf8')]))
@@ -49,7 +51,7 @@ for (const [page, md] of text) {
       const args = lang === 'mjs' ? ['--input-type=module', '-e', code] : ['-e', code]
       t.notThrows(() =>
         // From the repo, `require('procslot')` resolves to this package: the dev dependency "procslot": "file:." links it.
-        execFileSync(process.execPath, args, { cwd: repo, stdio: ['ignore', 'pipe', 'pipe'], timeout: 30_000 }),
+        execFileSync(process.execPath, args, { cwd: repo, stdio: ['ignore', 'pipe', 'pipe'], timeout: 30_000 * TIME_SCALE }),
       )
     })
   }
