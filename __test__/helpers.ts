@@ -119,13 +119,18 @@ export class Holder {
   }
 }
 
+/** Whether `exe` (a process's executable) is qemu-user, which runs arm64 programs in the emulated run. */
+function isEmulator(exe: string): boolean {
+  return /\/qemu-[\w-]+$/.test(exe)
+}
+
 /**
  * The emulator this process runs under, or '' natively: qemu-user answers a process's reads of its own
  * `/proc/<pid>/exe` itself (with the emulated program), but not those of its main thread's entry.
  */
 const EMULATOR = (() => {
   const exe = readlinkSync(`/proc/${process.pid}/task/${process.pid}/exe`)
-  return /\/qemu-[\w-]+$/.test(exe) ? exe : ''
+  return isEmulator(exe) ? exe : ''
 })()
 
 /**
@@ -142,9 +147,9 @@ export function commandLine(...argv: string[]): string {
  * binfmt_misc (qemu-user in the emulated arm64 run), the emulator's first argument.
  */
 function runs(pid: number, exe: string): boolean {
-  if (readlinkSync(`/proc/${pid}/exe`) === exe) return true
-  const emulated = /\/qemu-[\w-]+$/.test(readlinkSync(`/proc/${pid}/exe`))
-  return emulated && readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0')[1] === exe
+  const own = readlinkSync(`/proc/${pid}/exe`)
+  if (own === exe) return true
+  return isEmulator(own) && readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0')[1] === exe
 }
 
 /** The first descendant of `pid` that runs `exe` (the holder under a prefix command). */
